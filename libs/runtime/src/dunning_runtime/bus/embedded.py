@@ -1,0 +1,485 @@
+"""The embedded durable log: Kafka's semantics in one SQLite file.
+
+It lets the whole platform run on one machine with no server to install, and
+several processes can share the file at once (SQLite WAL mode).
+
+Design notes:
+
+* Appends take SQLite's write lock (``BEGIN IMMEDIATE``) and assign offsets
+  from ``partition_heads`` inside that transaction, so offsets become visible
+  in commit order: a reader that has seen offset N has seen every offset below
+  it. That avoids the "late commit" gap that SQL logs read by a sequence number
+  suffer from (Watermill needed an xid8 snapshot filter on PostgreSQL for it).
+* Consumer groups: members heartbeat into ``group_members``; every member
+  derives the same assignment from the sorted list of live members; a member
+  claims a partition through a lease in ``partition_owners`` only when the
+  previous owner released it or its lease expired, so one partition is never
+  read by two live members at once and per-key order holds across rebalances.
+* ``commit`` updates the group's offset only while the member still holds the
+  partition's lease (checked in the same statement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from dunning_runtime.bus.port import OutgoingMessage, Record, TopicPartition, partition_for
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY,
+    partitions INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partition_heads (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, "offset")
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL,
+    member_id TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partition_owners (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    member_id TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
+"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN ourselves, so writers take the lock up front.
+    conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=60)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: an acknowledged publish survives an OS crash, not only a process crash.
+    await conn.execute("PRAGMA synchronous=FULL")
+    await conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+class EmbeddedBus:
+    """The bus port on a SQLite file shared by every process of the stack."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        partitions: int = 8,
+        topic_prefix: str = "",
+        session_timeout_s: float = 10.0,
+    ) -> None:
+        self.path = path
+        self.partitions = partitions
+        self.topic_prefix = topic_prefix
+        self.session_timeout_s = session_timeout_s
+        self._conn: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._partition_counts: dict[str, int] = {}
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the log file and create its tables."""
+        self._conn = await _connect(self.path)
+        await self._conn.executescript(_SCHEMA)
+
+    async def close(self) -> None:
+        """Close the log file."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("the embedded bus is not started")
+        return self._conn
+
+    async def ping(self) -> None:
+        """Raise if the log file cannot be read."""
+        await (await self.conn.execute("SELECT 1")).close()
+
+    # -- topics --------------------------------------------------------------
+
+    def physical(self, topic: str) -> str:
+        """The stored name of a logical topic."""
+        return self.topic_prefix + topic
+
+    async def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create topics and their dead-letter topics with the configured partition count."""
+        from dunning_events.topics import dead_letter_topic
+
+        names = {self.physical(t) for t in topics} | {
+            self.physical(dead_letter_topic(t)) for t in topics if not t.endswith(".dlq")
+        }
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for name in sorted(names):
+                    await self.conn.execute(
+                        "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)",
+                        (name, self.partitions),
+                    )
+                    await self.conn.executemany(
+                        "INSERT OR IGNORE INTO partition_heads (topic, partition, next_offset) "
+                        "VALUES (?, ?, 0)",
+                        [(name, p) for p in range(self.partitions)],
+                    )
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+
+    async def partition_count(self, physical_topic: str) -> int:
+        """Partitions of a stored topic (created with the default count if new)."""
+        if physical_topic not in self._partition_counts:
+            cur = await self.conn.execute(
+                "SELECT partitions FROM topics WHERE name = ?", (physical_topic,)
+            )
+            row = await cur.fetchone()
+            await cur.close()
+            if row is None:
+                # Like Kafka's auto.create.topics.enable: publishing creates the topic.
+                await self.ensure_topics([physical_topic.removeprefix(self.topic_prefix)])
+                return await self.partition_count(physical_topic)
+            self._partition_counts[physical_topic] = int(row[0])
+        return self._partition_counts[physical_topic]
+
+    # -- publishing ----------------------------------------------------------
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Append every message in one transaction, in the order given."""
+        if not messages:
+            return
+        placed = []
+        for msg in messages:
+            topic = self.physical(msg.topic)
+            placed.append((topic, partition_for(msg.key, await self.partition_count(topic)), msg))
+        now = _now_ms()
+        async with self._write_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                heads: dict[tuple[str, int], int] = {}
+                rows = []
+                for topic, partition, msg in placed:
+                    if (topic, partition) not in heads:
+                        cur = await self.conn.execute(
+                            "SELECT next_offset FROM partition_heads "
+                            "WHERE topic = ? AND partition = ?",
+                            (topic, partition),
+                        )
+                        row = await cur.fetchone()
+                        await cur.close()
+                        heads[(topic, partition)] = int(row[0]) if row else 0
+                    offset = heads[(topic, partition)]
+                    heads[(topic, partition)] = offset + 1
+                    headers = json.dumps([[k, v.decode("latin-1")] for k, v in msg.headers])
+                    rows.append((topic, partition, offset, msg.key, msg.value, headers, now))
+                await self.conn.executemany(
+                    'INSERT INTO records (topic, partition, "offset", key, value, headers, '
+                    "timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                await self.conn.executemany(
+                    "INSERT INTO partition_heads (topic, partition, next_offset) "
+                    "VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
+                    "DO UPDATE SET next_offset = excluded.next_offset",
+                    [(t, p, o) for (t, p), o in heads.items()],
+                )
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+
+    # -- consuming -----------------------------------------------------------
+
+    def consumer(self, group: str, topics: Sequence[str]) -> EmbeddedConsumer:
+        """A new member of ``group``; it opens its own connection to the log."""
+        return EmbeddedConsumer(self, group, [self.physical(t) for t in topics])
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Next offset per partition of a logical topic (for lag and tests)."""
+        cur = await self.conn.execute(
+            "SELECT partition, next_offset FROM partition_heads WHERE topic = ?",
+            (self.physical(topic),),
+        )
+        rows = await cur.fetchall()
+        await cur.close()
+        return {int(p): int(o) for p, o in rows}
+
+
+class EmbeddedConsumer:
+    """One member of a consumer group on the embedded log."""
+
+    def __init__(self, bus: EmbeddedBus, group: str, topics: list[str]) -> None:
+        self.bus = bus
+        self.group = group
+        self.topics = topics
+        self.member_id = f"{uuid.uuid4()}"
+        self._conn: aiosqlite.Connection | None = None
+        self._owned: set[TopicPartition] = set()
+        self._positions: dict[TopicPartition, int] = {}
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        #: Held by the consumer runtime while it processes a batch; partitions are
+        #: released only while it is free, so a new owner never overlaps our batch.
+        self.processing = asyncio.Lock()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("the consumer is not started")
+        return self._conn
+
+    async def start(self) -> None:
+        """Join the group and start heartbeating."""
+        self._conn = await _connect(self.bus.path)
+        await self.bus.ensure_topics([t.removeprefix(self.bus.topic_prefix) for t in self.topics])
+        await self._rebalance()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+
+    async def stop(self) -> None:
+        """Leave the group and release every partition at once."""
+        if self._heartbeat_task:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        if self._conn is not None:
+            async with self._lock:
+                await self._write(
+                    [
+                        (
+                            "DELETE FROM partition_owners WHERE group_id = ? AND member_id = ?",
+                            (self.group, self.member_id),
+                        ),
+                        (
+                            "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
+                            (self.group, self.member_id),
+                        ),
+                    ]
+                )
+            await self._conn.close()
+            self._conn = None
+        self._owned.clear()
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions this member holds a lease on."""
+        return {(t.removeprefix(self.bus.topic_prefix), p) for t, p in self._owned}
+
+    async def _heartbeat_loop(self) -> None:
+        # Heartbeats run beside the handler, so a slow batch does not cost the lease.
+        interval = self.bus.session_timeout_s / 5
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._rebalance()
+            except Exception:
+                log.exception("embedded consumer heartbeat failed")
+
+    async def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in statements:
+                await self.conn.execute(sql, params)
+            await self.conn.execute("COMMIT")
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+
+    async def _rebalance(self) -> None:
+        """Heartbeat, then claim the partitions due to us and release the others."""
+        async with self._lock:
+            now = _now_ms()
+            timeout_ms = int(self.bus.session_timeout_s * 1000)
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                await self.conn.execute(
+                    "INSERT INTO group_members (group_id, member_id, heartbeat_ms) "
+                    "VALUES (?, ?, ?) ON CONFLICT (group_id, member_id) "
+                    "DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+                    (self.group, self.member_id, now),
+                )
+                await self.conn.execute(
+                    "DELETE FROM group_members WHERE group_id = ? AND heartbeat_ms < ?",
+                    (self.group, now - timeout_ms),
+                )
+                cur = await self.conn.execute(
+                    "SELECT member_id FROM group_members WHERE group_id = ? ORDER BY member_id",
+                    (self.group,),
+                )
+                members = [str(r[0]) for r in await cur.fetchall()]
+                await cur.close()
+                partitions: list[TopicPartition] = []
+                for topic in sorted(self.topics):
+                    count = await self._partitions_of(topic)
+                    partitions.extend((topic, p) for p in range(count))
+                index = members.index(self.member_id)
+                desired = {tp for i, tp in enumerate(partitions) if i % len(members) == index}
+
+                # Release what is no longer ours, but never in the middle of a batch.
+                releasable = set() if self.processing.locked() else self._owned - desired
+                for topic, partition in releasable:
+                    await self.conn.execute(
+                        "DELETE FROM partition_owners WHERE group_id = ? AND topic = ? "
+                        "AND partition = ? AND member_id = ?",
+                        (self.group, topic, partition, self.member_id),
+                    )
+                kept = (self._owned - desired) - releasable
+                owned: set[TopicPartition] = set()
+                # Claim free or expired partitions due to us; renew the leases we keep.
+                for topic, partition in desired | kept:
+                    cur = await self.conn.execute(
+                        "INSERT INTO partition_owners "
+                        "(group_id, topic, partition, member_id, expires_ms) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_id, topic, partition) DO UPDATE "
+                        "SET member_id = excluded.member_id, expires_ms = excluded.expires_ms "
+                        "WHERE partition_owners.member_id = excluded.member_id "
+                        "OR partition_owners.expires_ms < ?",
+                        (self.group, topic, partition, self.member_id, now + timeout_ms, now),
+                    )
+                    await cur.close()
+                    cur = await self.conn.execute(
+                        "SELECT member_id FROM partition_owners "
+                        "WHERE group_id = ? AND topic = ? AND partition = ?",
+                        (self.group, topic, partition),
+                    )
+                    row = await cur.fetchone()
+                    await cur.close()
+                    if row and row[0] == self.member_id:
+                        owned.add((topic, partition))
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            for tp in owned - self._owned:
+                self._positions[tp] = await self._committed(tp)
+            for tp in self._owned - owned:
+                self._positions.pop(tp, None)
+            self._owned = owned
+
+    async def _partitions_of(self, topic: str) -> int:
+        cur = await self.conn.execute("SELECT partitions FROM topics WHERE name = ?", (topic,))
+        row = await cur.fetchone()
+        await cur.close()
+        return int(row[0]) if row else 0
+
+    async def _committed(self, tp: TopicPartition) -> int:
+        cur = await self.conn.execute(
+            "SELECT next_offset FROM group_offsets "
+            "WHERE group_id = ? AND topic = ? AND partition = ?",
+            (self.group, *tp),
+        )
+        row = await cur.fetchone()
+        await cur.close()
+        return int(row[0]) if row else 0
+
+    async def poll(self, timeout_s: float, max_records: int) -> list[Record]:
+        """Records from owned partitions past this member's position, waiting up to timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while True:
+            records = await self._fetch(max_records)
+            if records or time.monotonic() >= deadline:
+                return records
+            # Short, growing sleeps: a new record is seen within ~50 ms without a busy loop.
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.05)
+
+    async def _fetch(self, max_records: int) -> list[Record]:
+        records: list[Record] = []
+        async with self._lock:
+            for topic, partition in sorted(self._owned):
+                if len(records) >= max_records:
+                    break
+                position = self._positions.get((topic, partition), 0)
+                cur = await self.conn.execute(
+                    'SELECT "offset", key, value, headers, timestamp_ms FROM records '
+                    'WHERE topic = ? AND partition = ? AND "offset" >= ? '
+                    'ORDER BY "offset" LIMIT ?',
+                    (topic, partition, position, max_records - len(records)),
+                )
+                rows = await cur.fetchall()
+                await cur.close()
+                logical = topic.removeprefix(self.bus.topic_prefix)
+                for offset, key, value, headers, ts in rows:
+                    records.append(
+                        Record(
+                            topic=logical,
+                            partition=partition,
+                            offset=int(offset),
+                            key=bytes(key),
+                            value=bytes(value),
+                            headers=[(k, v.encode("latin-1")) for k, v in json.loads(headers)],
+                            timestamp_ms=int(ts),
+                        )
+                    )
+                if rows:
+                    self._positions[(topic, partition)] = int(rows[-1][0]) + 1
+        return records
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Store next offsets for partitions whose lease this member still holds."""
+        if not offsets:
+            return
+        async with self._lock:
+            statements: list[tuple[str, tuple[Any, ...]]] = []
+            for (topic, partition), offset in offsets.items():
+                physical = self.bus.physical(topic)
+                statements.append(
+                    (
+                        "INSERT INTO group_offsets (group_id, topic, partition, next_offset) "
+                        "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM partition_owners "
+                        "WHERE group_id = ? AND topic = ? AND partition = ? AND member_id = ?) "
+                        "ON CONFLICT (group_id, topic, partition) "
+                        "DO UPDATE SET next_offset = excluded.next_offset",
+                        (
+                            self.group,
+                            physical,
+                            partition,
+                            offset,
+                            self.group,
+                            physical,
+                            partition,
+                            self.member_id,
+                        ),
+                    )
+                )
+            await self._write(statements)

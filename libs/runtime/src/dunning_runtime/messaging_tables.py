@@ -1,0 +1,55 @@
+"""Tables of the transactional outbox and the idempotent-consumer inbox.
+
+Every service has them in its own database (or schema), created by its first
+migration through ``migrations.create_messaging_tables``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# BigInteger on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("topic", String(200), nullable=False),
+    Column("key", LargeBinary, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer_group", String(200), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("outcome", String(20), nullable=False),  # applied | dead_lettered
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# One relay publishes a service's outbox at a time, so rows go out in id order.
+relay_lease = Table(
+    "outbox_relay_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,207 @@
+"""The transactional outbox (principle 2).
+
+A service writes its state change and the events it causes in one database
+transaction (``Outbox.add``); the ``OutboxRelay`` publishes them afterwards.
+If the process dies between commit and publish, the rows are still there and
+the next relay publishes them: at-least-once, made idempotent by the inbox.
+
+Order: the relay publishes one service's rows in id order, one batch at a time,
+and only one relay per service is active (a lease row), so one key's events
+reach the bus in the order they were written. Rows are deleted once published,
+so a late-committing transaction is never skipped: its rows are simply picked
+up by a later pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dunning_events import Envelope
+from dunning_events.codec import to_kafka
+from prometheus_client import Counter
+from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_runtime.bus.port import Bus, OutgoingMessage
+from dunning_runtime.db import Database
+from dunning_runtime.messaging_tables import outbox, relay_lease
+from dunning_runtime.telemetry import current_trace_headers
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = Counter(
+    "dunning_outbox_published_total", "Events published from the outbox", ["service", "topic"]
+)
+
+
+def encode_headers(headers: list[tuple[str, bytes]]) -> str:
+    """Headers as JSON text (bytes kept losslessly through latin-1)."""
+    return json.dumps([[k, v.decode("latin-1")] for k, v in headers])
+
+
+def decode_headers(text: str) -> list[tuple[str, bytes]]:
+    """The reverse of ``encode_headers``."""
+    return [(k, v.encode("latin-1")) for k, v in json.loads(text)]
+
+
+class Outbox:
+    """Writes events into the outbox inside the caller's transaction."""
+
+    def __init__(self) -> None:
+        self.wakeup = asyncio.Event()
+
+    async def add(self, session: AsyncSession, *envelopes: Envelope) -> None:
+        """Stage events in ``session``'s transaction; the relay wakes when it commits."""
+        now = datetime.now(UTC)
+        rows = []
+        trace_headers = current_trace_headers()
+        for envelope in envelopes:
+            if envelope.traceparent is None and "traceparent" in trace_headers:
+                envelope = envelope.model_copy(
+                    update={
+                        "traceparent": trace_headers["traceparent"],
+                        "tracestate": trace_headers.get("tracestate"),
+                    }
+                )
+            message = to_kafka(envelope)
+            rows.append(
+                {
+                    "event_id": envelope.id,
+                    "topic": envelope.data.topic,
+                    "key": message.key,
+                    "value": message.value,
+                    "headers": encode_headers(message.headers),
+                    "created_at": now,
+                }
+            )
+        if rows:
+            await session.execute(insert(outbox), rows)
+            if not session.info.get("outbox_wake"):
+                session.info["outbox_wake"] = True
+                event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
+
+    def _on_commit(self, _session: Any) -> None:
+        self.wakeup.set()
+
+
+class OutboxRelay:
+    """Publishes a service's outbox rows in order, waking as soon as a transaction commits."""
+
+    def __init__(
+        self,
+        database: Database,
+        bus: Bus,
+        outbox_: Outbox,
+        *,
+        service: str,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+        lease_s: float = 15.0,
+    ) -> None:
+        self.database = database
+        self.bus = bus
+        self.outbox = outbox_
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.lease = timedelta(seconds=lease_s)
+        self.owner = str(uuid.uuid4())
+        self._flush_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Publish until cancelled; errors are logged and retried with a pause."""
+        while True:
+            self.outbox.wakeup.clear()
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: outbox relay failed; retrying", self.service)
+                await asyncio.sleep(self.poll_interval_s)
+                continue
+            # The poll interval only matters for rows written by other processes.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.outbox.wakeup.wait(), self.poll_interval_s)
+
+    async def flush(self) -> int:
+        """Publish every pending row now; returns how many were published."""
+        total = 0
+        async with self._flush_lock:
+            while True:
+                if not await self._hold_lease():
+                    return total
+                count = await self._publish_batch()
+                total += count
+                if count < self.batch_size:
+                    return total
+
+    async def _publish_batch(self) -> int:
+        async with self.database.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers
+                    )
+                    .order_by(outbox.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            await session.rollback()
+        if not rows:
+            return 0
+        await self.bus.publish(
+            [
+                OutgoingMessage(
+                    topic=r.topic,
+                    key=bytes(r.key),
+                    value=bytes(r.value),
+                    headers=decode_headers(r.headers),
+                )
+                for r in rows
+            ]
+        )
+        async with self.database.transaction() as session:
+            await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+        for r in rows:
+            PUBLISHED.labels(self.service, r.topic).inc()
+        return len(rows)
+
+    async def _hold_lease(self) -> bool:
+        """Take or renew the relay lease; wall-clock time, since leases are about liveness."""
+        now = datetime.now(UTC)
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                update(relay_lease)
+                .where(relay_lease.c.name == "outbox")
+                .where((relay_lease.c.owner == self.owner) | (relay_lease.c.expires_at < now))
+                .values(owner=self.owner, expires_at=now + self.lease)
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                return True
+        try:
+            async with self.database.transaction() as session:
+                await session.execute(
+                    insert(relay_lease).values(
+                        name="outbox", owner=self.owner, expires_at=now + self.lease
+                    )
+                )
+            return True
+        except IntegrityError:
+            return False  # another instance's relay holds it
+
+    async def pending(self) -> int:
+        """Rows waiting to be published."""
+        from sqlalchemy import func
+
+        async with self.database.sessions() as session:
+            return int(
+                (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
+            )

@@ -1,0 +1,116 @@
+"""RFC 9457 problem details for every error a service returns (principle 10)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://dunning.dev/problems/"
+
+
+class Problem(Exception):
+    """An error to answer as problem+json; raise it from routes and domain code."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        type_: str | None = None,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.type = TYPE_BASE + (type_ or HTTPStatus(status).phrase.lower().replace(" ", "-"))
+        self.errors = errors
+        self.headers = headers
+        self.extensions = extensions
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The JSON body of the problem."""
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extensions)
+        return body
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    """A problem as a response with the problem+json media type."""
+    return JSONResponse(
+        problem.body(request.url.path if request else None),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "lines", 0, "amount")`` as ``body.lines[0].amount``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """pydantic errors as ``{"field", "message", "type"}`` entries."""
+    return [
+        {"field": field_path(err["loc"]), "message": err["msg"], "type": err["type"]}
+        for err in errors
+    ]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` as problem+json."""
+
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(exc.errors())
+        fields = ", ".join(e["field"] for e in errors[:5])
+        problem = Problem(
+            422,
+            f"The request is not valid: check {fields}.",
+            type_="validation-error",
+            title="Invalid request",
+            errors=errors,
+        )
+        return problem_response(problem, request)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        problem = Problem(
+            exc.status_code,
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+        return problem_response(problem, request)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

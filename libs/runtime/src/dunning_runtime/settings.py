@@ -1,0 +1,200 @@
+"""Service settings: environment variables with the one prefix ``DUNNING_``.
+
+Every service reads the same ``ServiceSettings``; the few that differ per
+service (port, database file) get their defaults from the service's name.
+Settings are validated at start-up and a bad value stops the process with a
+message that names the variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "DUNNING_"
+
+#: Default HTTP ports of the embedded stack (DESIGN.md, "Public HTTP contract").
+DEFAULT_PORTS: dict[str, int] = {
+    "invoice-svc": 8001,
+    "payment-svc": 8002,
+    "dunning-svc": 8003,
+    "notify-svc": 8004,
+}
+
+
+class ClockKind(StrEnum):
+    """Which clock a service reads time from."""
+
+    SYSTEM = "system"
+    MANUAL = "manual"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings shared by every service; see docs/settings.md for the full table."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    service_name: str = Field(
+        default="dunning",
+        description="Name of the running service; set by the service itself, not by users.",
+        exclude=True,
+    )
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Directory for embedded data: SQLite databases, the embedded log, .eml files.",
+    )
+    database_url: str = Field(
+        default="",
+        description=(
+            "SQLAlchemy async URL. Empty means SQLite at <data_dir>/<service>.sqlite. "
+            "PostgreSQL: postgresql+asyncpg://user:pass@host/db (each service uses its own schema)."
+        ),
+    )
+    database_schema: str = Field(
+        default="",
+        description="PostgreSQL schema for this service's tables; empty means the service name.",
+    )
+    bus_url: str = Field(
+        default="embedded:",
+        description=(
+            "Event bus. 'embedded:' (log at <data_dir>/bus.sqlite), 'embedded:/path/bus.sqlite', "
+            "or 'kafka://host:9092[,host2:9092]'."
+        ),
+    )
+    bus_partitions: int = Field(default=8, ge=1, le=1024, description="Partitions per topic.")
+    bus_replication_factor: int = Field(
+        default=1, ge=1, le=16, description="Kafka replication factor for created topics."
+    )
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix for every topic name, to share one broker between environments.",
+    )
+    consumer_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts at an event before it goes to the dead-letter topic.",
+    )
+    consumer_batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Events fetched per consumer poll."
+    )
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma-separated tenant:key pairs; every /v1 route needs one as a Bearer key.",
+    )
+    clock: ClockKind = Field(
+        default=ClockKind.SYSTEM,
+        description="'system', or 'manual' for tests and simulations (adds /v1/admin/clock).",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(default=0, ge=0, le=65535, description="HTTP port; 0 means the default.")
+    otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); empty: no export.",
+    )
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    smtp_url: str = Field(
+        default="",
+        description="notify-svc: smtp://user:pass@host:port; empty writes .eml files instead.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: Any) -> Any:
+        """Parse ``tenant:key,tenant2:key2`` into ``{key: tenant}``."""
+        if not isinstance(value, str):
+            return value
+        keys: dict[str, str] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            tenant, sep, key = pair.partition(":")
+            if not sep or not tenant.strip() or not key.strip():
+                raise ValueError(f"expected tenant:key pairs separated by commas, got {pair!r}")
+            if key.strip() in keys:
+                raise ValueError("the same key is given for two tenants")
+            keys[key.strip()] = tenant.strip()
+        return keys
+
+    @field_validator("bus_url")
+    @classmethod
+    def _check_bus_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("embedded", "kafka"):
+            raise ValueError("must start with 'embedded:' or 'kafka://'")
+        if scheme == "kafka" and not urlsplit(value).netloc:
+            raise ValueError("kafka:// needs at least one host:port")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _port_default(self) -> ServiceSettings:
+        if self.port == 0 and self.service_name in DEFAULT_PORTS:
+            object.__setattr__(self, "port", DEFAULT_PORTS[self.service_name])
+        return self
+
+    # Derived values --------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file per service in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / (self.service_name + '.sqlite')}"
+
+    @property
+    def effective_schema(self) -> str | None:
+        """The PostgreSQL schema of this service (None on SQLite, where each has its own file)."""
+        if not self.effective_database_url.startswith("postgresql"):
+            return None
+        return self.database_schema or self.service_name.replace("-", "_")
+
+    @property
+    def is_embedded_bus(self) -> bool:
+        """True when the bus is the embedded SQLite log."""
+        return self.bus_url.startswith("embedded:")
+
+    @property
+    def embedded_bus_path(self) -> Path:
+        """File of the embedded log."""
+        path = self.bus_url.removeprefix("embedded:")
+        return Path(path) if path else self.data_dir / "bus.sqlite"
+
+    @property
+    def kafka_bootstrap(self) -> list[str]:
+        """Bootstrap servers of a kafka:// bus URL."""
+        return [h for h in urlsplit(self.bus_url).netloc.split(",") if h]
+
+    def tenant_for_key(self, key: str) -> str | None:
+        """The tenant an API key belongs to, if any."""
+        return self.api_keys.get(key)
+
+
+def load_settings(service_name: str, **overrides: Any) -> ServiceSettings:
+    """Read and validate settings for ``service_name``; exit with a clear message when invalid."""
+    try:
+        return ServiceSettings(service_name=service_name, **overrides)
+    except ValidationError as exc:
+        lines = [f"{service_name}: invalid settings:"]
+        for err in exc.errors():
+            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}: {err['msg']}")
+        sys.exit("\n".join(lines))
+
+
+def setting_env_names() -> set[str]:
+    """Every environment variable the settings read (used to check deploy files)."""
+    return {
+        ENV_PREFIX + name.upper() for name in ServiceSettings.model_fields if name != "service_name"
+    }

@@ -1,0 +1,110 @@
+"""``make run``: the whole platform on one machine, on the embedded defaults.
+
+Starts the four services as child processes (ports 8001-8004, data in
+``./var``), and on Ctrl-C or SIGTERM stops them all cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from types import FrameType
+
+SERVICES = [
+    ("invoice-svc", "invoice_svc.main"),
+    ("payment-svc", "payment_svc.main"),
+    ("dunning-svc", "dunning_svc.main"),
+    ("notify-svc", "notify_svc.main"),
+]
+DEV_KEYS = "demo:demo-key"
+
+
+def _wait_healthy(port: int, host: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every service until interrupted."""
+    import argparse
+
+    from dunning_runtime.settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="dunning-stack", description=__doc__)
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=0,
+        help="give the services ports base, base+1, ... instead of 8001-8004",
+    )
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    if not env.get("DUNNING_API_KEYS"):
+        env["DUNNING_API_KEYS"] = DEV_KEYS
+        print(f"DUNNING_API_KEYS not set: using the development key ({DEV_KEYS})")
+    children: list[tuple[str, int, subprocess.Popen[bytes]]] = []
+    stopping = False
+
+    def stop(_signum: int = 0, _frame: FrameType | None = None) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        print("\nstopping the platform ...", flush=True)
+        for _, _, proc in children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name, _, proc in children:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop in time; killing it")
+                proc.kill()
+        print("stopped.")
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    # One DUNNING_PORT for four services makes no sense: each gets its own.
+    env.pop("DUNNING_PORT", None)
+    for index, (name, module) in enumerate(SERVICES):
+        child_env = dict(env)
+        if args.base_port:
+            child_env["DUNNING_PORT"] = str(args.base_port + index)
+        settings = load_settings(name, port=int(child_env.get("DUNNING_PORT", 0)))
+        # start_new_session: Ctrl-C reaches only us; we stop the children in order.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], env=child_env, start_new_session=True
+        )
+        children.append((name, settings.port, proc))
+    deadline = time.monotonic() + 60
+    for name, port, proc in children:
+        host = os.environ.get("DUNNING_HOST", "127.0.0.1")
+        if _wait_healthy(port, "127.0.0.1" if host == "0.0.0.0" else host, deadline):  # noqa: S104
+            print(f"  {name:<12} http://{host}:{port}  (docs: /docs)", flush=True)
+        else:
+            print(f"  {name} did not become healthy (exit code {proc.poll()})", flush=True)
+            stop()
+            sys.exit(1)
+    print("platform up; Ctrl-C stops it.", flush=True)
+    while not stopping:
+        for name, _, proc in children:
+            if proc.poll() is not None and not stopping:
+                print(f"{name} exited with code {proc.returncode}; stopping the rest")
+                stop()
+                sys.exit(1)
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Dunning service of the dunning platform."""

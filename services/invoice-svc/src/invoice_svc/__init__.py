@@ -1,0 +1,1 @@
+"""Invoice service of the dunning platform."""

@@ -1,0 +1,1 @@
+"""Payment service of the dunning platform."""

@@ -1,0 +1,70 @@
+"""Test harness shared by every test.
+
+Backends follow the same settings as the services: with ``DUNNING_BUS_URL``
+and ``DUNNING_DATABASE_URL`` unset the tests run on the embedded log and SQLite
+in a temporary directory; pointed at Kafka and PostgreSQL they run there, each
+test in its own topic prefix and schema so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from dunning_runtime.settings import ServiceSettings
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support.servers import require_kafka, require_postgres  # noqa: F401  (re-exported)
+
+BUS_URL = os.environ.get("DUNNING_BUS_URL", "")
+DATABASE_URL = os.environ.get("DUNNING_DATABASE_URL", "")
+
+
+def backend_name() -> str:
+    """'kafka+postgresql' or 'embedded+sqlite' (or a mix), for test ids and reports."""
+    bus = "kafka" if BUS_URL.startswith("kafka") else "embedded"
+    db = "postgresql" if DATABASE_URL.startswith("postgresql") else "sqlite"
+    return f"{bus}+{db}"
+
+
+def pytest_report_header() -> str:
+    return f"dunning backend: {backend_name()}"
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for topic prefixes, schemas and groups."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]:
+    """Build ``ServiceSettings`` for a service on the active backends, isolated per test."""
+    schemas: list[str] = []
+
+    def make(service: str = "test-svc", **overrides: object) -> ServiceSettings:
+        values: dict[str, object] = {
+            "data_dir": tmp_path,
+            "bus_url": BUS_URL or f"embedded:{tmp_path / 'bus.sqlite'}",
+            "topic_prefix": f"{unique}.",
+            "api_keys": "acme:acme-key,globex:globex-key",
+            "database_url": DATABASE_URL,
+        }
+        if DATABASE_URL:
+            schema = f"{unique}_{service.replace('-', '_')}"
+            values["database_schema"] = schema
+            schemas.append(schema)
+        values.update(overrides)
+        return ServiceSettings(service_name=service, **values)  # type: ignore[arg-type]
+
+    yield make
+    if DATABASE_URL and schemas:
+        engine = create_async_engine(DATABASE_URL)
+        async with engine.begin() as conn:
+            for schema in schemas:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()
