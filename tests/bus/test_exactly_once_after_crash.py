@@ -60,6 +60,7 @@ async def test_sigkill_mid_batch_then_restart_applies_each_event_once_in_key_ord
         procs.kill(first)
     at_kill = await ledger.count_applied(database)
     assert at_kill < EVENTS, "the kill came too late to test anything"
+    print(f"killed the consumer after {at_kill} of {EVENTS} events were applied")
 
     second = procs.start("tests.support.ledger", topics.INVOICES, "ledger", env=env)
     try:

@@ -436,7 +436,7 @@ class EmbeddedConsumer:
                     'ORDER BY "offset" LIMIT ?',
                     (topic, partition, position, max_records - len(records)),
                 )
-                rows = await cur.fetchall()
+                rows = list(await cur.fetchall())
                 await cur.close()
                 logical = topic.removeprefix(self.bus.topic_prefix)
                 for offset, key, value, headers, ts in rows:

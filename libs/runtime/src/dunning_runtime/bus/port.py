@@ -114,4 +114,4 @@ class Bus(Protocol):
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so both backends place a key alike."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

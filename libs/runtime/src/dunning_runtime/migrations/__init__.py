@@ -20,6 +20,7 @@ def upgrade(connection: Any, versions: Path, schema: str | None) -> None:
     """Upgrade to ``head`` on an open (sync) connection."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(versions))
     config.attributes["connection"] = connection
     config.attributes["schema"] = schema
