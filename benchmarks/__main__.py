@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 from dunning_events import topics
-
 from dunning_runtime.bus import create_bus
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from dunning_runtime.settings import ServiceSettings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from dunning_runtime.settings import ServiceSettings
 from tests.support.servers import require_kafka, require_postgres  # noqa: F401  (re-exported)
 
 BUS_URL = os.environ.get("DUNNING_BUS_URL", "")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from dunning_runtime.settings import ServiceSettings, load_settings, setting_env_names
 
 

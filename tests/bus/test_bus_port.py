@@ -8,7 +8,6 @@ from collections import defaultdict
 from dunning_events import topics
 from dunning_runtime.bus import create_bus, partition_for
 from dunning_runtime.bus.port import Record
-
 from tests.support.events import message, overdue
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from dunning_events import Envelope, topics
 from dunning_events.topics import dead_letter_topic
 from dunning_runtime.bus import create_bus
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tests.bus.test_bus_port import drain
 from tests.support import ledger
 from tests.support.events import message, overdue

@@ -13,7 +13,6 @@ from collections import defaultdict
 from dunning_events import topics
 from dunning_runtime.bus import create_bus
 from dunning_runtime.db import Database
-
 from tests.support import ledger, procs
 from tests.support.events import message, overdue
 

@@ -12,8 +12,8 @@ import asyncio
 import uuid
 
 import pytest
-from dunning_events import topics
 
+from dunning_events import topics
 from dunning_runtime.bus import KafkaBus
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
@@ -32,7 +32,10 @@ async def test_spare_member_takes_over_after_max_poll_interval(settings_factory)
     prefix = f"k{uuid.uuid4().hex[:8]}."
     # One partition, two members: one of them holds nothing.
     bus = KafkaBus(
-        [bootstrap], partitions=1, topic_prefix=prefix, max_poll_interval_ms=3_000,
+        [bootstrap],
+        partitions=1,
+        topic_prefix=prefix,
+        max_poll_interval_ms=3_000,
         session_timeout_ms=6_000,
     )
     await bus.start()

@@ -9,7 +9,6 @@ from dunning_runtime.bus import create_bus
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
 from dunning_runtime.outbox import Outbox, OutboxRelay
-
 from tests.bus.test_bus_port import drain
 from tests.bus.test_dead_letter import run_until
 from tests.support import ledger, procs

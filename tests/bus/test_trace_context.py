@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dunning_events import Envelope, topics
-from dunning_runtime.consumer import EventConsumer, Subscription
-from dunning_runtime.outbox import Outbox, OutboxRelay
-from dunning_runtime.telemetry import setup_tracing, tracer
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events import Envelope, topics
+from dunning_runtime.consumer import EventConsumer, Subscription
+from dunning_runtime.outbox import Outbox, OutboxRelay
+from dunning_runtime.telemetry import setup_tracing, tracer
 from tests.bus.test_dead_letter import run_until
 from tests.bus.test_outbox import open_ledger
 from tests.support import ledger

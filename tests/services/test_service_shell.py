@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
 from dunning_runtime.app import ServiceSpec, create_app
 from dunning_runtime.bus import KafkaBus
 from dunning_svc.main import SPEC as DUNNING
-from fastapi import FastAPI
 from invoice_svc.main import SPEC as INVOICE
 from notify_svc.main import SPEC as NOTIFY
 from payment_svc.main import SPEC as PAYMENT

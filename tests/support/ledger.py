@@ -12,13 +12,14 @@ import os
 import sys
 from pathlib import Path
 
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from dunning_events import Envelope
 from dunning_runtime.bus import create_bus
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
 from dunning_runtime.settings import ServiceSettings
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 VERSIONS = Path(__file__).parent / "migrations"
 metadata = MetaData()

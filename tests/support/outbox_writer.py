@@ -21,7 +21,6 @@ from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.settings import ServiceSettings
-
 from tests.support import ledger
 from tests.support.events import overdue
 

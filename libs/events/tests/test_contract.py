@@ -68,7 +68,11 @@ def test_every_event_named_in_design_is_in_the_registry() -> None:
     if not DESIGN.exists():
         pytest.skip(f"{DESIGN} is not beside this checkout")
     text = DESIGN.read_text()
-    named = set(re.findall(r"`((?:Invoice|Payment|Notification|Dunning|Collections|PromiseToPay)[A-Za-z]+)`", text))
+    named = set(
+        re.findall(
+            r"`((?:Invoice|Payment|Notification|Dunning|Collections|PromiseToPay)[A-Za-z]+)`", text
+        )
+    )
     registered = {cls.event_type for cls in EVENT_CLASSES}
     assert named - registered == set(), "events named in DESIGN.md but not modelled"
     assert len(EVENT_TYPES) == len(EVENT_CLASSES) == 16

@@ -59,7 +59,9 @@ def test_zero_and_negative_where_positive_is_needed() -> None:
     st.sampled_from(sorted(MINOR_UNITS)),
     st.decimals(min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False, places=4),
 )
-def test_quantized_amounts_are_valid_and_serialise_as_plain_strings(currency: str, raw: Decimal) -> None:
+def test_quantized_amounts_are_valid_and_serialise_as_plain_strings(
+    currency: str, raw: Decimal
+) -> None:
     amount = quantize(raw, currency)
     money = Money(amount=amount, currency=currency)
     dumped = money.model_dump(mode="json")

@@ -7,6 +7,7 @@ Revises:
 from __future__ import annotations
 
 from alembic import op
+
 from dunning_runtime.migrations import create_messaging_tables
 
 revision = "0001"

@@ -98,7 +98,9 @@ def _build(attributes: dict[str, Any], data: Any, *, data_is_json_text: bool) ->
         raise DecodeError(str(exc)) from None
 
 
-def from_kafka(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Envelope:
+def from_kafka(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+) -> Envelope:
     """Decode a binary-mode record; raises ``DecodeError`` for anything malformed."""
     attributes: dict[str, Any] = {}
     for name, raw in headers:

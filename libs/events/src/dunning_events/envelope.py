@@ -49,7 +49,9 @@ class Envelope(BaseModel):
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=64)
     type: str = Field(description="e.g. dunning.InvoiceIssued.v1")
-    source: str = Field(min_length=1, description="URI-reference of the producer, e.g. /invoice-svc")
+    source: str = Field(
+        min_length=1, description="URI-reference of the producer, e.g. /invoice-svc"
+    )
     time: AwareDatetime
     subject: str = Field(min_length=1, description="The account id")
     datacontenttype: Literal["application/json"] = "application/json"
@@ -78,7 +80,7 @@ def make_envelope(
     tenant: str,
     source: str,
     time: datetime,
-    id: str | None = None,  # noqa: A002  (the CloudEvents attribute is called id)
+    id: str | None = None,
     traceparent: str | None = None,
     tracestate: str | None = None,
 ) -> Envelope:

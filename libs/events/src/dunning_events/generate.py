@@ -77,8 +77,15 @@ def _headers_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "required": [
-            "ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time",
-            "ce_subject", "ce_tenant", "ce_schemaversion", "content-type",
+            "ce_specversion",
+            "ce_id",
+            "ce_type",
+            "ce_source",
+            "ce_time",
+            "ce_subject",
+            "ce_tenant",
+            "ce_schemaversion",
+            "content-type",
         ],
         "properties": {
             "ce_specversion": {"const": "1.0"},

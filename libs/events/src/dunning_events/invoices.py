@@ -146,4 +146,3 @@ class InvoiceSettled(Event):
     invoice_id: InvoiceId
     amount_paid: NonNegativeMoney
     settled_at: AwareDatetime
-

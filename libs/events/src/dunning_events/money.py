@@ -54,8 +54,8 @@ def _check_currency(value: str) -> str:
 
 def _to_decimal(value: Any) -> Decimal:
     # Floats are refused: 0.1 + 0.2 is not how a ledger adds.
-    if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError("amounts must be decimal strings like \"1250.00\", not floats")
+    if isinstance(value, (bool, float)):
+        raise ValueError('amounts must be decimal strings like "1250.00", not floats')
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, Decimal):
@@ -66,7 +66,7 @@ def _to_decimal(value: Any) -> Decimal:
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a decimal amount") from None
     else:
-        raise ValueError("amounts must be decimal strings like \"1250.00\"")
+        raise ValueError('amounts must be decimal strings like "1250.00"')
     if not result.is_finite():
         raise ValueError("amounts must be finite")
     return result

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 
-from dunning_events import Envelope
-from dunning_events.codec import DecodeError, from_kafka
-from dunning_events.topics import dead_letter_topic
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events import Envelope
+from dunning_events.codec import DecodeError, from_kafka
+from dunning_events.topics import dead_letter_topic
 from dunning_runtime import inbox
 from dunning_runtime.bus.port import Bus, BusConsumer, OutgoingMessage, Record
 from dunning_runtime.db import Database

@@ -22,13 +22,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dunning_events import Envelope
-from dunning_events.codec import to_kafka
 from prometheus_client import Counter
 from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events import Envelope
+from dunning_events.codec import to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database
 from dunning_runtime.messaging_tables import outbox, relay_lease

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, create_app, serve
-from fastapi import FastAPI
 
 SPEC = ServiceSpec(
     name="dunning-svc",
     title="Dunning service",
-    description="Accounts, escalation policies, promises to pay, payment plans, timelines and reports.",
+    description=(
+        "Accounts, escalation policies, promises to pay, payment plans, timelines and reports."
+    ),
     versions=Path(__file__).parent / "migrations" / "versions",
-    produces=(topics.DUNNING_COMMANDS, topics.DUNNING_EVENTS,),
+    produces=(
+        topics.DUNNING_COMMANDS,
+        topics.DUNNING_EVENTS,
+    ),
 )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, create_app, serve
-from fastapi import FastAPI
 
 SPEC = ServiceSpec(
     name="invoice-svc",

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, create_app, serve
-from fastapi import FastAPI
 
 SPEC = ServiceSpec(
     name="notify-svc",
     title="Notification service",
-    description="Renders and sends reminders and notices by email, SMS, webhook and collector task.",
+    description=(
+        "Renders and sends reminders and notices by email, SMS, webhook and collector task."
+    ),
     versions=Path(__file__).parent / "migrations" / "versions",
     produces=(topics.NOTIFICATIONS,),
 )
