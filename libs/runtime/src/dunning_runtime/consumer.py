@@ -116,18 +116,39 @@ class EventConsumer:
         else:
             try:
                 async with self.database.transaction() as session:
-                    for record, envelope in decoded:
-                        await self._apply(session, record, envelope)
+                    await self._apply_batch(session, decoded)
                 return
             except Exception as exc:
                 log.info("%s: batch failed (%s); retrying record by record", self.group, exc)
         for record in records:
             await self._apply_alone(record)
 
+    async def _apply_batch(
+        self, session: AsyncSession, decoded: list[tuple[Record, Envelope]]
+    ) -> None:
+        """Apply a chunk in one transaction: one inbox query and one inbox insert in all."""
+        already = await inbox.seen_among(session, self.group, [e.id for _, e in decoded])
+        applied: list[tuple[str, str]] = []
+        for record, envelope in decoded:
+            if envelope.id in already:
+                CONSUMED.labels(self.group, record.topic, "duplicate").inc()
+                continue
+            already.add(envelope.id)  # the same event twice in one batch
+            await self._handle(session, record, envelope)
+            applied.append((envelope.id, record.topic))
+        await inbox.record_all(session, self.group, applied)
+        for _, topic in applied:
+            CONSUMED.labels(self.group, topic, "applied").inc()
+
     async def _apply(self, session: AsyncSession, record: Record, envelope: Envelope) -> None:
         if await inbox.seen(session, self.group, envelope.id):
             CONSUMED.labels(self.group, record.topic, "duplicate").inc()
             return
+        await self._handle(session, record, envelope)
+        await inbox.record(session, self.group, envelope.id, record.topic)
+        CONSUMED.labels(self.group, record.topic, "applied").inc()
+
+    async def _handle(self, session: AsyncSession, record: Record, envelope: Envelope) -> None:
         with consume_span(
             record.topic,
             self.group,
@@ -141,8 +162,6 @@ class EventConsumer:
             },
         ):
             await self.subscription.handler(session, envelope)
-        await inbox.record(session, self.group, envelope.id, record.topic)
-        CONSUMED.labels(self.group, record.topic, "applied").inc()
 
     async def _apply_alone(self, record: Record) -> None:
         try:
