@@ -1,6 +1,6 @@
-"""Messaging tables and the test ledger.
+"""The test ledger's table.
 
-Revision ID: 0001
+Revision ID: ledger_0001
 Revises:
 """
 
@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from alembic import op
 
-from dunning_runtime.migrations import create_messaging_tables
-
-revision = "0001"
+revision = "ledger_0001"
 down_revision = None
-branch_labels = None
+branch_labels = ("ledger",)
 depends_on = None
 
 
 def upgrade() -> None:
-    create_messaging_tables()
     from tests.support.ledger import applied
 
     applied.create(op.get_bind())
 
 
 def downgrade() -> None:
-    raise NotImplementedError
+    op.drop_table("applied")

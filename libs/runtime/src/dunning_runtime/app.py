@@ -99,6 +99,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Alembic narrates every plugin it loads at INFO; only its warnings help an operator.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     setup_tracing(spec.name, settings.otlp_endpoint)
 
     @contextlib.asynccontextmanager
@@ -246,6 +248,18 @@ def _instrument(app: FastAPI) -> None:
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     HTTPXClientInstrumentor().instrument()
+
+
+def entrypoints(spec: ServiceSpec) -> tuple[Callable[[], FastAPI], Callable[[], None]]:
+    """A service module's ``app`` (ASGI factory for ``uvicorn --factory``) and ``main``."""
+
+    def app() -> FastAPI:
+        return create_app(spec)
+
+    def main() -> None:
+        serve(spec)
+
+    return app, main
 
 
 def serve(spec: ServiceSpec) -> None:

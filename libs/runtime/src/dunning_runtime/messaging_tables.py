@@ -1,7 +1,7 @@
 """Tables of the transactional outbox and the idempotent-consumer inbox.
 
-Every service has them in its own database (or schema), created by its first
-migration through ``migrations.create_messaging_tables``.
+Every service has them in its own database (or schema), created by the shared
+Alembic branch in ``migrations/messaging``.
 """
 
 from __future__ import annotations

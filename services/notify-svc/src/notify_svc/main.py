@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from dunning_events import topics
-from dunning_runtime.app import ServiceSpec, create_app, serve
+from dunning_runtime.app import ServiceSpec, entrypoints
 
 SPEC = ServiceSpec(
     name="notify-svc",
@@ -20,15 +18,8 @@ SPEC = ServiceSpec(
 )
 
 
-def app() -> FastAPI:
-    """The ASGI app, for `uvicorn --factory notify_svc.main:app`."""
-    return create_app(SPEC)
-
-
-def main() -> None:
-    """Run the service (console script `notify-svc`)."""
-    serve(SPEC)
-
+#: ``app`` for ``uvicorn --factory notify_svc.main:app``; ``main`` is the console script.
+app, main = entrypoints(SPEC)
 
 if __name__ == "__main__":
     main()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from dunning_events import topics
-from dunning_runtime.app import ServiceSpec, create_app, serve
+from dunning_runtime.app import ServiceSpec, entrypoints
 
 SPEC = ServiceSpec(
     name="payment-svc",
@@ -18,15 +16,8 @@ SPEC = ServiceSpec(
 )
 
 
-def app() -> FastAPI:
-    """The ASGI app, for `uvicorn --factory payment_svc.main:app`."""
-    return create_app(SPEC)
-
-
-def main() -> None:
-    """Run the service (console script `payment-svc`)."""
-    serve(SPEC)
-
+#: ``app`` for ``uvicorn --factory payment_svc.main:app``; ``main`` is the console script.
+app, main = entrypoints(SPEC)
 
 if __name__ == "__main__":
     main()

@@ -1,12 +1,13 @@
 """Alembic migrations, run programmatically at service start-up.
 
-The migration environment (``env.py``) lives once, here; each service ships
-only its own ``versions/`` folder. ``messaging_tables`` creates the outbox and
-inbox tables that every service's first revision needs.
+The migration environment (``env.py``) lives once, here, with the shared
+"messaging" branch (outbox and inbox tables, in ``messaging/``). Each service
+ships only its own ``versions/`` folder; both are upgraded to ``heads``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +15,17 @@ from alembic import command
 from alembic.config import Config
 
 HERE = Path(__file__).parent
+MESSAGING = HERE / "messaging"
 
 
 def upgrade(connection: Any, versions: Path, schema: str | None) -> None:
-    """Upgrade to ``head`` on an open (sync) connection."""
+    """Upgrade the shared branch and the service's own revisions on an open (sync) connection."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
     config.set_main_option("path_separator", "os")
-    config.set_main_option("version_locations", str(versions))
+    # A service without tables of its own yet may have no versions folder at all.
+    locations = [str(MESSAGING)] + ([str(versions)] if versions.is_dir() else [])
+    config.set_main_option("version_locations", os.pathsep.join(locations))
     config.attributes["connection"] = connection
     config.attributes["schema"] = schema
-    command.upgrade(config, "head")
-
-
-def create_messaging_tables() -> None:
-    """Create the outbox and inbox tables (call from a service's first revision)."""
-    from alembic import op
-
-    from dunning_runtime.messaging_tables import inbox, outbox, relay_lease
-
-    bind = op.get_bind()
-    for table in (outbox, inbox, relay_lease):
-        table.create(bind)
+    command.upgrade(config, "heads")
