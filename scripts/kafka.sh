@@ -27,8 +27,10 @@ resolve_jars() {
   local sum; sum="$(sha256sum "$root/scripts/kafka/pom.xml" | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$sum" ]]; then return; fi
   rm -rf "$home/libs"
-  mvn -q -B -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$home/libs" -DincludeScope=runtime
+  if ! mvn -B -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$home/libs" -DincludeScope=runtime >"$home/maven.log" 2>&1; then
+    echo "kafka: resolving the broker jars failed; see $home/maven.log" >&2; tail -20 "$home/maven.log" >&2; exit 1
+  fi
   echo "$sum" >"$stamp"
 }
 
