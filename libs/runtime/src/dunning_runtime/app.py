@@ -36,6 +36,8 @@ from dunning_runtime.telemetry import setup_tracing
 log = logging.getLogger(__name__)
 
 JobFn = Callable[["Runtime"], Awaitable[Any]]
+#: Builds a subscription once the runtime exists (handlers need its outbox).
+SubscriptionFactory = Callable[["Runtime"], Subscription]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class ServiceSpec:
     versions: Path
     produces: tuple[str, ...] = ()
     routers: Sequence[APIRouter] = ()
-    subscriptions: Sequence[Subscription] = ()
+    subscriptions: Sequence[SubscriptionFactory] = ()
     jobs: Sequence[ScheduledJob] = ()
     version: str = "0.1.0"
 
@@ -141,7 +143,8 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
     relay = OutboxRelay(database, bus, outbox, service=spec.name)
     runtime = Runtime(spec, settings, clock, database, bus, outbox, relay)
     runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
-    for subscription in spec.subscriptions:
+    for factory in spec.subscriptions:
+        subscription = factory(runtime)
         consumer = EventConsumer(
             bus,
             database,
@@ -161,7 +164,9 @@ async def stop_runtime(runtime: Runtime) -> None:
     """Stop tasks, publish what is left in the outbox, close bus and database."""
     for task in runtime.tasks:
         task.cancel()
-    await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    _, stuck = await asyncio.wait(runtime.tasks, timeout=10)
+    for task in stuck:
+        log.error("%s: task %s did not stop within 10 s", runtime.spec.name, task.get_name())
     with contextlib.suppress(Exception):
         await asyncio.wait_for(runtime.relay.flush(), 5)
     await runtime.bus.close()

@@ -32,10 +32,15 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that stands still until ``set`` moves it forward."""
+    """A clock that stands still until ``set`` moves it forward.
+
+    It starts at the wall-clock time, and its first ``set`` may go anywhere (a
+    simulation can start in the past); from then on it only moves forward.
+    """
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = _aware(start) if start else datetime.now(UTC)
+        self._was_set = start is not None
         self._lock = asyncio.Lock()
 
     def now(self) -> datetime:
@@ -45,12 +50,13 @@ class ManualClock:
     def set(self, instant: datetime) -> datetime:
         """Move the clock to ``instant``; moving it backwards raises ``ClockWentBackwards``."""
         instant = _aware(instant)
-        if instant < self._now:
+        if self._was_set and instant < self._now:
             raise ClockWentBackwards(
                 f"the clock is at {self._now.isoformat()}; it cannot move back to "
                 f"{instant.isoformat()}"
             )
         self._now = instant
+        self._was_set = True
         return self._now
 
     @property

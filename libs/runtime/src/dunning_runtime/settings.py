@@ -104,6 +104,30 @@ class ServiceSettings(BaseSettings):
         default="",
         description="notify-svc: smtp://user:pass@host:port; empty writes .eml files instead.",
     )
+    grace_days: int = Field(
+        default=0,
+        ge=0,
+        le=365,
+        description="invoice-svc: days after the due date before an invoice counts as overdue.",
+    )
+    tenant_grace_days: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="invoice-svc: per-tenant grace days, tenant:days pairs, e.g. acme:3,globex:5.",
+    )
+
+    @field_validator("tenant_grace_days", mode="before")
+    @classmethod
+    def _parse_grace_days(cls, value: Any) -> Any:
+        """Parse ``acme:3,globex:5`` into ``{"acme": 3, "globex": 5}``."""
+        if not isinstance(value, str):
+            return value
+        days: dict[str, int] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            tenant, sep, number = pair.partition(":")
+            if not sep or not tenant.strip() or not number.strip().isdigit():
+                raise ValueError(f"expected tenant:days pairs separated by commas, got {pair!r}")
+            days[tenant.strip()] = int(number)
+        return days
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -175,6 +199,10 @@ class ServiceSettings(BaseSettings):
     def kafka_bootstrap(self) -> list[str]:
         """Bootstrap servers of a kafka:// bus URL."""
         return [h for h in urlsplit(self.bus_url).netloc.split(",") if h]
+
+    def grace_days_for(self, tenant: str) -> int:
+        """Grace days of ``tenant``: its own setting, else the default."""
+        return self.tenant_grace_days.get(tenant, self.grace_days)
 
     def tenant_for_key(self, key: str) -> str | None:
         """The tenant an API key belongs to, if any."""

@@ -6,13 +6,21 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
+from invoice_svc import api, consumers, jobs
 
 SPEC = ServiceSpec(
     name="invoice-svc",
     title="Invoice service",
-    description="The ERP's front door: invoices, terms, disputes, voids and overdue detection.",
+    description=(
+        "The ERP's front door: invoices, terms, disputes, voids and overdue detection. "
+        "Every /v1 route needs `Authorization: Bearer <key>`; errors are RFC 9457 "
+        "problem+json naming the field; every POST is idempotent."
+    ),
     versions=Path(__file__).parent / "migrations" / "versions",
     produces=(topics.INVOICES,),
+    routers=(api.router,),
+    subscriptions=(consumers.payments,),
+    jobs=(jobs.OVERDUE,),
 )
 
 

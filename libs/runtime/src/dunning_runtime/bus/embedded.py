@@ -22,8 +22,10 @@ Design notes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -81,6 +83,12 @@ CREATE TABLE IF NOT EXISTS partition_owners (
 """
 
 
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    # The transaction may already be gone (the error ended it); the original error matters.
+    with contextlib.suppress(sqlite3.OperationalError):
+        await conn.execute("ROLLBACK")
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -123,10 +131,16 @@ class EmbeddedBus:
         await self._conn.executescript(_SCHEMA)
 
     async def close(self) -> None:
-        """Close the log file."""
+        """Close the log file once in-flight appends have finished.
+
+        Closing under the write lock matters: an append still running (it is
+        shielded from cancellation) would otherwise wait forever on a closed
+        aiosqlite connection.
+        """
         if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+            async with self._write_lock:
+                await self._conn.close()
+                self._conn = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -166,7 +180,7 @@ class EmbeddedBus:
                     )
                 await self.conn.execute("COMMIT")
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await _rollback(self.conn)
                 raise
 
     async def partition_count(self, physical_topic: str) -> int:
@@ -190,10 +204,15 @@ class EmbeddedBus:
         """Append every message in one transaction, in the order given."""
         if not messages:
             return
-        placed = []
+        placed: list[tuple[str, int, OutgoingMessage]] = []
         for msg in messages:
             topic = self.physical(msg.topic)
             placed.append((topic, partition_for(msg.key, await self.partition_count(topic)), msg))
+        # Shielded: a cancelled caller must not cut a transaction in half, because
+        # aiosqlite's thread would go on with it while we tried to roll back.
+        await asyncio.shield(self._append(placed))
+
+    async def _append(self, placed: list[tuple[str, int, OutgoingMessage]]) -> None:
         now = _now_ms()
         async with self._write_lock:
             await self.conn.execute("BEGIN IMMEDIATE")
@@ -227,7 +246,7 @@ class EmbeddedBus:
                 )
                 await self.conn.execute("COMMIT")
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await _rollback(self.conn)
                 raise
 
     # -- consuming -----------------------------------------------------------
@@ -283,6 +302,7 @@ class EmbeddedConsumer:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
         if self._conn is not None:
+            # Under the lock: a shielded heartbeat or commit may still be writing.
             async with self._lock:
                 await self._write(
                     [
@@ -296,8 +316,8 @@ class EmbeddedConsumer:
                         ),
                     ]
                 )
-            await self._conn.close()
-            self._conn = None
+                await self._conn.close()
+                self._conn = None
         self._owned.clear()
 
     def assignment(self) -> set[TopicPartition]:
@@ -321,11 +341,14 @@ class EmbeddedConsumer:
                 await self.conn.execute(sql, params)
             await self.conn.execute("COMMIT")
         except BaseException:
-            await self.conn.execute("ROLLBACK")
+            await _rollback(self.conn)
             raise
 
     async def _rebalance(self) -> None:
         """Heartbeat, then claim the partitions due to us and release the others."""
+        await asyncio.shield(self._rebalance_now())
+
+    async def _rebalance_now(self) -> None:
         async with self._lock:
             now = _now_ms()
             timeout_ms = int(self.bus.session_timeout_s * 1000)
@@ -387,7 +410,7 @@ class EmbeddedConsumer:
                         owned.add((topic, partition))
                 await self.conn.execute("COMMIT")
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                await _rollback(self.conn)
                 raise
             for tp in owned - self._owned:
                 self._positions[tp] = await self._committed(tp)
@@ -457,8 +480,10 @@ class EmbeddedConsumer:
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Store next offsets for partitions whose lease this member still holds."""
-        if not offsets:
-            return
+        if offsets:
+            await asyncio.shield(self._commit(offsets))
+
+    async def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         async with self._lock:
             statements: list[tuple[str, tuple[Any, ...]]] = []
             for (topic, partition), offset in offsets.items():

@@ -1,4 +1,4 @@
-"""Test harness shared by every test.
+"""Test harness shared by every test (loaded by the root conftest.py).
 
 Backends follow the same settings as the services: with ``DUNNING_BUS_URL``
 and ``DUNNING_DATABASE_URL`` unset the tests run on the embedded log and SQLite
@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from dunning_runtime.settings import ServiceSettings
-from tests.support.servers import require_kafka, require_postgres  # noqa: F401  (re-exported)
 
 BUS_URL = os.environ.get("DUNNING_BUS_URL", "")
 DATABASE_URL = os.environ.get("DUNNING_DATABASE_URL", "")
@@ -68,3 +71,12 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
             for schema in schemas:
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await engine.dispose()
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with its lifespan, and a client speaking to it in-process."""
+    async with LifespanManager(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://svc"
+    ) as client:
+        yield client

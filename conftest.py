@@ -1,0 +1,3 @@
+"""Fixtures for every test folder (tests/, libs/*/tests, services/*/tests)."""
+
+pytest_plugins = ["tests.support.fixtures"]

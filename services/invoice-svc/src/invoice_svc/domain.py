@@ -1,0 +1,183 @@
+"""Invoice rules: pure functions of (state, input, policy, now), no IO.
+
+Amounts are exact ``Decimal`` in the invoice's currency; dates are calendar
+dates in the invoice's own time zone, because "overdue" is a question about
+the customer's calendar, not the server's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from dunning_events.money import minor_units
+
+ZERO = Decimal(0)
+
+
+class InvoiceStatus(StrEnum):
+    """Where an invoice stands (DESIGN.md)."""
+
+    OPEN = "open"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    VOID = "void"
+
+
+class InvoiceRuleError(ValueError):
+    """A request the invoice's state does not allow; ``field`` names the culprit."""
+
+    def __init__(self, message: str, *, field: str | None = None, kind: str = "conflict") -> None:
+        super().__init__(message)
+        self.field = field
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Balance:
+    """The money side of an invoice."""
+
+    amount_due: Decimal
+    amount_paid: Decimal = ZERO
+    credited: Decimal = ZERO
+    voided: bool = False
+
+    @property
+    def balance(self) -> Decimal:
+        """What is still owed; never below zero (an overpayment is the payer's credit)."""
+        owed = self.amount_due - self.amount_paid - self.credited
+        # ``owed * 0`` keeps the currency's places: 0.00, not 0.
+        return owed if owed > ZERO else (owed * 0).copy_abs()
+
+    @property
+    def status(self) -> InvoiceStatus:
+        """``void`` beats everything; then paid when nothing is owed."""
+        if self.voided:
+            return InvoiceStatus.VOID
+        if self.balance == ZERO:
+            return InvoiceStatus.PAID
+        if self.amount_paid > ZERO:
+            return InvoiceStatus.PARTIALLY_PAID
+        return InvoiceStatus.OPEN
+
+
+def apply_payment(balance: Balance, amount: Decimal) -> Balance:
+    """``balance`` after a payment allocation of ``amount`` (> 0)."""
+    if amount <= ZERO:
+        raise InvoiceRuleError("a payment allocation must be positive", field="amount")
+    return replace(balance, amount_paid=balance.amount_paid + amount)
+
+
+def reverse_payment(balance: Balance, amount: Decimal) -> Balance:
+    """``balance`` after a bounced or charged-back allocation of ``amount``."""
+    if amount <= ZERO:
+        raise InvoiceRuleError("a reversed allocation must be positive", field="amount")
+    return replace(balance, amount_paid=max(ZERO, balance.amount_paid - amount))
+
+
+def credit(balance: Balance, amount: Decimal) -> Balance:
+    """``balance`` after crediting ``amount`` (an upheld dispute), capped at what is owed."""
+    return replace(balance, credited=balance.credited + min(amount, balance.balance))
+
+
+def local_date(instant: datetime, timezone: str) -> date:
+    """The calendar date at ``instant`` in ``timezone``."""
+    return instant.astimezone(ZoneInfo(timezone)).date()
+
+
+def overdue_since(due_date: date, grace_days: int) -> date:
+    """The first calendar day on which the invoice counts as overdue."""
+    return due_date + timedelta(days=grace_days + 1)
+
+
+def overdue_at(due_date: date, timezone: str, grace_days: int) -> datetime:
+    """The UTC instant the invoice becomes overdue: midnight starting ``overdue_since`` locally.
+
+    Stored and indexed, so the scheduler finds due invoices without a scan.
+    """
+    local_midnight = datetime.combine(
+        overdue_since(due_date, grace_days), time(0), tzinfo=ZoneInfo(timezone)
+    )
+    return local_midnight.astimezone(UTC)
+
+
+def days_past_due(due_date: date, timezone: str, now: datetime) -> int:
+    """Days since the due date in the invoice's time zone; 0 until it has passed."""
+    return max(0, (local_date(now, timezone) - due_date).days)
+
+
+def is_chased(status: InvoiceStatus, disputed: bool) -> bool:
+    """Whether overdue detection watches the invoice: unpaid, undisputed, not void."""
+    return status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID) and not disputed
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Commercial rounding to the currency's minor unit."""
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+
+
+def early_payment_discount(
+    amount_due: Decimal,
+    currency: str,
+    *,
+    percent: Decimal,
+    within_days: int,
+    issue_date: date,
+    paid_on: date,
+) -> Decimal:
+    """The discount earned by paying on ``paid_on``: ``percent`` of the amount within the window."""
+    if paid_on > issue_date + timedelta(days=within_days):
+        return round_money(ZERO, currency)
+    return round_money(amount_due * percent / 100, currency)
+
+
+def late_fee(
+    balance: Decimal,
+    currency: str,
+    *,
+    kind: str,
+    days_overdue: int,
+    amount: Decimal | None = None,
+    percent: Decimal | None = None,
+    cap: Decimal | None = None,
+) -> Decimal:
+    """The late fee on ``balance`` after ``days_overdue`` days.
+
+    ``flat``: the amount once overdue. ``percent_per_month``: the percentage per
+    started 30-day month overdue. Either is limited by ``cap``.
+    """
+    if days_overdue <= 0 or balance <= ZERO:
+        return round_money(ZERO, currency)
+    if kind == "flat":
+        fee = amount or ZERO
+    elif kind == "percent_per_month":
+        months = -(-days_overdue // 30)  # started months
+        fee = balance * (percent or ZERO) / 100 * months
+    else:
+        raise InvoiceRuleError(f"unknown late fee kind {kind!r}", field="late_fee.kind")
+    if cap is not None:
+        fee = min(fee, cap)
+    return round_money(fee, currency)
+
+
+def changed_fields(accepted: object, candidate: object, path: str = "") -> list[str]:
+    """Paths where two JSON-like values differ, for a 409 that says what changed."""
+    if isinstance(accepted, dict) and isinstance(candidate, dict):
+        fields: list[str] = []
+        for key in sorted(set(accepted) | set(candidate), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            fields += changed_fields(accepted.get(key), candidate.get(key), sub)
+        return fields
+    if (
+        isinstance(accepted, list)
+        and isinstance(candidate, list)
+        and len(accepted) == len(candidate)
+    ):
+        fields = []
+        for index, (a, c) in enumerate(zip(accepted, candidate, strict=True)):
+            fields += changed_fields(a, c, f"{path}[{index}]")
+        return fields
+    return [] if accepted == candidate else [path or "body"]

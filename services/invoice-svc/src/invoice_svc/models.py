@@ -1,0 +1,206 @@
+"""invoice-svc's HTTP bodies: what an ERP posts and what it reads back."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from dunning_events import Contact, EarlyPaymentDiscount, LateFee
+from dunning_events.invoices import TimeZone
+from dunning_events.money import Amount, Currency, minor_units
+
+Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/#-]+$")]
+MAX_BATCH = 1000
+
+
+def _places_fit(amount: Decimal, currency: str | None) -> None:
+    if currency is None:
+        return
+    places = minor_units(currency)
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise ValueError(f"{currency} allows at most {places} decimal places")
+
+
+class _Body(BaseModel):
+    # Unknown fields are an error: a typo must not silently drop data.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class TermsIn(_Body):
+    """Payment terms."""
+
+    net_days: int = Field(default=30, ge=0, le=365)
+
+
+class LineIn(_Body):
+    """One invoice line; its amount is in the invoice's currency."""
+
+    description: str = Field(min_length=1, max_length=500)
+    quantity: Amount = Field(gt=0)
+    unit_price: Amount
+    amount: Amount
+
+
+class InvoiceIn(_Body):
+    """An invoice as the ERP posts it."""
+
+    invoice_id: Identifier
+    account_id: Identifier
+    account_name: str = Field(min_length=1, max_length=200)
+    contact: Contact
+    currency: Currency
+    amount_due: Amount = Field(description='Decimal string, e.g. "1250.00"')
+    issue_date: date
+    due_date: date
+    segment: str = Field(default="standard", pattern=r"^[a-z0-9_-]{1,50}$")
+    timezone: TimeZone = "UTC"
+    locale: str = Field(default="en", pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+    terms: TermsIn | None = None
+    early_payment_discount: EarlyPaymentDiscount | None = None
+    late_fee: LateFee | None = None
+    lines: list[LineIn] = Field(default_factory=list, max_length=500)
+    metadata: dict[
+        Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=1000)]
+    ] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("amount_due")
+    @classmethod
+    def _amount_due(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        if amount <= 0:
+            raise ValueError("must be greater than zero")
+        _places_fit(amount, info.data.get("currency"))
+        return amount
+
+    @field_validator("due_date")
+    @classmethod
+    def _due_after_issue(cls, due: date, info: ValidationInfo) -> date:
+        issued = info.data.get("issue_date")
+        if issued is not None and due < issued:
+            raise ValueError(f"must not be before issue_date ({issued.isoformat()})")
+        return due
+
+    @field_validator("lines")
+    @classmethod
+    def _lines_add_up(cls, lines: list[LineIn], info: ValidationInfo) -> list[LineIn]:
+        if not lines:
+            return lines
+        currency, amount_due = info.data.get("currency"), info.data.get("amount_due")
+        for line in lines:
+            _places_fit(line.amount, currency)
+        total = sum((line.amount for line in lines), Decimal(0))
+        if amount_due is not None and total != amount_due:
+            raise ValueError(f"line amounts add up to {total}, not amount_due {amount_due}")
+        return lines
+
+    @field_validator("late_fee")
+    @classmethod
+    def _late_fee_complete(cls, fee: LateFee | None) -> LateFee | None:
+        if fee is not None and fee.kind == "flat" and fee.amount is None:
+            raise ValueError("a flat late fee needs an amount")
+        if fee is not None and fee.kind == "percent_per_month" and fee.percent is None:
+            raise ValueError("a percent_per_month late fee needs a percent")
+        return fee
+
+
+class BatchIn(_Body):
+    """Up to 1,000 invoices; each is validated and accepted on its own."""
+
+    invoices: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class VoidIn(_Body):
+    """Why the invoice is voided."""
+
+    reason: str = Field(default="", max_length=1000)
+
+
+class DisputeIn(_Body):
+    """The customer's dispute; without an amount the whole balance is disputed."""
+
+    reason: str = Field(min_length=1, max_length=1000)
+    amount: Amount | None = Field(default=None, gt=0)
+
+
+class DisputeResolveIn(_Body):
+    """How a dispute ended: ``upheld`` credits the disputed amount, ``rejected`` resumes chasing."""
+
+    resolution: Literal["upheld", "rejected"]
+    note: str = Field(default="", max_length=1000)
+
+
+class MoneyOut(BaseModel):
+    """An amount with its currency, as decimal string."""
+
+    amount: Amount
+    currency: Currency
+
+
+class DisputeOut(BaseModel):
+    """The open dispute of an invoice."""
+
+    reason: str
+    amount: Amount
+    opened_at: datetime
+
+
+class InvoiceOut(BaseModel):
+    """An invoice as it stands."""
+
+    invoice_id: str
+    account_id: str
+    account_name: str
+    contact: Contact
+    currency: str
+    amount_due: Amount
+    amount_paid: Amount
+    credited: Amount
+    balance: Amount
+    status: Literal["open", "partially_paid", "paid", "void"]
+    disputed: bool
+    dispute: DisputeOut | None
+    days_past_due: int
+    overdue_since: date
+    issue_date: date
+    due_date: date
+    segment: str
+    timezone: str
+    locale: str
+    terms: TermsIn | None
+    early_payment_discount: EarlyPaymentDiscount | None
+    late_fee: LateFee | None
+    lines: list[LineIn]
+    metadata: dict[str, str]
+    void_reason: str | None
+    voided_at: datetime | None
+    settled_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvoicePage(BaseModel):
+    """One page of invoices; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[InvoiceOut]
+    next_cursor: str | None
+
+
+class BatchItemResult(BaseModel):
+    """The outcome for one item of a batch."""
+
+    index: int
+    invoice_id: str | None
+    status: int = Field(description="201 created, 200 already accepted, 409 conflict, 422 invalid")
+    invoice: InvoiceOut | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    """One result per posted item, in order."""
+
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
