@@ -1,67 +1,211 @@
 #!/usr/bin/env bash
-# A local PostgreSQL for tests, without Docker: Debian's package, our own cluster.
-#   scripts/pg.sh up | down | status
-# Listens on 127.0.0.1:5432 (PG_PORT), trust auth for user postgres, database dunning_test.
-# The cluster runs as the OS user postgres (the server refuses root) under
-# /tmp/dunning-pg-<port> (PG_DATA overrides), a path that user can always reach.
+# A local PostgreSQL for tests without Docker: Debian's binaries, our own cluster
+# (not the Debian system service), trust auth, durability off for speed.
+#
+#   scripts/pg.sh up        start (idempotent: exits 0 when already up) and create the test database
+#   scripts/pg.sh down      stop (pg_ctl stop -m fast); exits 0 when not running
+#   scripts/pg.sh status    exit 0 when the server answers
+#   scripts/pg.sh reset     stop and delete the cluster
+#
+# Listens on 127.0.0.1:5432 (PG_PORT) for user postgres without a password; database
+# dunning_test (PG_DATABASE). The cluster lives under var/pg (data/, server.log, run/ for
+# the unix socket); another port gets var/pg/instance-PORT. The server refuses to run as
+# root, so as root the cluster belongs to the OS user postgres; when that user cannot
+# reach var/pg (a checkout under a private home), it goes to /tmp/dunning-pg-UID-PORT
+# instead. PG_BASE overrides the folder. When no PostgreSQL is installed and we are root,
+# Debian's postgresql package is installed; the cluster it creates is left alone unless
+# it sits on our port, where it is stopped.
 set -euo pipefail
 
+root="$(cd "$(dirname "$0")/.." && pwd)"
 port="${PG_PORT:-5432}"
-data="${PG_DATA:-/tmp/dunning-pg-$port}"
 db="${PG_DATABASE:-dunning_test}"
+addr="127.0.0.1:$port"
+export PGCONNECT_TIMEOUT=3
 
-bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+now() { echo "${EPOCHREALTIME/,/.}"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+die() { echo "postgres: $*" >&2; exit 1; }
+is_root() { [[ "$(id -u)" == 0 ]]; }
 
-as_postgres() {
-  if [[ "$(id -un)" == postgres ]]; then "$@"; else su postgres -s /bin/bash -c "$(printf '%q ' "$@")"; fi
+# The newest installed server binaries (or the version the cluster was made with).
+bindir() {
+  local want="${1:-}" d
+  if [[ -n "$want" && -x "/usr/lib/postgresql/$want/bin/pg_ctl" ]]; then echo "/usr/lib/postgresql/$want/bin"; return; fi
+  d="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -1)"
+  if [[ -n "$d" && -x "$d/initdb" && -x "$d/pg_ctl" ]]; then echo "$d"; return; fi
+  d="$(dirname "$(command -v pg_ctl 2>/dev/null || echo /nonexistent/x)")"
+  [[ -x "$d/initdb" ]] && echo "$d"
+  return 0
 }
 
-ready() { "$(bindir)/pg_isready" -q -h 127.0.0.1 -p "$port" 2>/dev/null; }
+# Run as the cluster's owner: postgres when we are root, else ourselves.
+as_pg() {
+  if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
 
-install() {
-  if [[ -z "$(bindir)" ]]; then
-    echo "postgres: installing Debian's postgresql package" >&2
-    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+psql_() { "$(bindir)/psql" -X -w -q -h 127.0.0.1 -p "$port" -U postgres "$@"; }
+accepts() { psql_ -d postgres -Atc 'select 1' 2>/dev/null | grep -qx 1; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+install_postgres() {
+  [[ -n "$(bindir)" ]] && return
+  is_root || die "no PostgreSQL server binaries (initdb, pg_ctl) and not root to install them: apt-get install postgresql"
+  echo "postgres: installing Debian's postgresql package" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ -z "${DUNNING_APT_UPDATED:-}" ]]; then apt-get update -qq >/dev/null; export DUNNING_APT_UPDATED=1; fi
+  apt-get install -y -qq -o DPkg::Lock::Timeout=300 postgresql >/dev/null
+  [[ -n "$(bindir)" ]] || die "postgresql installed but no initdb/pg_ctl under /usr/lib/postgresql/*/bin"
+}
+
+# Where the cluster lives; as root, also make it the postgres user's.
+choose_base() {
+  if [[ -n "${PG_BASE:-}" ]]; then base="$PG_BASE"
+  elif [[ "$port" == 5432 ]]; then base="$root/var/pg"
+  else base="$root/var/pg/instance-$port"; fi
+  if is_root; then
+    mkdir -p "$base" && chown postgres:postgres "$base" && chmod 755 "$base"
+    if [[ "$base" == "$root/var/pg/"* ]]; then chown postgres:postgres "$root/var/pg"; fi
+    if ! runuser -u postgres -- test -w "$base" -a -x "$base" 2>/dev/null; then
+      [[ -z "${PG_BASE:-}" ]] || die "the postgres user cannot write to PG_BASE=$base"
+      base="${TMPDIR:-/tmp}/dunning-pg-$(id -u)-$port"
+      mkdir -p "$base" && chown postgres:postgres "$base" && chmod 755 "$base"
+    fi
+  else
+    mkdir -p "$base"
   fi
-  # The package starts its own cluster on 5432; ours replaces it.
-  if command -v pg_lsclusters >/dev/null; then
-    pg_lsclusters -h 2>/dev/null | awk -v p="$port" '$3 == p && $4 == "online" {print $1, $2}' |
-      while read -r version name; do pg_ctlcluster "$version" "$name" stop || true; done
+  data="$base/data"
+  sockdir="$base/run"
+  # A unix socket path has at most 107 bytes.
+  if (( ${#sockdir} > 90 )); then sockdir=/tmp; fi
+}
+
+write_config() {
+  as_pg mkdir -p "$sockdir"
+  as_pg tee "$data/dunning.conf" >/dev/null <<CONF
+# Written by scripts/pg.sh on every start; edit the script, not this file.
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$sockdir'
+max_connections = 200
+# Test speed over durability: nothing here needs to survive a crash of the machine.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+log_timezone = 'UTC'
+timezone = 'UTC'
+CONF
+  grep -q "^include_if_exists = 'dunning.conf'" "$data/postgresql.conf" ||
+    echo "include_if_exists = 'dunning.conf'" | as_pg tee -a "$data/postgresql.conf" >/dev/null
+}
+
+ensure_database() {
+  if ! psql_ -d postgres -Atc "select 1 from pg_database where datname = '$db'" | grep -qx 1; then
+    psql_ -d postgres -c "create database \"$db\" owner postgres" >/dev/null
   fi
+}
+
+server_version() { psql_ -d postgres -Atc 'show server_version' | cut -d' ' -f1; }
+
+# Our postmaster is alive: the pid in postmaster.pid is a live (not zombie) postgres.
+ours_running() {
+  local p state
+  [[ -n "${data:-}" && -f "$data/postmaster.pid" ]] || return 1
+  p="$(head -1 "$data/postmaster.pid" 2>/dev/null)" && [[ "$p" =~ ^[0-9]+$ ]] || return 1
+  state="$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" && [[ -n "$state" && "$state" != Z ]] || return 1
+  grep -q postgres "/proc/$p/cmdline" 2>/dev/null
 }
 
 up() {
-  local started=$SECONDS
-  install
-  local bin; bin="$(bindir)"
-  if ready && psql -h 127.0.0.1 -p "$port" -U postgres -Atc 'select 1' >/dev/null 2>&1; then
-    echo "postgres already up on 127.0.0.1:$port"
-  else
-    if [[ ! -f "$data/PG_VERSION" ]]; then
-      mkdir -p "$data"; chown postgres:postgres "$data"; chmod 700 "$data"
-      as_postgres "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
-    fi
-    # Test settings: durability traded for speed, nothing here needs to survive a crash.
-    as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \
-      "-h 127.0.0.1 -p $port -k $data -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null
+  local started; started="$(now)"
+  mkdir -p "$root/var"
+  exec 9>"$root/var/.pg-$port.lock"
+  flock -w 300 9 || die "another pg.sh holds $root/var/.pg-$port.lock"
+  if accepts; then
+    ensure_database
+    echo "postgres already up on $addr (PostgreSQL $(server_version), database $db)"
+    return
   fi
-  psql -h 127.0.0.1 -p "$port" -U postgres -Atc "select 1 from pg_database where datname = '$db'" | grep -q 1 ||
-    psql -h 127.0.0.1 -p "$port" -U postgres -qc "create database $db"
-  echo "$(psql -h 127.0.0.1 -p "$port" -U postgres -Atc 'show server_version' | cut -d' ' -f1 | sed 's/^/postgres /') up on 127.0.0.1:$port in $((SECONDS - started))s"
+  install_postgres
+  choose_base
+  local v=""; [[ -f "$data/PG_VERSION" ]] && v="$(cat "$data/PG_VERSION")"
+  bin="$(bindir "$v")"
+  if [[ -n "$v" ]] && ! "$bin/postgres" -V | grep -q " $v\."; then
+    echo "postgres: $data was made by PostgreSQL $v, which is gone; making a new cluster" >&2
+    as_pg "$bin/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$data"
+  fi
+  if ours_running; then
+    :  # started a moment ago by someone else, or still recovering: wait for it below
+  elif listening; then
+    # Something holds the port but does not let postgres in without a password:
+    # Debian's own cluster (its package starts one on 5432) is stopped, anything else is an error.
+    local cluster
+    cluster="$(pg_lsclusters -h 2>/dev/null | awk -v p="$port" '$3 == p && $4 ~ /online/ {print $1 " " $2}' | head -1)"
+    [[ -n "$cluster" ]] || die "127.0.0.1:$port is taken by a server that does not let user postgres in without a password"
+    echo "postgres: stopping Debian's cluster $cluster, which holds port $port" >&2
+    # shellcheck disable=SC2086
+    pg_ctlcluster $cluster stop >/dev/null
+  fi
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    rm -rf "$data"
+    as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+      --no-sync --no-instructions >"$base/initdb.log" 2>&1 ||
+      { cat "$base/initdb.log" >&2; die "initdb failed"; }
+  fi
+  if ! ours_running; then
+    # A server killed with SIGKILL leaves its lock files, and where nothing reaps it (a PID 1
+    # that is no init) its zombie keeps the pid in them "alive": stale ones would block the start.
+    rm -f "$data/postmaster.pid" "$sockdir/.s.PGSQL.$port.lock" "$sockdir/.s.PGSQL.$port"
+    write_config
+    # 9>&-: the server must not inherit (and so hold) our lock.
+    if ! as_pg "$bin/pg_ctl" -D "$data" -l "$base/server.log" -w -t 60 -s start >/dev/null 2>&1 9>&-; then
+      tail -20 "$base/server.log" >&2
+      die "the server did not start; see $base/server.log"
+    fi
+  fi
+  local deadline=$((SECONDS + 60))
+  until "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres && accepts; do
+    ours_running || { tail -20 "$base/server.log" >&2; die "the server exited; see $base/server.log"; }
+    (( SECONDS < deadline )) || die "the server does not answer on $addr; see $base/server.log"
+    sleep 0.2
+  done
+  ensure_database
+  echo "postgres up on $addr in $(since "$started")s (PostgreSQL $(server_version), database $db, data $data)"
 }
 
 down() {
-  local bin; bin="$(bindir)"
-  if [[ -n "$bin" && -f "$data/postmaster.pid" ]]; then
-    as_postgres "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null && echo "postgres stopped"
-  else
-    echo "postgres is not running from $data"
+  choose_base_quiet
+  if [[ -z "$bin" ]] || ! ours_running; then
+    if accepts; then echo "postgres on $addr was not started from $data; left running"
+    else echo "postgres is not running (from $data)"; fi
+    return
   fi
+  as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 60 -s stop >/dev/null
+  echo "postgres stopped"
 }
 
+# For down/reset: find the cluster without creating or installing anything.
+choose_base_quiet() {
+  if [[ -n "${PG_BASE:-}" ]]; then base="$PG_BASE"
+  elif [[ "$port" == 5432 ]]; then base="$root/var/pg"
+  else base="$root/var/pg/instance-$port"; fi
+  if [[ ! -f "$base/data/PG_VERSION" && -f "${TMPDIR:-/tmp}/dunning-pg-$(id -u)-$port/data/PG_VERSION" ]]; then
+    base="${TMPDIR:-/tmp}/dunning-pg-$(id -u)-$port"
+  fi
+  data="$base/data"
+  local v=""; [[ -f "$data/PG_VERSION" ]] && v="$(cat "$data/PG_VERSION")"
+  bin="$(bindir "$v")"
+}
+
+bin=""
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  status) if ready; then echo "postgres up on 127.0.0.1:$port"; else echo "postgres down"; exit 1; fi ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  status)
+    if [[ -n "$(bindir)" ]] && accepts; then echo "postgres up on $addr (PostgreSQL $(server_version))"
+    else echo "postgres down on $addr"; exit 1; fi ;;
+  reset) down; choose_base_quiet; rm -rf "$data"; echo "postgres cluster deleted ($data)" ;;
+  *) echo "usage: $0 up|down|status|reset" >&2; exit 2 ;;
 esac
