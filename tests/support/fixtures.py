@@ -76,7 +76,8 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An app with its lifespan, and a client speaking to it in-process."""
-    async with LifespanManager(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://svc"
-    ) as client:
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client,
+    ):
         yield client

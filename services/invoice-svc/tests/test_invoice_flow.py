@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from invoice_fixtures import ACME, START, invoice
+from invoice_fixtures import ACME, invoice
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -61,8 +61,12 @@ def of(kind: type, events: list[Envelope]) -> list[Any]:
 async def pay(settings, event: PaymentReceived | PaymentReversed, tenant: str = "acme") -> None:
     bus = create_bus(settings)
     await bus.start()
-    message = to_kafka(make_envelope(event, tenant=tenant, source="/payment-svc", time=event_time(event)))
-    await bus.publish([OutgoingMessage(topics.PAYMENTS, message.key, message.value, message.headers)])
+    message = to_kafka(
+        make_envelope(event, tenant=tenant, source="/payment-svc", time=event_time(event))
+    )
+    await bus.publish(
+        [OutgoingMessage(topics.PAYMENTS, message.key, message.value, message.headers)]
+    )
     await bus.close()
 
 
@@ -85,12 +89,16 @@ def received(payment_id: str, invoice_id: str, amount: str) -> PaymentReceived:
         amount=Money(amount=amount, currency="EUR"),  # type: ignore[arg-type]
         received_at="2026-03-02T10:00:00Z",  # type: ignore[arg-type]
         method="bank_transfer",
-        allocations=[Allocation(invoice_id=invoice_id, amount=Money(amount=amount, currency="EUR"))],  # type: ignore[arg-type]
+        allocations=[
+            Allocation(invoice_id=invoice_id, amount=Money(amount=amount, currency="EUR"))
+        ],  # type: ignore[arg-type]
         unapplied=Money(amount="0.00", currency="EUR"),  # type: ignore[arg-type]
     )
 
 
-async def test_posted_invoice_is_published_with_trace_context(client: httpx.AsyncClient, invoice_settings) -> None:
+async def test_posted_invoice_is_published_with_trace_context(
+    client: httpx.AsyncClient, invoice_settings
+) -> None:
     setup_tracing("tests", "")
     provider = trace.get_tracer_provider()
     assert isinstance(provider, TracerProvider)
@@ -105,11 +113,15 @@ async def test_posted_invoice_is_published_with_trace_context(client: httpx.Asyn
     assert issued.data.terms.late_fee is not None and issued.data.terms.late_fee.percent == 1.5
     assert issued.traceparent is not None
     trace_id = issued.traceparent.split("-")[1]
-    server_spans = [s for s in exporter.get_finished_spans() if s.name.startswith("POST /v1/invoices")]
+    server_spans = [
+        s for s in exporter.get_finished_spans() if s.name.startswith("POST /v1/invoices")
+    ]
     assert any(format(s.context.trace_id, "032x") == trace_id for s in server_spans)
 
 
-async def test_payments_move_the_balance_and_settle_once(client: httpx.AsyncClient, invoice_settings) -> None:
+async def test_payments_move_the_balance_and_settle_once(
+    client: httpx.AsyncClient, invoice_settings
+) -> None:
     await client.post("/v1/invoices", json=invoice(), headers=ACME)
     await pay(invoice_settings, received("PAY-1", "INV-1001", "250.00"))
 
@@ -122,10 +134,14 @@ async def test_payments_move_the_balance_and_settle_once(client: httpx.AsyncClie
     assert (body["amount_paid"], body["balance"]) == ("250.00", "1000.00")
 
     await pay(invoice_settings, received("PAY-2", "INV-1001", "1000.00"))
-    await pay(invoice_settings, received("PAY-2", "INV-1001", "1000.00"))  # redelivered: a new event, same payment
+    await pay(
+        invoice_settings, received("PAY-2", "INV-1001", "1000.00")
+    )  # redelivered: a new event, same payment
 
     async def paid() -> bool:
-        return bool((await client.get("/v1/invoices/INV-1001", headers=ACME)).json()["status"] == "paid")
+        return bool(
+            (await client.get("/v1/invoices/INV-1001", headers=ACME)).json()["status"] == "paid"
+        )
 
     await until(paid)
     await asyncio.sleep(1)  # the duplicate has had its chance to double-count
@@ -159,7 +175,9 @@ async def test_payment_before_its_invoice_is_applied_when_the_invoice_arrives(
         from invoice_svc.storage import allocations
 
         async with app.state.runtime.database.sessions() as session:
-            return bool((await session.execute(select(func.count()).select_from(allocations))).scalar_one())
+            return bool(
+                (await session.execute(select(func.count()).select_from(allocations))).scalar_one()
+            )
 
     await until(recorded)
     created = (await client.post("/v1/invoices", json=invoice(), headers=ACME)).json()
@@ -169,7 +187,9 @@ async def test_payment_before_its_invoice_is_applied_when_the_invoice_arrives(
 
 
 async def tick_at(client: httpx.AsyncClient, instant: str) -> None:
-    assert (await client.put("/v1/admin/clock", json={"now": instant}, headers=ACME)).status_code == 200
+    assert (
+        await client.put("/v1/admin/clock", json={"now": instant}, headers=ACME)
+    ).status_code == 200
     assert (await client.post("/v1/admin/tick", headers=ACME)).status_code == 200
 
 
@@ -202,9 +222,17 @@ async def test_overdue_is_published_once_per_invoice_across_ticks_and_a_restart(
     app = create_app(SPEC, invoice_settings)
     async with running(app) as again:
         await tick_at(again, "2026-03-07T12:00:00Z")
-        rejected = await again.post("/v1/invoices/DISPUTED/dispute/resolve", json={"resolution": "rejected"}, headers=ACME)
+        rejected = await again.post(
+            "/v1/invoices/DISPUTED/dispute/resolve", json={"resolution": "rejected"}, headers=ACME
+        )
         assert rejected.status_code == 200
         await tick_at(again, "2026-03-07T12:30:00Z")
-        assert (await again.get("/v1/invoices/DUE-BERLIN", headers=ACME)).json()["days_past_due"] == 4
+        assert (await again.get("/v1/invoices/DUE-BERLIN", headers=ACME)).json()[
+            "days_past_due"
+        ] == 4
     events = await published(invoice_settings, 5 + 3 + 2 + 2)
-    assert sorted(o.invoice_id for o in of(InvoiceOverdue, events)) == ["DISPUTED", "DUE-AUCKLAND", "DUE-BERLIN"]
+    assert sorted(o.invoice_id for o in of(InvoiceOverdue, events)) == [
+        "DISPUTED",
+        "DUE-AUCKLAND",
+        "DUE-BERLIN",
+    ]

@@ -1,0 +1,82 @@
+"""invoice-svc: batch ingest over its HTTP API, and one overdue tick over all of it.
+
+The app runs in-process (httpx's ASGI transport), so the figures are the
+service and its database, without network or JSON-over-TCP costs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from dunning_runtime.app import create_app
+from dunning_runtime.settings import ServiceSettings
+from invoice_svc.main import SPEC
+
+AUTH = {"Authorization": "Bearer bench-key"}
+
+
+def body(i: int) -> dict[str, object]:
+    return {
+        "invoice_id": f"INV-{i:07d}",
+        "account_id": f"ACC-{i % 5000:05d}",
+        "account_name": "ACME GmbH",
+        "contact": {"name": "Dana Fischer", "email": "ap@acme.example"},
+        "currency": "EUR",
+        "amount_due": "1250.00",
+        "issue_date": "2026-02-01",
+        "due_date": "2026-03-03",
+        "timezone": "Europe/Berlin",
+        "lines": [
+            {
+                "description": "Consulting",
+                "quantity": "10",
+                "unit_price": "125.00",
+                "amount": "1250.00",
+            }
+        ],
+    }
+
+
+async def run(count: int, data_dir: Path) -> None:
+    """Post ``count`` invoices in batches of 1,000, then tick once past their due date."""
+    settings = ServiceSettings(
+        service_name="invoice-svc",
+        data_dir=data_dir,
+        clock="manual",
+        api_keys="bench:bench-key",
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+        database_schema=f"bench_invoice_{uuid.uuid4().hex[:8]}",
+    )
+    app = create_app(SPEC, settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=300
+        ) as client,
+    ):
+        await client.put("/v1/admin/clock", json={"now": "2026-03-01T09:00:00Z"}, headers=AUTH)
+        started = time.perf_counter()
+        for start in range(0, count, 1000):
+            batch = [body(i) for i in range(start, min(count, start + 1000))]
+            response = await client.post(
+                "/v1/invoices/batch", json={"invoices": batch}, headers=AUTH
+            )
+            assert response.json()["accepted"] == len(batch), response.text[:500]
+        seconds = time.perf_counter() - started
+        print(
+            f"{'invoice batch ingest (1,000 per POST)':<44} {count:>7} invoices {seconds:7.2f} s  {count / seconds:9.0f} invoices/s"
+        )
+        await app.state.runtime.relay.flush()
+        await client.put("/v1/admin/clock", json={"now": "2026-03-10T09:00:00Z"}, headers=AUTH)
+        started = time.perf_counter()
+        tick = await client.post("/v1/admin/tick", headers=AUTH)
+        seconds = time.perf_counter() - started
+        assert tick.status_code == 200, tick.text
+        print(
+            f"{'overdue tick (detect + publish all)':<44} {count:>7} invoices {seconds:7.2f} s  {count / seconds:9.0f} invoices/s"
+        )
