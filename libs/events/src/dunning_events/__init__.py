@@ -1,13 +1,20 @@
 """The published event contract of the dunning platform (DESIGN.md principle 8).
 
-Envelope (CloudEvents 1.0 compatible), every event as a pydantic v2 model with
-exact money, topic names, and codecs. JSON Schemas and an AsyncAPI document
-are generated from these models (``make schemas``) and committed.
+* ``money``: exact ``Money`` (Decimal amount + ISO 4217 currency) and its rules;
+* ``envelope``: the CloudEvents 1.0 compatible ``Envelope``, the ``Event`` base
+  class and ``make_envelope``;
+* ``invoices``, ``payments``, ``dunning``, ``notifications``: the events, by
+  producer; ``registry``: all of them by CloudEvents type;
+* ``topics``: topic names; ``codec``: Kafka binary mode and structured JSON;
+* ``samples``: a valid sample of every event; ``generate``: the JSON Schemas and
+  AsyncAPI document committed next to this package (``make schemas``).
 """
 
 from __future__ import annotations
 
 from dunning_events import topics
+from dunning_events.codec import DecodeError, KafkaMessage, from_json, from_kafka, to_json, to_kafka
+from dunning_events.common import Channel, Contact
 from dunning_events.dunning import (
     CollectionsHandoffRequested,
     DunningStageChanged,
@@ -20,7 +27,6 @@ from dunning_events.dunning import (
 )
 from dunning_events.envelope import Envelope, Event, make_envelope
 from dunning_events.invoices import (
-    Contact,
     EarlyPaymentDiscount,
     InvoiceDisputed,
     InvoiceDisputeResolved,
@@ -32,7 +38,14 @@ from dunning_events.invoices import (
     LateFee,
     Terms,
 )
-from dunning_events.money import Money, NonNegativeMoney, PositiveMoney
+from dunning_events.money import (
+    Currency,
+    Money,
+    NonNegativeMoney,
+    PositiveMoney,
+    minor_units,
+    quantize,
+)
 from dunning_events.notifications import NotificationFailed, NotificationSent
 from dunning_events.payments import Allocation, PaymentReceived, PaymentReversed
 from dunning_events.registry import EVENT_CLASSES, EVENT_TYPES, event_class
@@ -41,8 +54,11 @@ __all__ = [
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "Allocation",
+    "Channel",
     "CollectionsHandoffRequested",
     "Contact",
+    "Currency",
+    "DecodeError",
     "DunningStageChanged",
     "EarlyPaymentDiscount",
     "Envelope",
@@ -55,6 +71,7 @@ __all__ = [
     "InvoiceOverdue",
     "InvoiceSettled",
     "InvoiceVoided",
+    "KafkaMessage",
     "LateFee",
     "Money",
     "NonNegativeMoney",
@@ -70,6 +87,12 @@ __all__ = [
     "PromiseToPayRecorded",
     "Terms",
     "event_class",
+    "from_json",
+    "from_kafka",
     "make_envelope",
+    "minor_units",
+    "quantize",
+    "to_json",
+    "to_kafka",
     "topics",
 ]

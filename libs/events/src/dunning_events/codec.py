@@ -1,37 +1,77 @@
-"""Codecs: the CloudEvents Kafka protocol binding (binary mode) and structured JSON.
+"""Codecs: the CloudEvents Kafka protocol binding (binary content mode) and the
+structured JSON format (``application/cloudevents+json``).
 
-Binary mode keeps the payload as plain JSON in the message value and the
-context attributes in ``ce_*`` headers, so subscribers that ignore CloudEvents
-still read a clean payload. The binding is written here from the spec rather
-than through the ``cloudevents`` package: that package wants its own event
-type holding a dict, while our contract is the pydantic envelope; a test
-checks that the package reads what we write.
+Binary mode keeps the payload as plain JSON in the record value and the context
+attributes in ``ce_*`` headers, so subscribers that know nothing of CloudEvents
+still read a clean payload, and the key ``tenant:account`` keeps one account's
+events in order.
+
+The binding is written here from the spec (CloudEvents Kafka Protocol Binding
+1.0, section 3.2) rather than through the ``cloudevents`` package, because that
+package does not fit cleanly: its Kafka message holds headers as a dict while
+Kafka headers are a list that may repeat names; its events carry ``data`` as a
+plain dict, so our pydantic payloads would be dumped and validated twice; its
+module layout changed between 1.x and 2.x; and its decoders raise whatever the
+underlying parsers raise, which we would have to translate anyway. The tests
+check that the SDK and this module read each other's output.
 
 Every decode failure is a ``DecodeError`` whose reason names the field, never
-another exception, so a consumer can dead-letter the event and move on.
+another exception, so a consumer can dead-letter the record and move on
+(principle 10).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 
-from dunning_events.envelope import Envelope, Event
+from dunning_events.envelope import Envelope, Event, is_valid_traceparent, is_valid_tracestate
 from dunning_events.registry import EVENT_TYPES
+
+__all__ = [
+    "CONTENT_TYPE",
+    "REQUIRED_ATTRIBUTES",
+    "STRUCTURED_CONTENT_TYPE",
+    "DecodeError",
+    "KafkaMessage",
+    "from_json",
+    "from_kafka",
+    "to_json",
+    "to_kafka",
+]
 
 CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
-_REQUIRED = ("specversion", "id", "type", "source", "time", "subject", "tenant", "schemaversion")
-_OPTIONAL = ("dataschema", "traceparent", "tracestate")
+CE_PREFIX = "ce_"
+
+#: Attributes every event has; a record without one of them is malformed.
+REQUIRED_ATTRIBUTES = (
+    "specversion",
+    "id",
+    "type",
+    "source",
+    "time",
+    "subject",
+    "dataschema",
+    "tenant",
+    "schemaversion",
+)
+_TRACE_ATTRIBUTES = ("traceparent", "tracestate")
+# Attributes we decode. Others (extensions some tool added, e.g. partitionkey) are
+# not part of this contract and are ignored, as CloudEvents lets receivers do.
+_KNOWN_ATTRIBUTES = frozenset((*REQUIRED_ATTRIBUTES, *_TRACE_ATTRIBUTES, "datacontenttype"))
+# The CloudEvents JSON format types attributes: Integer ones are JSON numbers,
+# every other attribute we use is a JSON string.
+_INTEGER_ATTRIBUTES = frozenset({"schemaversion"})
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaMessage:
-    """A Kafka record's key, value and headers."""
+    """A Kafka record's key, value and headers, independent of any client library."""
 
     key: bytes
     value: bytes
@@ -39,32 +79,36 @@ class KafkaMessage:
 
 
 class DecodeError(ValueError):
-    """An event that cannot be decoded; ``reason`` says why, naming the field."""
+    """A record or document that is not a valid event; ``reason`` says why, naming the
+    field (e.g. "data.amount.amount: EUR allows at most 2 decimal places")."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-def _attribute_text(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+# -- encoding ------------------------------------------------------------------
 
 
 def to_kafka(envelope: Envelope) -> KafkaMessage:
-    """The envelope in binary content mode: ``ce_*`` headers, JSON data as the value."""
-    headers: list[tuple[str, bytes]] = []
-    for name in (*_REQUIRED, *_OPTIONAL):
-        value = getattr(envelope, name)
-        if value is not None:
-            headers.append((f"ce_{name}", _attribute_text(value).encode()))
+    """The envelope in binary content mode.
+
+    Headers: ``ce_<attribute>`` for every attribute that is set (``ce_time`` in RFC
+    3339), ``content-type: application/json``, and the trace context a second time
+    as plain ``traceparent``/``tracestate``, the names W3C propagators and Kafka
+    tooling look for. Key: ``tenant:account_id``. Value: the data as JSON, amounts
+    as decimal strings.
+    """
+    # mode="json" gives the wire text of every attribute (time as RFC 3339, ints as
+    # digits); datacontenttype travels as content-type, per the binding.
+    attributes = envelope.model_dump(
+        mode="json", exclude={"data", "datacontenttype"}, exclude_none=True
+    )
+    headers = [(f"{CE_PREFIX}{name}", str(value).encode()) for name, value in attributes.items()]
     headers.append(("content-type", CONTENT_TYPE.encode()))
-    # Plain W3C headers too: propagators and Kafka tooling look for these names.
-    if envelope.traceparent:
-        headers.append(("traceparent", envelope.traceparent.encode()))
-    if envelope.tracestate:
-        headers.append(("tracestate", envelope.tracestate.encode()))
+    headers.extend(
+        (name, attributes[name].encode()) for name in _TRACE_ATTRIBUTES if name in attributes
+    )
     return KafkaMessage(
         key=envelope.partition_key.encode(),
         value=envelope.data.model_dump_json().encode(),
@@ -72,68 +116,174 @@ def to_kafka(envelope: Envelope) -> KafkaMessage:
     )
 
 
-def _reason(exc: ValidationError, prefix: str) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-        parts.append(f"{loc or 'value'}: {err['msg']}")
-    more = len(exc.errors()) - 5
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+def to_json(envelope: Envelope) -> bytes:
+    """The envelope in structured content mode (``application/cloudevents+json``).
+
+    Unset optional attributes are left out, as the JSON format asks; the data keeps
+    its nulls, so it is the same JSON as in binary mode.
+    """
+    document = envelope.model_dump(mode="json", exclude={"data"}, exclude_none=True)
+    document["data"] = envelope.data.model_dump(mode="json")
+    return pydantic_core.to_json(document)
 
 
-def _build(attributes: dict[str, Any], data: Any, *, data_is_json_text: bool) -> Envelope:
-    type_ = attributes.get("type")
-    cls: type[Event] | None = EVENT_TYPES.get(type_) if isinstance(type_, str) else None
-    if cls is None:
-        raise DecodeError(f"type: unknown event type {type_!r}")
-    try:
-        payload = cls.model_validate_json(data) if data_is_json_text else cls.model_validate(data)
-    except ValidationError as exc:
-        raise DecodeError(_reason(exc, "data")) from None
-    try:
-        return Envelope.model_validate({**attributes, "data": payload})
-    except ValidationError as exc:
-        raise DecodeError(_reason(exc, "")) from None
-    except ValueError as exc:
-        raise DecodeError(str(exc)) from None
+# -- decoding ------------------------------------------------------------------
 
 
 def from_kafka(
-    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
 ) -> Envelope:
-    """Decode a binary-mode record; raises ``DecodeError`` for anything malformed."""
-    attributes: dict[str, Any] = {}
-    for name, raw in headers:
-        if name.startswith("ce_"):
-            try:
-                attributes[name[3:]] = bytes(raw).decode("utf-8")
-            except (UnicodeDecodeError, TypeError):
-                raise DecodeError(f"header {name}: not UTF-8 text") from None
-    missing = [name for name in _REQUIRED if name not in attributes]
-    if missing:
-        raise DecodeError(f"missing CloudEvents header(s): {', '.join('ce_' + m for m in missing)}")
-    if value is None:
-        raise DecodeError("data: the record has no value")
-    envelope = _build(attributes, value, data_is_json_text=True)
-    if key is not None and key != envelope.partition_key.encode():
-        raise DecodeError(f"key: {key!r} does not match tenant:subject {envelope.partition_key!r}")
+    """Decode a record written by ``to_kafka``; raises ``DecodeError`` for anything
+    malformed: missing or repeated ``ce_`` headers, an unknown type, a value that is
+    not JSON or not a valid payload, a key that is not ``tenant:account_id``.
+
+    A record in structured mode (content-type ``application/cloudevents+json``) is
+    read too, the way the binding says receivers should tell the two apart.
+    """
+    attributes: dict[str, str] = {}
+    content_type: str | None = None
+    for name, raw in _header_pairs(headers):
+        lowered = name.lower()
+        if lowered == "content-type":
+            content_type = _header_text(name, raw)
+        elif lowered.startswith(CE_PREFIX) and lowered[len(CE_PREFIX) :] in _KNOWN_ATTRIBUTES:
+            attribute = lowered[len(CE_PREFIX) :]
+            if attribute in attributes:
+                raise DecodeError(f"header {name}: appears more than once")
+            attributes[attribute] = _header_text(name, raw)
+
+    media_type = (content_type or CONTENT_TYPE).split(";")[0].strip().lower()
+    if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
+        raise DecodeError("value: not bytes")
+    if media_type == STRUCTURED_CONTENT_TYPE:
+        if value is None:
+            raise DecodeError("value: a structured-mode record has no value")
+        envelope = from_json(bytes(value))
+    else:
+        if media_type != CONTENT_TYPE:
+            raise DecodeError(f"content-type: expected {CONTENT_TYPE}, got {content_type!r}")
+        _require(attributes, "header(s)", prefix=CE_PREFIX)
+        if value is None:
+            raise DecodeError("data: the record has no value")
+        data = bytes(value)
+        envelope = _envelope(attributes, lambda cls: _payload_from_json(cls, data))
+    _check_key(key, envelope)
     return envelope
 
 
-def to_json(envelope: Envelope) -> bytes:
-    """The envelope in structured content mode (``application/cloudevents+json``)."""
-    return envelope.model_dump_json(exclude_none=True).encode()
-
-
 def from_json(raw: bytes | str) -> Envelope:
-    """Decode a structured-mode event; raises ``DecodeError`` for anything malformed."""
+    """Decode a structured-mode document written by ``to_json``; raises ``DecodeError``
+    for anything malformed, like ``from_kafka``."""
     try:
-        document = json.loads(raw)
+        # allow_inf_nan=False: NaN and Infinity are not JSON.
+        document = pydantic_core.from_json(raw, allow_inf_nan=False)
     except (ValueError, TypeError) as exc:
         raise DecodeError(f"not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise DecodeError("an event must be a JSON object")
-    attributes = {k: v for k, v in document.items() if k != "data"}
+    if "data_base64" in document:
+        raise DecodeError("data_base64: events carry JSON data, not binary")
     if "data" not in document:
         raise DecodeError("data: missing")
-    return _build(attributes, document["data"], data_is_json_text=False)
+    attributes = {k: v for k, v in document.items() if k in _KNOWN_ATTRIBUTES}
+    _require(attributes, "attribute(s)")
+    for name, attribute in attributes.items():
+        expected: type = int if name in _INTEGER_ATTRIBUTES else str
+        # bool is an int to Python, but true is not a version number.
+        if not isinstance(attribute, expected) or isinstance(attribute, bool):
+            kind = "an integer" if expected is int else "a string"
+            raise DecodeError(f"{name}: must be {kind}, got {attribute!r:.40}")
+    # Re-encoding the data costs little and lets it be validated exactly as in
+    # binary mode: as JSON, strictly (no "3" for 3, no 0 for false).
+    data = pydantic_core.to_json(document["data"])
+    return _envelope(attributes, lambda cls: _payload_from_json(cls, data))
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _header_pairs(headers: Iterable[Any]) -> list[tuple[str, Any]]:
+    """``headers`` as (name, value) pairs, whatever the client library handed us."""
+    try:
+        pairs = list(headers)
+    except TypeError:
+        raise DecodeError("headers: not a list of (name, value) pairs") from None
+    result = []
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise DecodeError(f"headers: {pair!r:.60} is not a (name, value) pair")
+        result.append((pair[0], pair[1]))
+    return result
+
+
+def _header_text(name: str, raw: object) -> str:
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"header {name}: has no value")
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError(f"header {name}: not UTF-8 text") from None
+
+
+def _require(attributes: dict[str, Any], what: str, *, prefix: str = "") -> None:
+    missing = [prefix + name for name in REQUIRED_ATTRIBUTES if name not in attributes]
+    if missing:
+        raise DecodeError(f"missing CloudEvents {what}: {', '.join(missing)}")
+
+
+def _payload_from_json(cls: type[Event], data: bytes) -> Event:
+    # strict: the JSON must already have the types the schema gives, as a
+    # subscriber validating against the JSON Schema would insist.
+    try:
+        return cls.model_validate_json(data, strict=True)
+    except ValidationError as exc:
+        raise DecodeError(_reason(exc, "data")) from None
+
+
+def _envelope(attributes: dict[str, Any], payload: Callable[[type[Event]], Event]) -> Envelope:
+    """The envelope of ``attributes`` and the payload ``payload(cls)`` decodes."""
+    type_ = attributes["type"]
+    cls = EVENT_TYPES.get(type_)
+    if cls is None:
+        raise DecodeError(f"type: unknown event type {type_!r:.100}")
+    data = payload(cls)
+    # W3C Trace Context: a receiver that cannot parse traceparent ignores it, and
+    # then tracestate, and starts a new trace. Broken trace context is no reason to
+    # refuse an event.
+    traceparent, tracestate = attributes.get("traceparent"), attributes.get("tracestate")
+    if traceparent is None or not is_valid_traceparent(traceparent):
+        attributes = {k: v for k, v in attributes.items() if k not in _TRACE_ATTRIBUTES}
+    elif tracestate is not None and not is_valid_tracestate(tracestate):
+        attributes = {k: v for k, v in attributes.items() if k != "tracestate"}
+    try:
+        return Envelope.model_validate({**attributes, "data": data})
+    except ValidationError as exc:
+        raise DecodeError(_reason(exc)) from None
+
+
+def _check_key(key: object, envelope: Envelope) -> None:
+    # A record keyed otherwise may sit in another partition than the account's
+    # other events, so its order relative to them is lost: refuse it.
+    if key is None:
+        return
+    expected = envelope.partition_key.encode()
+    if not isinstance(key, (bytes, bytearray, memoryview)) or bytes(key) != expected:
+        raise DecodeError(f"key: {key!r:.100} is not tenant:subject {envelope.partition_key!r}")
+
+
+def _reason(exc: ValidationError, prefix: str = "") -> str:
+    """The first errors of ``exc`` as "field.path: message; ...", e.g.
+    "data.allocations[0].amount.currency: 'EURO' is not an ISO 4217 currency code"."""
+    errors = exc.errors(include_url=False)
+    parts = []
+    for error in errors[:5]:
+        path = prefix
+        for part in error["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            else:
+                path = f"{path}.{part}" if path else str(part)
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{path}: {message}" if path else message)
+    more = len(errors) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -2,68 +2,126 @@
 
 from __future__ import annotations
 
-from datetime import date
-from typing import ClassVar, Literal
+from typing import ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
 from dunning_events import topics
+from dunning_events.common import (
+    Channel,
+    Contact,
+    Day,
+    Identifier,
+    Instant,
+    Locale,
+    Part,
+    Segment,
+    Stage,
+    TimeZone,
+)
 from dunning_events.envelope import Event
-from dunning_events.invoices import Contact, TimeZone
-from dunning_events.money import Currency, NonNegativeMoney, PositiveMoney
+from dunning_events.money import (
+    BalancesByCurrency,
+    Currency,
+    NonNegativeMoney,
+    PositiveMoney,
+    distinct_currencies,
+)
 
-Channel = Literal["email", "sms", "webhook", "task"]
+__all__ = [
+    "Channel",
+    "CollectionsHandoffRequested",
+    "DunningStageChanged",
+    "Installment",
+    "NoticeInvoice",
+    "NotificationRequested",
+    "PaymentPlanAgreed",
+    "PromiseToPayBroken",
+    "PromiseToPayRecorded",
+]
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class NoticeInvoice(_Part):
+class NoticeInvoice(Part):
     """An invoice as a notice lists it."""
 
-    invoice_id: str = Field(min_length=1, max_length=100)
-    number: str | None = Field(default=None, max_length=100, description="As printed, if any")
-    amount_due: PositiveMoney
-    balance: NonNegativeMoney
-    due_date: date
-    days_past_due: int = Field(description="Negative before the due date")
+    invoice_id: Identifier = Field(description="The invoice's id.")
+    number: str | None = Field(
+        default=None, max_length=100, description="The number printed on it, if it differs."
+    )
+    amount_due: PositiveMoney = Field(description="The invoice total.")
+    balance: NonNegativeMoney = Field(description="What is still owed on it.")
+    due_date: Day = Field(description="Its due date.")
+    days_past_due: int = Field(description="Days past due_date; negative before the due date.")
+
+    @model_validator(mode="after")
+    def _one_currency(self) -> Self:
+        if self.balance.currency != self.amount_due.currency:
+            raise ValueError("balance and amount_due must be in the same currency")
+        return self
 
 
 class NotificationRequested(Event):
-    """Command to notify-svc: render and send one consolidated notice for an account."""
+    """Command to notify-svc: render and send one consolidated notice for an account.
+
+    Carries everything the message needs (recipient, invoices, totals), so notify-svc
+    keeps no copy of invoices. notify-svc answers with NotificationSent or
+    NotificationFailed carrying the same notification_id.
+    """
 
     event_type: ClassVar[str] = "NotificationRequested"
     topic: ClassVar[str] = topics.DUNNING_COMMANDS
 
-    notification_id: str = Field(min_length=1, max_length=100)
-    account_name: str = Field(min_length=1, max_length=200)
-    stage: str = Field(min_length=1, max_length=50)
-    channel: Channel
-    template: str = Field(min_length=1, max_length=100)
-    locale: str = Field(default="en", min_length=2, max_length=20)
-    timezone: TimeZone = "UTC"
-    recipient: Contact
-    invoices: list[NoticeInvoice] = Field(default_factory=list)
-    total_overdue: list[NonNegativeMoney] = Field(
-        default_factory=list, description="Overdue balance, one entry per currency"
+    notification_id: Identifier = Field(
+        description="Id of this notice; repeated on NotificationSent/NotificationFailed."
     )
-    next_step: str | None = Field(default=None, max_length=500)
-    not_before: AwareDatetime | None = Field(
-        default=None, description="Send no earlier (business hours of the account)"
+    account_name: str = Field(
+        min_length=1, max_length=200, description="Customer's name, as the notice addresses it."
+    )
+    stage: Stage = Field(description="The policy stage that asked for the notice.")
+    channel: Channel = Field(description="How to send it.")
+    template: str = Field(
+        min_length=1, max_length=100, description="Template name, e.g. overdue_1 or thank_you."
+    )
+    locale: Locale = "en"
+    timezone: TimeZone = "UTC"
+    recipient: Contact = Field(description="Who to send it to.")
+    invoices: list[NoticeInvoice] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Every invoice the notice lists; empty for e.g. a thank-you.",
+    )
+    total_overdue: BalancesByCurrency = Field(
+        default_factory=list, description="Overdue balance of the account, one entry per currency."
+    )
+    next_step: str | None = Field(
+        default=None,
+        max_length=500,
+        description="What happens next if nothing is paid, as the notice states it.",
+    )
+    not_before: Instant | None = Field(
+        default=None,
+        description="Send no earlier than this (business hours of the account); null: now.",
     )
 
 
 class DunningStageChanged(Event):
-    """An account moved between stages of its escalation policy."""
+    """An account moved from one stage of its escalation policy to another."""
 
     event_type: ClassVar[str] = "DunningStageChanged"
     topic: ClassVar[str] = topics.DUNNING_EVENTS
 
-    from_stage: str = Field(min_length=1, max_length=50)
-    to_stage: str = Field(min_length=1, max_length=50)
-    reason: str = Field(min_length=1, max_length=1000)
-    segment: str = Field(min_length=1, max_length=50)
+    from_stage: Stage = Field(description="The stage before, e.g. reminder.")
+    to_stage: Stage = Field(description="The stage now, e.g. overdue_1; current when paid up.")
+    reason: str = Field(
+        min_length=1, max_length=1000, description="Why, e.g. INV-1001 is 1 day past due."
+    )
+    segment: Segment = Field(description="Policy segment of the account.")
+
+    @model_validator(mode="after")
+    def _moved(self) -> Self:
+        if self.from_stage == self.to_stage:
+            raise ValueError("from_stage and to_stage must differ")
+        return self
 
 
 class CollectionsHandoffRequested(Event):
@@ -72,9 +130,16 @@ class CollectionsHandoffRequested(Event):
     event_type: ClassVar[str] = "CollectionsHandoffRequested"
     topic: ClassVar[str] = topics.DUNNING_EVENTS
 
-    overdue_balance: list[PositiveMoney] = Field(min_length=1, description="Per currency")
-    oldest_days_past_due: int = Field(ge=0)
-    reason: str = Field(min_length=1, max_length=1000)
+    overdue_balance: list[PositiveMoney] = Field(
+        min_length=1, description="Overdue balance of the account, one entry per currency."
+    )
+    oldest_days_past_due: int = Field(ge=0, description="Days past due of the oldest invoice.")
+    reason: str = Field(min_length=1, max_length=1000, description="Why the account is handed off.")
+
+    @model_validator(mode="after")
+    def _per_currency(self) -> Self:
+        distinct_currencies(self.overdue_balance)
+        return self
 
 
 class PromiseToPayRecorded(Event):
@@ -83,10 +148,12 @@ class PromiseToPayRecorded(Event):
     event_type: ClassVar[str] = "PromiseToPayRecorded"
     topic: ClassVar[str] = topics.DUNNING_EVENTS
 
-    promise_id: str = Field(min_length=1, max_length=100)
-    amount: PositiveMoney
-    promised_date: date
-    recorded_by: str = Field(min_length=1, max_length=200)
+    promise_id: Identifier = Field(description="Id of the promise.")
+    amount: PositiveMoney = Field(description="The amount promised.")
+    promised_date: Day = Field(description="The date it is promised by.")
+    recorded_by: str = Field(
+        min_length=1, max_length=200, description="Who recorded it, e.g. collector:jo or api."
+    )
 
 
 class PromiseToPayBroken(Event):
@@ -95,17 +162,27 @@ class PromiseToPayBroken(Event):
     event_type: ClassVar[str] = "PromiseToPayBroken"
     topic: ClassVar[str] = topics.DUNNING_EVENTS
 
-    promise_id: str = Field(min_length=1, max_length=100)
-    amount: PositiveMoney
-    promised_date: date
-    amount_received: NonNegativeMoney
+    promise_id: Identifier = Field(description="The promise broken.")
+    amount: PositiveMoney = Field(description="The amount that was promised.")
+    promised_date: Day = Field(description="The date it was promised by.")
+    amount_received: NonNegativeMoney = Field(
+        description="What arrived by then; less than amount, same currency."
+    )
+
+    @model_validator(mode="after")
+    def _short(self) -> Self:
+        if self.amount_received.currency != self.amount.currency:
+            raise ValueError("amount_received and amount must be in the same currency")
+        if self.amount_received.amount >= self.amount.amount:
+            raise ValueError("a promise with the full amount received is kept, not broken")
+        return self
 
 
-class Installment(_Part):
+class Installment(Part):
     """One installment of a payment plan."""
 
-    due_date: date
-    amount: PositiveMoney
+    due_date: Day = Field(description="When the installment is due.")
+    amount: PositiveMoney = Field(description="How much is due then.")
 
 
 class PaymentPlanAgreed(Event):
@@ -114,6 +191,20 @@ class PaymentPlanAgreed(Event):
     event_type: ClassVar[str] = "PaymentPlanAgreed"
     topic: ClassVar[str] = topics.DUNNING_EVENTS
 
-    plan_id: str = Field(min_length=1, max_length=100)
-    currency: Currency
-    installments: list[Installment] = Field(min_length=1)
+    plan_id: Identifier = Field(description="Id of the plan.")
+    currency: Currency = Field(description="Currency of every installment.")
+    installments: list[Installment] = Field(
+        min_length=1, max_length=120, description="The installments, by due date."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for i, installment in enumerate(self.installments):
+            if installment.amount.currency != self.currency:
+                raise ValueError(
+                    f"installments[{i}].amount is in {installment.amount.currency}, "
+                    f"but the plan is in {self.currency}"
+                )
+            if i and installment.due_date <= self.installments[i - 1].due_date:
+                raise ValueError("installments must be in order of due_date, one per date")
+        return self

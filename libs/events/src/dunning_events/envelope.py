@@ -1,33 +1,106 @@
 """The versioned event envelope, compatible with CloudEvents 1.0 (principle 8).
 
 Context attributes: ``specversion``, ``id``, ``type``, ``source``, ``time``,
-``subject`` (the account), ``datacontenttype``, ``dataschema``; extensions
-``tenant``, ``schemaversion`` and the distributed-tracing ``traceparent`` /
-``tracestate``. ``data`` is the event payload, an ``Event`` subclass.
+``subject`` (the account), ``datacontenttype``, ``dataschema``. Extension
+attributes (CloudEvents requires lower-case alphanumeric names): ``tenant``,
+``schemaversion``, and ``traceparent``/``tracestate`` of the CloudEvents
+Distributed Tracing extension. ``data`` is the payload, an ``Event`` subclass;
+decoders pick the concrete class from ``type`` (see ``registry``).
 """
 
 from __future__ import annotations
 
+import builtins
+import re
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    model_validator,
+)
+
+from dunning_events.common import Instant
 
 TYPE_PREFIX = "dunning."
+SCHEMA_URN_PREFIX = "urn:dunning:events:"
+
+# W3C Trace Context, level 1: version-traceid-parentid-flags, lower-case hex.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+# tracestate: up to 32 comma-separated key=value members, at most 512 characters
+# in practice; we only check that it is printable ASCII without surprises.
+_TRACESTATE = re.compile(r"[\x20-\x7e]{0,512}")
+# RFC 3986 URI-reference characters (unreserved, reserved and percent escapes).
+_URI_REFERENCE = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
+def is_valid_traceparent(value: str) -> bool:
+    """Whether ``value`` is a W3C ``traceparent`` a tracer would accept."""
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return False
+    version, trace_id, parent_id, _flags, rest = match.groups()
+    # Version ff is forbidden; version 00 has nothing after the flags; all-zero
+    # ids mean "no trace" and must not be propagated.
+    return (
+        version != "ff"
+        and not (version == "00" and rest)
+        and trace_id != "0" * 32
+        and parent_id != "0" * 16
+    )
+
+
+def is_valid_tracestate(value: str) -> bool:
+    """Whether ``value`` is a plausible W3C ``tracestate`` (printable ASCII, <= 512 chars)."""
+    return _TRACESTATE.fullmatch(value) is not None
+
+
+def _check_traceparent(value: str) -> str:
+    if not is_valid_traceparent(value):
+        raise ValueError("must be a W3C traceparent like 00-<32 hex>-<16 hex>-<2 hex>")
+    return value
+
+
+def _check_tracestate(value: str) -> str:
+    if not is_valid_tracestate(value):
+        raise ValueError("must be a W3C tracestate: printable ASCII, at most 512 characters")
+    return value
+
+
+def _check_uri_reference(value: str) -> str:
+    if not _URI_REFERENCE.fullmatch(value):
+        raise ValueError("must be a URI-reference such as /invoice-svc (no spaces)")
+    return value
 
 
 class Event(BaseModel):
-    """Base of every event payload. Subclasses set the three class variables."""
+    """Base of every event payload.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Subclasses set ``event_type`` (e.g. "InvoiceIssued"), ``topic`` and, from the
+    second version of an event on, ``version``. ``account_id`` is required on
+    every event: it is the envelope's subject and, with the tenant, the Kafka
+    key, so all events of one account stay in order.
+    """
+
+    # frozen: an event is a fact; extra="forbid": a misspelt or unknown field is an
+    # error rather than data silently lost.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
+    )
 
     event_type: ClassVar[str]
     version: ClassVar[int] = 1
     topic: ClassVar[str]
 
     account_id: str = Field(
-        min_length=1, max_length=200, description="The customer account; the envelope's subject."
+        min_length=1,
+        max_length=200,
+        description="The customer account the event is about; the envelope's subject.",
     )
 
     @classmethod
@@ -37,41 +110,100 @@ class Event(BaseModel):
 
     @classmethod
     def dataschema(cls) -> str:
-        """The URN of this event's JSON Schema."""
-        return f"urn:dunning:events:{cls.event_type}:v{cls.version}"
+        """The URN of this event's JSON Schema, e.g. ``urn:dunning:events:InvoiceIssued:v1``."""
+        return f"{SCHEMA_URN_PREFIX}{cls.event_type}:v{cls.version}"
+
+
+E = TypeVar("E", bound=Event)
 
 
 class Envelope(BaseModel):
-    """One event as published: CloudEvents context attributes plus the payload."""
+    """One event as published: CloudEvents context attributes plus the payload.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Build it with ``make_envelope``, which derives every attribute that depends on
+    the payload; the validator below refuses envelopes whose attributes contradict
+    their data.
+    """
 
-    specversion: Literal["1.0"] = "1.0"
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=64)
-    type: str = Field(description="e.g. dunning.InvoiceIssued.v1")
-    source: str = Field(
-        min_length=1, description="URI-reference of the producer, e.g. /invoice-svc"
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_serialization_defaults_required=True
     )
-    time: AwareDatetime
-    subject: str = Field(min_length=1, description="The account id")
-    datacontenttype: Literal["application/json"] = "application/json"
-    dataschema: str
-    tenant: str = Field(min_length=1, max_length=100, description="Tenant owning the event")
-    schemaversion: int = Field(ge=1)
-    traceparent: str | None = Field(default=None, description="W3C trace context")
-    tracestate: str | None = None
-    data: SerializeAsAny[Event]
+
+    specversion: Literal["1.0"] = Field(default="1.0", description="CloudEvents version.")
+    # 64 characters: the inbox of every consumer stores ids in a String(64) column.
+    id: str = Field(
+        default_factory=lambda: str(uuid.uuid4()),
+        min_length=1,
+        max_length=64,
+        description="Unique per event (a UUID); consumers deduplicate on it.",
+    )
+    type: str = Field(
+        pattern=r"^dunning\.[A-Za-z]+\.v[0-9]+$",
+        description="Event name and major version, e.g. dunning.InvoiceIssued.v1.",
+    )
+    source: Annotated[str, AfterValidator(_check_uri_reference)] = Field(
+        min_length=1,
+        max_length=200,
+        description="URI-reference of the producing service, e.g. /invoice-svc.",
+    )
+    time: Instant = Field(
+        description="When it happened, by the producer's clock (RFC 3339 with an offset)."
+    )
+    subject: str = Field(
+        min_length=1, max_length=200, description="The account id; equal to data.account_id."
+    )
+    datacontenttype: Literal["application/json"] = Field(
+        default="application/json", description="The data is JSON."
+    )
+    dataschema: str = Field(
+        description="URN of the data's JSON Schema, e.g. urn:dunning:events:InvoiceIssued:v1."
+    )
+    tenant: str = Field(
+        min_length=1,
+        max_length=100,
+        # No ":" so that the partition key "tenant:account" splits unambiguously.
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Extension: the tenant that owns the account.",
+    )
+    schemaversion: int = Field(
+        ge=1, description="Extension: the event's version, the number after .v in type."
+    )
+    traceparent: Annotated[str, AfterValidator(_check_traceparent)] | None = Field(
+        default=None, description="Extension: W3C traceparent of the producer's span."
+    )
+    tracestate: Annotated[str, AfterValidator(_check_tracestate)] | None = Field(
+        default=None, description="Extension: W3C tracestate that goes with traceparent."
+    )
+    # SerializeAsAny: dump the concrete payload's fields, not only Event's.
+    data: SerializeAsAny[Event] = Field(description="The event payload.")
+
+    @model_validator(mode="after")
+    def _attributes_match_data(self) -> Self:
+        data = self.data
+        expected = {
+            "type": data.cloudevent_type(),
+            "dataschema": data.dataschema(),
+            "schemaversion": data.version,
+            "subject": data.account_id,
+        }
+        for name, value in expected.items():
+            if getattr(self, name) != value:
+                raise ValueError(f"{name} must be {value!r} for this data")
+        if self.tracestate is not None and self.traceparent is None:
+            raise ValueError("tracestate needs a traceparent")
+        return self
 
     @property
     def partition_key(self) -> str:
-        """``tenant:account``: one account's events share a partition and stay in order."""
+        """``tenant:account_id``: one account's events share a partition and stay in order."""
         return f"{self.tenant}:{self.subject}"
 
-    def model_post_init(self, _context: Any) -> None:
-        if self.type != self.data.cloudevent_type():
-            raise ValueError(f"type {self.type!r} does not match the data's type")
-        if self.subject != self.data.account_id:
-            raise ValueError("subject must be the data's account_id")
+    # builtins.type: inside this class, plain ``type`` is the attribute above.
+    def data_as(self, cls: builtins.type[E]) -> E:
+        """The payload as ``cls``, for typed access; ``TypeError`` if it is another event."""
+        if not isinstance(self.data, cls):
+            raise TypeError(f"{self.type} does not carry a {cls.__name__}")
+        return self.data
 
 
 def make_envelope(
@@ -84,9 +216,14 @@ def make_envelope(
     traceparent: str | None = None,
     tracestate: str | None = None,
 ) -> Envelope:
-    """Wrap ``data`` in an envelope with every attribute derived from it."""
+    """Wrap ``data`` in an envelope, deriving ``type``, ``subject``, ``dataschema`` and
+    ``schemaversion`` from it; ``id`` defaults to a new UUID4.
+
+    Raises ``pydantic.ValidationError`` for a naive ``time``, a malformed tenant,
+    source or trace context.
+    """
     return Envelope(
-        id=id or str(uuid.uuid4()),
+        id=id if id is not None else str(uuid.uuid4()),
         type=data.cloudevent_type(),
         source=source,
         time=time,

@@ -1,8 +1,14 @@
-"""Exact money: Decimal amounts with an ISO 4217 currency, never floats (principle 7)."""
+"""Exact money: Decimal amounts with an ISO 4217 currency, never floats (principle 7).
+
+The same types validate event payloads and, in the services, HTTP request
+bodies, so every error names the rule that was broken ("EUR allows at most 2
+decimal places") and pydantic adds the field path.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from pydantic import (
@@ -10,109 +16,236 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PlainSerializer,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 
-# Active ISO 4217 codes and their minor units (decimal places), grouped by units.
-_MINOR_UNITS_TABLE = {
+# Active ISO 4217 codes (list one, as published by SIX in 2026) grouped by their
+# minor units, i.e. the decimal places an amount may have. Left out on purpose:
+# the codes whose minor unit is "N.A." (precious metals XAU/XAG/XPD/XPT, the
+# bond-market units XBA-XBD, XDR, XSU, XUA, XAD, and the XTS/XXX placeholders),
+# because an invoice cannot be expressed in them, and withdrawn codes such as
+# ANG (now XCG), BGN (now EUR), HRK, SLL and ZWL.
+_CODES_BY_MINOR_UNITS = {
     0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    2: (
+        "AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BMD BND BOB BOV BRL BSD BTN BWP "
+        "BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB "
+        "EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES "
+        "KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR "
+        "MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD "
+        "RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP "
+        "TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG"
+    ),
     3: "BHD IQD JOD KWD LYD OMR TND",
     4: "CLF UYW",
-    2: (
-        "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN "
-        "BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB "
-        "EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS "
-        "KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN "
-        "MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD "
-        "SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS "
-        "UAH USD USN UZS VED VES WST XCD XCG YER ZAR ZMW ZWG"
-    ),
 }
+
+#: Every accepted currency code and its minor units (JPY 0, EUR 2, BHD 3, CLF 4).
 MINOR_UNITS: dict[str, int] = {
-    code: units for units, codes in _MINOR_UNITS_TABLE.items() for code in codes.split()
+    code: units for units, codes in _CODES_BY_MINOR_UNITS.items() for code in codes.split()
 }
+
+#: Amounts have at most this many digits before the decimal point (below 10**15) and
+#: after it; 15 + 12 = 27 digits keeps the sum of two amounts exact in Python's
+#: default 28-digit decimal context, so no arithmetic on them rounds silently.
+MAX_INTEGER_DIGITS = 15
+MAX_FRACTION_DIGITS = 12
+
+# What an amount looks like on the wire: plain fixed-point, optional minus sign,
+# no exponent, no "+", no spaces, no thousands separators.
+_AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_AMOUNT_PATTERN = rf"^-?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?$"
+_NON_NEGATIVE_PATTERN = _AMOUNT_PATTERN.replace("^-?", "^")
+# Positive: non-negative and not all zeros (ECMA-262 and Python both know lookaheads).
+_POSITIVE_PATTERN = _NON_NEGATIVE_PATTERN.replace("^", r"^(?!0+(\.0+)?$)", 1)
+
+_FLOAT_MESSAGE = 'amounts must be decimal strings like "1250.00", not floats'
+
+
+class UnknownCurrencyError(ValueError):
+    """A code that is not an active ISO 4217 currency with decimal minor units."""
+
+    def __init__(self, code: object) -> None:
+        super().__init__(f"{code!r} is not an ISO 4217 currency code")
+        self.code = code
 
 
 def minor_units(currency: str) -> int:
-    """Decimal places of ``currency`` (KeyError for an unknown code)."""
-    return MINOR_UNITS[currency]
+    """Decimal places of ``currency``: 0 for JPY, 2 for EUR, 3 for BHD, 4 for CLF.
+
+    Raises ``UnknownCurrencyError`` (a ``ValueError``) for a code not in the table.
+    """
+    try:
+        return MINOR_UNITS[currency]
+    except KeyError:
+        raise UnknownCurrencyError(currency) from None
 
 
-def quantize(amount: Decimal, currency: str) -> Decimal:
-    """``amount`` with exactly the currency's decimal places (``Decimal("5")`` -> ``5.00``)."""
-    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)))
+def quantize(amount: Decimal, currency: str, *, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """``amount`` rounded to exactly the currency's decimal places.
+
+    ``quantize(Decimal("5"), "EUR")`` is ``Decimal("5.00")``; ``quantize(Decimal("2.345"),
+    "EUR")`` is ``Decimal("2.35")``: commercial rounding (half up) unless ``rounding``
+    names another ``decimal`` rounding mode, e.g. ``ROUND_HALF_EVEN`` or ``ROUND_DOWN``.
+    """
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=rounding)
+
+
+def check_places(amount: Decimal, currency: str) -> Decimal:
+    """``amount`` unchanged if it has no more decimal places than ``currency`` allows.
+
+    Raises ``ValueError("EUR allows at most 2 decimal places")`` otherwise. Trailing
+    zeros count ("10.500" is refused for EUR): the HTTP contract rejects amounts
+    written with more decimals than the currency has, whatever their value.
+    """
+    places = minor_units(currency)
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        unit = "place" if places == 1 else "places"
+        raise ValueError(f"{currency} allows at most {places} decimal {unit}")
+    return amount
 
 
 def _check_currency(value: str) -> str:
     if value not in MINOR_UNITS:
-        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        raise UnknownCurrencyError(value)
     return value
 
 
 def _to_decimal(value: Any) -> Decimal:
-    # Floats are refused: 0.1 + 0.2 is not how a ledger adds.
-    if isinstance(value, (bool, float)):
-        raise ValueError('amounts must be decimal strings like "1250.00", not floats')
+    """Accept what can only mean one exact number: decimal strings, ints and Decimals."""
+    # bool is an int subclass; True is not an amount.
+    if isinstance(value, bool):
+        raise ValueError('amounts must be decimal strings like "1250.00"')
+    # Floats are refused: 0.1 + 0.2 is not how a ledger adds, and a float that
+    # reached us may already have lost the cents it was meant to carry.
+    if isinstance(value, float):
+        raise ValueError(_FLOAT_MESSAGE)
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, Decimal):
+        result = Decimal(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("amounts must be finite numbers, not NaN or Infinity")
         result = value
     elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a decimal amount") from None
+        # Decimal() itself would also take "1e3", " 7 ", "1_000", "Infinity" and "NaN";
+        # the wire format is only the plain form the JSON Schemas advertise.
+        if not _AMOUNT_TEXT.fullmatch(value):
+            raise ValueError(f'{value[:40]!r} is not a decimal amount like "1250.00"')
+        result = Decimal(value)
     else:
         raise ValueError('amounts must be decimal strings like "1250.00"')
-    if not result.is_finite():
-        raise ValueError("amounts must be finite")
-    return result
+    exponent = result.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite, checked above
+    if -exponent > MAX_FRACTION_DIGITS:
+        raise ValueError(f"amounts have at most {MAX_FRACTION_DIGITS} decimal places")
+    if result != 0 and result.adjusted() + 1 > MAX_INTEGER_DIGITS:
+        raise ValueError(f"amounts have at most {MAX_INTEGER_DIGITS} digits before the point")
+    # "-0.00" and "0.00" are the same amount; only one of them goes on the wire.
+    return result.copy_abs() if result.is_zero() else result
 
 
 def _plain(amount: Decimal) -> str:
-    """Fixed-point text, never exponent notation."""
+    """Fixed-point text, never exponent notation (``str(Decimal("1E+3"))`` is "1E+3")."""
     return format(amount, "f")
 
 
+#: An active ISO 4217 code with decimal minor units, upper case ("EUR").
 Currency = Annotated[
     str,
     AfterValidator(_check_currency),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code"}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "description": "Active ISO 4217 currency code, e.g. EUR",
+        }
+    ),
 ]
+
+#: A decimal number without a currency (quantities, percentages, and amounts whose
+#: currency is given next to them). JSON: a string such as "1250.00".
 Amount = Annotated[
     Decimal,
     BeforeValidator(_to_decimal),
     PlainSerializer(_plain, return_type=str, when_used="always"),
     WithJsonSchema(
-        {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "description": "decimal amount"}
+        {
+            "type": "string",
+            "pattern": _AMOUNT_PATTERN,
+            "description": 'Exact decimal number as a string, e.g. "1250.00"; never a float',
+        }
     ),
 ]
 
 
 class Money(BaseModel):
-    """An exact amount in one currency, e.g. ``{"amount": "1250.00", "currency": "EUR"}``."""
+    """An exact amount in one currency, e.g. {"currency": "EUR", "amount": "1250.00"}.
+
+    The amount always carries exactly the currency's minor units ("1250" EUR is
+    stored and sent as "1250.00"); more decimal places than that are refused.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # The currency is validated first so the amount's check can name its places.
-    currency: Currency
-    amount: Amount
+    # Declared first so that the amount's validator can see it (pydantic
+    # validates fields in order) and name it in the error.
+    currency: Currency = Field(description="ISO 4217 currency code, e.g. EUR")
+    amount: Amount = Field(
+        description=(
+            'Decimal string with exactly the currency\'s minor units, e.g. "1250.00" '
+            '(EUR), "1250" (JPY), "12.500" (BHD)'
+        )
+    )
 
     @field_validator("amount")
     @classmethod
     def _fits_currency(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
         currency = info.data.get("currency")
         if currency is None:
+            # The currency failed its own validation; that error is reported already.
             return amount
-        places = minor_units(currency)
-        exponent = amount.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > places:
-            unit = "place" if places == 1 else "places"
-            raise ValueError(f"{currency} allows at most {places} decimal {unit}")
-        return amount
+        # Exact after check_places: quantize only adds trailing zeros here.
+        return quantize(check_places(amount, currency), currency)
+
+    @classmethod
+    def of(cls, amount: Decimal | int | str, currency: str) -> Money:
+        """``Money.of("12.50", "EUR")``: validated like any other input."""
+        return cls.model_validate({"amount": amount, "currency": currency})
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        """Nothing, in ``currency``."""
+        return cls.of(0, currency)
+
+    def __str__(self) -> str:
+        return f"{_plain(self.amount)} {self.currency}"
+
+
+def _money_schema(description: str, amount_pattern: str) -> dict[str, Any]:
+    """The JSON Schema of a constrained Money: the sign rule is visible to subscribers."""
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Z]{3}$",
+                "description": "ISO 4217 currency code, e.g. EUR",
+            },
+            "amount": {
+                "type": "string",
+                "pattern": amount_pattern,
+                "description": "Decimal string with exactly the currency's minor units",
+            },
+        },
+        "required": ["currency", "amount"],
+        "additionalProperties": False,
+    }
 
 
 def _non_negative(money: Money) -> Money:
@@ -127,5 +260,30 @@ def _positive(money: Money) -> Money:
     return money
 
 
-NonNegativeMoney = Annotated[Money, AfterValidator(_non_negative)]
-PositiveMoney = Annotated[Money, AfterValidator(_positive)]
+#: Money that is zero or more (balances, unapplied credit).
+NonNegativeMoney = Annotated[
+    Money,
+    AfterValidator(_non_negative),
+    WithJsonSchema(_money_schema("Money, zero or more", _NON_NEGATIVE_PATTERN)),
+]
+
+#: Money greater than zero (invoice and payment amounts).
+PositiveMoney = Annotated[
+    Money,
+    AfterValidator(_positive),
+    WithJsonSchema(_money_schema("Money, greater than zero", _POSITIVE_PATTERN)),
+]
+
+
+def distinct_currencies(amounts: list[Money]) -> list[Money]:
+    """``amounts`` unchanged if no currency appears twice (balances are per currency)."""
+    seen: set[str] = set()
+    for money in amounts:
+        if money.currency in seen:
+            raise ValueError(f"{money.currency} appears twice; give one amount per currency")
+        seen.add(money.currency)
+    return amounts
+
+
+#: One amount per currency, e.g. an account's overdue balance.
+BalancesByCurrency = Annotated[list[NonNegativeMoney], AfterValidator(distinct_currencies)]

@@ -1,101 +1,116 @@
-"""One realistic sample of every event, for documentation and other teams' tests."""
+"""One realistic sample of every event, for documentation and other teams' tests.
+
+``sample_event(InvoiceIssued)`` is a valid ``InvoiceIssued`` of the account
+``ACME-0042``; keyword arguments replace fields. Apart from envelope ids the
+samples are fixed, so documents generated from them are stable.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from dunning_events import dunning, invoices, notifications, payments
+from dunning_events.common import Contact
 from dunning_events.envelope import Envelope, Event, make_envelope
 from dunning_events.money import Money
 
+__all__ = [
+    "ACCOUNT",
+    "TENANT",
+    "TRACEPARENT",
+    "WHEN",
+    "sample_envelope",
+    "sample_event",
+]
+
 E = TypeVar("E", bound=Event)
 
+TENANT = "acme"
 ACCOUNT = "ACME-0042"
 WHEN = datetime(2026, 3, 15, 9, 30, tzinfo=UTC)
+#: A valid W3C traceparent, for tests of trace propagation.
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def eur(amount: str) -> Money:
-    """Euros."""
-    return Money(amount=Decimal(amount), currency="EUR")
+def _eur(amount: str) -> Money:
+    return Money.of(amount, "EUR")
 
 
-_CONTACT = invoices.Contact(name="Dana Fischer", email="ap@acme.example", phone="+49 30 1234567")
-_ALLOCATION = payments.Allocation(invoice_id="INV-1001", amount=eur("400.00"))
+_CONTACT = Contact(name="Dana Fischer", email="ap@acme.example", phone="+49 30 1234567")
+_INVOICE = "INV-1001"
+_DUE = date(2026, 3, 3)
 
+# Field values per event class, in the shape model_validate takes.
 _SAMPLES: dict[type[Event], dict[str, Any]] = {
     invoices.InvoiceIssued: {
-        "invoice_id": "INV-1001",
+        "invoice_id": _INVOICE,
         "account_name": "ACME GmbH",
         "contact": _CONTACT,
-        "amount_due": eur("1250.00"),
+        "amount_due": _eur("1250.00"),
         "issue_date": date(2026, 2, 1),
-        "due_date": date(2026, 3, 3),
+        "due_date": _DUE,
+        "segment": "standard",
         "timezone": "Europe/Berlin",
         "locale": "de-DE",
-        "terms": invoices.Terms(
-            net_days=30,
-            early_payment_discount=invoices.EarlyPaymentDiscount(
-                percent=Decimal("2"), within_days=10
-            ),
-            late_fee=invoices.LateFee(
-                kind="percent_per_month", percent=Decimal("1.5"), cap=Decimal("100.00")
-            ),
-        ),
+        "terms": {
+            "net_days": 30,
+            "early_payment_discount": {"percent": "2", "within_days": 10},
+            "late_fee": {"kind": "percent_per_month", "percent": "1.5", "cap": "100.00"},
+        },
         "lines": [
-            invoices.InvoiceLine(
-                description="Consulting, February",
-                quantity=Decimal("10"),
-                unit_price=Decimal("125.00"),
-                amount=Decimal("1250.00"),
-            )
+            {
+                "description": "Consulting, February",
+                "quantity": "10",
+                "unit_price": "125.00",
+                "amount": "1250.00",
+            }
         ],
         "metadata": {"erp_document": "4711"},
     },
     invoices.InvoiceOverdue: {
-        "invoice_id": "INV-1001",
-        "balance": eur("1250.00"),
-        "due_date": date(2026, 3, 3),
+        "invoice_id": _INVOICE,
+        "balance": _eur("1250.00"),
+        "due_date": _DUE,
         "overdue_since": date(2026, 3, 4),
         "days_past_due": 12,
     },
     invoices.InvoiceVoided: {
-        "invoice_id": "INV-1001",
+        "invoice_id": _INVOICE,
         "reason": "issued twice",
-        "balance_voided": eur("1250.00"),
+        "balance_voided": _eur("1250.00"),
     },
     invoices.InvoiceDisputed: {
-        "invoice_id": "INV-1001",
+        "invoice_id": _INVOICE,
         "reason": "two hours billed twice",
-        "disputed_amount": eur("250.00"),
+        "disputed_amount": _eur("250.00"),
     },
     invoices.InvoiceDisputeResolved: {
-        "invoice_id": "INV-1001",
+        "invoice_id": _INVOICE,
         "resolution": "upheld",
-        "credited_amount": eur("250.00"),
-        "balance": eur("1000.00"),
+        "credited_amount": _eur("250.00"),
+        "balance": _eur("1000.00"),
     },
     invoices.InvoiceSettled: {
-        "invoice_id": "INV-1001",
-        "amount_paid": eur("1250.00"),
+        "invoice_id": _INVOICE,
+        "amount_paid": _eur("1250.00"),
         "settled_at": WHEN,
     },
     payments.PaymentReceived: {
         "payment_id": "PAY-77",
-        "amount": eur("500.00"),
+        "amount": _eur("500.00"),
         "received_at": WHEN,
         "method": "bank_transfer",
-        "reference": "INV-1001",
-        "allocations": [_ALLOCATION],
-        "unapplied": eur("100.00"),
+        "reference": _INVOICE,
+        "allocations": [{"invoice_id": _INVOICE, "amount": _eur("400.00")}],
+        "unapplied": _eur("100.00"),
     },
     payments.PaymentReversed: {
         "payment_id": "PAY-77",
-        "amount": eur("500.00"),
+        "amount": _eur("500.00"),
         "reason": "chargeback",
         "reversed_at": WHEN,
-        "allocations": [_ALLOCATION],
+        "allocations": [{"invoice_id": _INVOICE, "amount": _eur("400.00")}],
     },
     dunning.NotificationRequested: {
         "notification_id": "NTF-9",
@@ -107,16 +122,16 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         "timezone": "Europe/Berlin",
         "recipient": _CONTACT,
         "invoices": [
-            dunning.NoticeInvoice(
-                invoice_id="INV-1001",
-                number="2026-1001",
-                amount_due=eur("1250.00"),
-                balance=eur("1250.00"),
-                due_date=date(2026, 3, 3),
-                days_past_due=12,
-            )
+            {
+                "invoice_id": _INVOICE,
+                "number": "2026-1001",
+                "amount_due": _eur("1250.00"),
+                "balance": _eur("1250.00"),
+                "due_date": _DUE,
+                "days_past_due": 12,
+            }
         ],
-        "total_overdue": [eur("1250.00")],
+        "total_overdue": [_eur("1250.00")],
         "next_step": "a firmer reminder and an SMS in 7 days",
         "not_before": WHEN,
     },
@@ -127,35 +142,35 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         "segment": "standard",
     },
     dunning.CollectionsHandoffRequested: {
-        "overdue_balance": [eur("1250.00")],
+        "overdue_balance": [_eur("1250.00")],
         "oldest_days_past_due": 45,
         "reason": "45 days past due above the 500.00 EUR minimum",
     },
     dunning.PromiseToPayRecorded: {
         "promise_id": "PTP-3",
-        "amount": eur("1250.00"),
+        "amount": _eur("1250.00"),
         "promised_date": date(2026, 3, 31),
         "recorded_by": "collector:jo",
     },
     dunning.PromiseToPayBroken: {
         "promise_id": "PTP-3",
-        "amount": eur("1250.00"),
+        "amount": _eur("1250.00"),
         "promised_date": date(2026, 3, 31),
-        "amount_received": eur("0.00"),
+        "amount_received": _eur("0.00"),
     },
     dunning.PaymentPlanAgreed: {
         "plan_id": "PLAN-1",
         "currency": "EUR",
         "installments": [
-            dunning.Installment(due_date=date(2026, 4, 1), amount=eur("625.00")),
-            dunning.Installment(due_date=date(2026, 5, 1), amount=eur("625.00")),
+            {"due_date": date(2026, 4, 1), "amount": _eur("625.00")},
+            {"due_date": date(2026, 5, 1), "amount": _eur("625.00")},
         ],
     },
     notifications.NotificationSent: {
         "notification_id": "NTF-9",
         "channel": "email",
         "sent_at": WHEN,
-        "provider_message_id": "<ntf-9@dunning>",
+        "provider_message_id": "<ntf-9@dunning.example>",
     },
     notifications.NotificationFailed: {
         "notification_id": "NTF-9",
@@ -167,11 +182,29 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
 }
 
 
-def sample_event(cls: type[E], **changes: Any) -> E:
-    """A realistic instance of ``cls`` (fields overridable with ``changes``)."""
-    return cls.model_validate({"account_id": ACCOUNT, **_SAMPLES[cls], **changes})
+def sample_event(event_cls: type[E], **changes: Any) -> E:
+    """A realistic, valid instance of ``event_cls``; ``changes`` replace fields (and are
+    validated like the rest)."""
+    return event_cls.model_validate({"account_id": ACCOUNT, **_SAMPLES[event_cls], **changes})
 
 
-def sample_envelope(cls: type[Event], tenant: str = "acme") -> Envelope:
-    """A sample event of ``cls`` in its envelope."""
-    return make_envelope(sample_event(cls), tenant=tenant, source="/samples", time=WHEN)
+def sample_envelope(
+    event_cls: type[Event],
+    tenant: str = TENANT,
+    *,
+    id: str | None = None,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
+    **changes: Any,
+) -> Envelope:
+    """``sample_event(event_cls, **changes)`` in its envelope from source ``/samples`` at
+    ``WHEN``. The id is a new UUID unless given, so two samples are two events."""
+    return make_envelope(
+        sample_event(event_cls, **changes),
+        tenant=tenant,
+        source="/samples",
+        time=WHEN,
+        id=id,
+        traceparent=traceparent,
+        tracestate=tracestate,
+    )

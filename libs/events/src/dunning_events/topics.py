@@ -1,4 +1,4 @@
-"""Topic names, in one place. Services never spell a topic themselves."""
+"""Topic names, in one place: services never spell a topic themselves."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ DUNNING_COMMANDS = "dunning.commands"
 DUNNING_EVENTS = "dunning.events"
 NOTIFICATIONS = "notifications"
 
+#: Every topic, in the order the events flow (DESIGN.md, "Shape").
 ALL_TOPICS: tuple[str, ...] = (INVOICES, PAYMENTS, DUNNING_COMMANDS, DUNNING_EVENTS, NOTIFICATIONS)
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
 
 def dead_letter_topic(topic: str) -> str:
-    """Where events of ``topic`` go when they cannot be processed."""
-    return topic + DEAD_LETTER_SUFFIX
+    """Where events of ``topic`` go when they cannot be processed: ``invoices.dlq``."""
+    return f"{topic}{DEAD_LETTER_SUFFIX}"

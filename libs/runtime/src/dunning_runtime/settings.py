@@ -121,13 +121,11 @@ class ServiceSettings(BaseSettings):
         """Parse ``acme:3,globex:5`` into ``{"acme": 3, "globex": 5}``."""
         if not isinstance(value, str):
             return value
-        days: dict[str, int] = {}
-        for pair in filter(None, (part.strip() for part in value.split(","))):
-            tenant, sep, number = pair.partition(":")
-            if not sep or not tenant.strip() or not number.strip().isdigit():
-                raise ValueError(f"expected tenant:days pairs separated by commas, got {pair!r}")
-            days[tenant.strip()] = int(number)
-        return days
+        pairs = _pairs(value, "tenant:days")
+        for tenant, days in pairs:
+            if not days.isdigit():
+                raise ValueError(f"{tenant}: days must be a whole number, got {days!r}")
+        return {tenant: int(days) for tenant, days in pairs}
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -136,13 +134,10 @@ class ServiceSettings(BaseSettings):
         if not isinstance(value, str):
             return value
         keys: dict[str, str] = {}
-        for pair in filter(None, (part.strip() for part in value.split(","))):
-            tenant, sep, key = pair.partition(":")
-            if not sep or not tenant.strip() or not key.strip():
-                raise ValueError(f"expected tenant:key pairs separated by commas, got {pair!r}")
-            if key.strip() in keys:
+        for tenant, key in _pairs(value, "tenant:key"):
+            if key in keys:
                 raise ValueError("the same key is given for two tenants")
-            keys[key.strip()] = tenant.strip()
+            keys[key] = tenant
         return keys
 
     @field_validator("bus_url")
@@ -207,6 +202,17 @@ class ServiceSettings(BaseSettings):
     def tenant_for_key(self, key: str) -> str | None:
         """The tenant an API key belongs to, if any."""
         return self.api_keys.get(key)
+
+
+def _pairs(value: str, shape: str) -> list[tuple[str, str]]:
+    """``a:1, b:2`` as ``[("a", "1"), ("b", "2")]``; ValueError naming ``shape`` otherwise."""
+    pairs = []
+    for pair in filter(None, (part.strip() for part in value.split(","))):
+        left, sep, right = pair.partition(":")
+        if not sep or not left.strip() or not right.strip():
+            raise ValueError(f"expected {shape} pairs separated by commas, got {pair!r}")
+        pairs.append((left.strip(), right.strip()))
+    return pairs
 
 
 def load_settings(service_name: str, **overrides: Any) -> ServiceSettings:

@@ -31,7 +31,7 @@ from dunning_events import (
     Terms,
     make_envelope,
 )
-from dunning_events.money import minor_units
+from dunning_events.money import check_places
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.problems import Problem
 from invoice_svc import domain
@@ -175,7 +175,7 @@ def _issued(item: InvoiceIn) -> InvoiceIssued:
         timezone=item.timezone,
         locale=item.locale,
         terms=terms,
-        lines=[line.model_dump() for line in item.lines],
+        lines=list(item.lines),
         metadata=item.metadata,
     )
 
@@ -390,16 +390,15 @@ async def dispute_invoice(
             type_="validation-error",
             errors=[{"field": "body.amount", "message": "exceeds the invoice's balance"}],
         )
-    places = minor_units(currency)
-    exponent = disputed.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > places:
-        message = f"{currency} allows at most {places} decimal places"
+    try:
+        check_places(disputed, currency)
+    except ValueError as exc:
         raise Problem(
             422,
-            f"{message}.",
+            f"{exc}.",
             type_="validation-error",
-            errors=[{"field": "body.amount", "message": message}],
-        )
+            errors=[{"field": "body.amount", "message": str(exc)}],
+        ) from None
     disputed_minor = to_minor(disputed, currency)
     stored = await _store(
         session,

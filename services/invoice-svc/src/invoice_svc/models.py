@@ -8,21 +8,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from dunning_events import Contact, EarlyPaymentDiscount, LateFee
+from dunning_events import Contact, EarlyPaymentDiscount, InvoiceLine, LateFee
 from dunning_events.invoices import TimeZone
-from dunning_events.money import Amount, Currency, minor_units
+from dunning_events.money import Amount, Currency, check_places
 
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/#-]+$")]
 MAX_BATCH = 1000
 
 
 def _places_fit(amount: Decimal, currency: str | None) -> None:
-    if currency is None:
-        return
-    places = minor_units(currency)
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > places:
-        raise ValueError(f"{currency} allows at most {places} decimal places")
+    if currency is not None:
+        check_places(amount, currency)
 
 
 class _Body(BaseModel):
@@ -34,15 +30,6 @@ class TermsIn(_Body):
     """Payment terms."""
 
     net_days: int = Field(default=30, ge=0, le=365)
-
-
-class LineIn(_Body):
-    """One invoice line; its amount is in the invoice's currency."""
-
-    description: str = Field(min_length=1, max_length=500)
-    quantity: Amount = Field(gt=0)
-    unit_price: Amount
-    amount: Amount
 
 
 class InvoiceIn(_Body):
@@ -62,7 +49,7 @@ class InvoiceIn(_Body):
     terms: TermsIn | None = None
     early_payment_discount: EarlyPaymentDiscount | None = None
     late_fee: LateFee | None = None
-    lines: list[LineIn] = Field(default_factory=list, max_length=500)
+    lines: list[InvoiceLine] = Field(default_factory=list, max_length=500)
     metadata: dict[
         Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=1000)]
     ] = Field(default_factory=dict, max_length=50)
@@ -85,7 +72,7 @@ class InvoiceIn(_Body):
 
     @field_validator("lines")
     @classmethod
-    def _lines_add_up(cls, lines: list[LineIn], info: ValidationInfo) -> list[LineIn]:
+    def _lines_add_up(cls, lines: list[InvoiceLine], info: ValidationInfo) -> list[InvoiceLine]:
         if not lines:
             return lines
         currency, amount_due = info.data.get("currency"), info.data.get("amount_due")
@@ -172,7 +159,7 @@ class InvoiceOut(BaseModel):
     terms: TermsIn | None
     early_payment_discount: EarlyPaymentDiscount | None
     late_fee: LateFee | None
-    lines: list[LineIn]
+    lines: list[InvoiceLine]
     metadata: dict[str, str]
     void_reason: str | None
     voided_at: datetime | None
