@@ -9,6 +9,8 @@ test in its own topic prefix and schema so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,3 +83,25 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client,
     ):
         yield client
+
+
+# A test that fails before closing a SQLite connection leaves aiosqlite's worker
+# thread behind; it is not a daemon, so the interpreter would wait for it forever
+# and CI would hang after the summary. Name the leak, then exit with pytest's status.
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaked = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if leaked:
+        names = ", ".join(sorted({t.name for t in leaked}))
+        print(f"\n{len(leaked)} thread(s) left running after the tests: {names}", file=sys.stderr)
+        session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    status = config.stash.get(_EXIT_STATUS, None)
+    if status is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
