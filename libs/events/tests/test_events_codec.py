@@ -324,7 +324,9 @@ def test_we_read_what_the_sdk_writes(cls: type[Event]) -> None:
         return envelope.partition_key.encode()
 
     binary = sdk_kafka.to_binary(event, JSONFormat(), key_mapper=key)
+    assert isinstance(binary.key, bytes)
     assert from_kafka(binary.key, binary.value, list(binary.headers.items())) == envelope
     structured = sdk_kafka.to_structured(event, JSONFormat(), key_mapper=key)
+    assert isinstance(structured.key, bytes)
     headers = list(structured.headers.items())
     assert from_kafka(structured.key, structured.value, headers) == envelope

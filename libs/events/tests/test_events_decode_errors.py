@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dunning_events import InvoiceIssued, NotificationFailed, PaymentReceived
+from dunning_events import Event, InvoiceIssued, NotificationFailed, PaymentReceived
 from dunning_events.codec import DecodeError, from_json, from_kafka, to_json, to_kafka
 from dunning_events.samples import sample_envelope
 
@@ -290,9 +290,11 @@ def test_arbitrary_records_give_an_envelope_or_a_decode_error(
 @given(st.data())
 def test_mutated_valid_records_give_an_envelope_or_a_decode_error(data: st.DataObject) -> None:
     """Start from a valid record and break one thing, so the decoder gets past its first checks."""
-    cls = data.draw(st.sampled_from([PaymentReceived, InvoiceIssued]))
+    classes: list[type[Event]] = [PaymentReceived, InvoiceIssued]
+    cls = data.draw(st.sampled_from(classes))
     message = to_kafka(sample_envelope(cls))
-    key, value, headers = message.key, message.value, list(message.headers)
+    key, value = message.key, message.value
+    headers: Headers = list(message.headers)
     mutation = data.draw(st.sampled_from(["drop", "replace", "truncate", "flip", "json-field"]))
     if mutation == "drop":
         headers.pop(data.draw(st.integers(0, len(headers) - 1)))
