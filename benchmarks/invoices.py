@@ -54,7 +54,7 @@ async def run(count: int, data_dir: Path) -> None:
     )
     app = create_app(SPEC, settings)
     async with (
-        LifespanManager(app),
+        LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=300
         ) as client,

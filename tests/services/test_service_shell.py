@@ -25,7 +25,7 @@ async def client(request, settings_factory) -> AsyncIterator[httpx.AsyncClient]:
     spec: ServiceSpec = request.param
     app = create_app(spec, settings_factory(spec.name, clock="manual"))
     async with (
-        LifespanManager(app),
+        LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as http,
     ):
         http.app = app  # type: ignore[attr-defined]
@@ -101,7 +101,7 @@ async def test_invalid_clock_body_is_a_422_naming_the_field(client: httpx.AsyncC
 async def test_admin_routes_do_not_exist_on_the_system_clock(settings_factory) -> None:
     app = create_app(INVOICE, settings_factory(INVOICE.name))
     async with (
-        LifespanManager(app),
+        LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as http,
     ):
         assert (await http.post("/v1/admin/tick", headers=AUTH)).status_code == 404

@@ -79,7 +79,7 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An app with its lifespan, and a client speaking to it in-process."""
     async with (
-        LifespanManager(app),
+        LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client,
     ):
         yield client
