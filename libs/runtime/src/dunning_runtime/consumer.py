@@ -140,14 +140,6 @@ class EventConsumer:
         for _, topic in applied:
             CONSUMED.labels(self.group, topic, "applied").inc()
 
-    async def _apply(self, session: AsyncSession, record: Record, envelope: Envelope) -> None:
-        if await inbox.seen(session, self.group, envelope.id):
-            CONSUMED.labels(self.group, record.topic, "duplicate").inc()
-            return
-        await self._handle(session, record, envelope)
-        await inbox.record(session, self.group, envelope.id, record.topic)
-        CONSUMED.labels(self.group, record.topic, "applied").inc()
-
     async def _handle(self, session: AsyncSession, record: Record, envelope: Envelope) -> None:
         with consume_span(
             record.topic,
@@ -174,7 +166,7 @@ class EventConsumer:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 async with self.database.transaction() as session:
-                    await self._apply(session, record, envelope)
+                    await self._apply_batch(session, [(record, envelope)])
                 return
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
