@@ -34,7 +34,13 @@ from typing import Any
 
 import aiosqlite
 
-from dunning_runtime.bus.port import OutgoingMessage, Record, TopicPartition, partition_for
+from dunning_runtime.bus.port import (
+    OutgoingMessage,
+    Record,
+    TopicPartition,
+    partition_for,
+    with_dead_letter_topics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +166,7 @@ class EmbeddedBus:
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics and their dead-letter topics with the configured partition count."""
-        from dunning_events.topics import dead_letter_topic
-
-        names = {self.physical(t) for t in topics} | {
-            self.physical(dead_letter_topic(t)) for t in topics if not t.endswith(".dlq")
-        }
+        names = {self.physical(t) for t in with_dead_letter_topics(topics)}
         async with self._write_lock:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:

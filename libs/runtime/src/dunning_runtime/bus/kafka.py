@@ -36,7 +36,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
-from dunning_runtime.bus.port import OutgoingMessage, Record
+from dunning_runtime.bus.port import OutgoingMessage, Record, with_dead_letter_topics
 from dunning_runtime.bus.port import TopicPartition as TP
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,7 @@ class KafkaBus:
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics and their dead-letter topics with the configured partitions."""
-        from dunning_events.topics import dead_letter_topic
-
-        names = {self.physical(t) for t in topics} | {
-            self.physical(dead_letter_topic(t)) for t in topics if not t.endswith(".dlq")
-        }
+        names = {self.physical(t) for t in with_dead_letter_topics(topics)}
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
         await admin.start()
         try:

@@ -21,6 +21,8 @@ from typing import Protocol
 
 from aiokafka.partitioner import murmur2
 
+from dunning_events.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
+
 Headers = list[tuple[str, bytes]]
 
 
@@ -110,6 +112,13 @@ class Bus(Protocol):
     async def ping(self) -> None:
         """Raise if the backend cannot be reached (used by /readyz)."""
         ...
+
+
+def with_dead_letter_topics(topics: Sequence[str]) -> set[str]:
+    """``topics`` and the dead-letter topic of each (a dead-letter topic has none)."""
+    return set(topics) | {
+        dead_letter_topic(t) for t in topics if not t.endswith(DEAD_LETTER_SUFFIX)
+    }
 
 
 def partition_for(key: bytes, partitions: int) -> int:
