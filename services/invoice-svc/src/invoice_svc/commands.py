@@ -18,6 +18,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import (
+    Allocation,
     Event,
     InvoiceDisputed,
     InvoiceDisputeResolved,
@@ -223,12 +224,11 @@ async def create_invoices(
         results.append(Created(201, invoice_view(row, scope.now)))
     if new_rows:
         await session.execute(insert(invoices), new_rows)
-        applied = [(p, i) for i in pending for p in pending[i]]
-        if applied:
+        if pending:
             await session.execute(
                 update(allocations)
                 .where(allocations.c.tenant == scope.tenant)
-                .where(allocations.c.invoice_id.in_([i for _, i in applied]))
+                .where(allocations.c.invoice_id.in_(list(pending)))
                 .where(allocations.c.reversed.is_(False))
                 .values(applied=True)
             )
@@ -465,6 +465,29 @@ async def resolve_dispute(
 # -- payments from the bus ---------------------------------------------------
 
 
+async def _record_allocation(
+    session: AsyncSession,
+    tenant: str,
+    payment_id: str,
+    allocation: Allocation,
+    *,
+    applied: bool,
+    reversed_: bool,
+) -> None:
+    """Remember one allocation of a payment, so it is applied once and can be undone."""
+    await session.execute(
+        insert(allocations).values(
+            tenant=tenant,
+            payment_id=payment_id,
+            invoice_id=allocation.invoice_id,
+            currency=allocation.amount.currency,
+            amount_minor=to_minor(allocation.amount.amount, allocation.amount.currency),
+            applied=applied,
+            reversed=reversed_,
+        )
+    )
+
+
 async def apply_payment_received(
     session: AsyncSession, scope: Scope, event: PaymentReceived
 ) -> None:
@@ -480,16 +503,8 @@ async def apply_payment_received(
         amount = allocation.amount
         row = await get_invoice(session, scope.tenant, allocation.invoice_id, for_update=True)
         applies = row is not None and row["currency"] == amount.currency
-        await session.execute(
-            insert(allocations).values(
-                tenant=scope.tenant,
-                payment_id=event.payment_id,
-                invoice_id=allocation.invoice_id,
-                currency=amount.currency,
-                amount_minor=to_minor(amount.amount, amount.currency),
-                applied=applies,
-                reversed=False,
-            )
+        await _record_allocation(
+            session, scope.tenant, event.payment_id, allocation, applied=applies, reversed_=False
         )
         if row is None or not applies:
             continue
@@ -519,16 +534,8 @@ async def apply_payment_reversed(
     if not recorded:
         # The reversal overtook the payment: remember it so the payment is never applied.
         for allocation in event.allocations:
-            await session.execute(
-                insert(allocations).values(
-                    tenant=scope.tenant,
-                    payment_id=event.payment_id,
-                    invoice_id=allocation.invoice_id,
-                    currency=allocation.amount.currency,
-                    amount_minor=to_minor(allocation.amount.amount, allocation.amount.currency),
-                    applied=False,
-                    reversed=True,
-                )
+            await _record_allocation(
+                session, scope.tenant, event.payment_id, allocation, applied=False, reversed_=True
             )
         return
     for recorded_row in recorded:

@@ -30,10 +30,9 @@ class InvoiceStatus(StrEnum):
 class InvoiceRuleError(ValueError):
     """A request the invoice's state does not allow; ``field`` names the culprit."""
 
-    def __init__(self, message: str, *, field: str | None = None, kind: str = "conflict") -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
-        self.kind = kind
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ an index that lets overdue detection read only the invoices that are due.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -122,15 +121,8 @@ async def get_invoices(session: AsyncSession, tenant: str, ids: list[str]) -> di
     return {row["invoice_id"]: row for row in rows.mappings()}
 
 
-def row_values(row: RowMapping) -> dict[str, Any]:
-    """A row as a plain dict."""
-    return dict(row)
-
-
 def utc(instant: datetime | None) -> datetime | None:
     """SQLite hands datetimes back naive; every stored instant is UTC."""
     if instant is None or instant.tzinfo is not None:
         return instant
-    from datetime import UTC
-
     return instant.replace(tzinfo=UTC)
