@@ -22,14 +22,14 @@ another exception, so a consumer can dead-letter the record and move on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic_core
 from pydantic import ValidationError
 
-from dunning_events.envelope import Envelope, Event, is_valid_traceparent, is_valid_tracestate
+from dunning_events.envelope import Envelope
 from dunning_events.registry import EVENT_TYPES
 
 __all__ = [
@@ -67,6 +67,9 @@ _KNOWN_ATTRIBUTES = frozenset((*REQUIRED_ATTRIBUTES, *_TRACE_ATTRIBUTES, "dataco
 # The CloudEvents JSON format types attributes: Integer ones are JSON numbers,
 # every other attribute we use is a JSON string.
 _INTEGER_ATTRIBUTES = frozenset({"schemaversion"})
+_REQUIRED = frozenset(REQUIRED_ATTRIBUTES)
+# Header name -> attribute, for the attributes we decode.
+_HEADER_ATTRIBUTES = {f"{CE_PREFIX}{name}": name for name in _KNOWN_ATTRIBUTES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,21 +143,39 @@ def from_kafka(
     A record in structured mode (content-type ``application/cloudevents+json``) is
     read too, the way the binding says receivers should tell the two apart.
     """
-    attributes: dict[str, str] = {}
+    # This runs once per consumed record: one pass over the headers, the payload
+    # validated once from its bytes, the envelope validated once.
+    attributes: dict[str, Any] = {}
     content_type: str | None = None
-    for name, raw in _header_pairs(headers):
-        lowered = name.lower()
-        if lowered == "content-type":
-            content_type = _header_text(name, raw)
-        elif lowered.startswith(CE_PREFIX) and lowered[len(CE_PREFIX) :] in _KNOWN_ATTRIBUTES:
-            attribute = lowered[len(CE_PREFIX) :]
-            if attribute in attributes:
-                raise DecodeError(f"header {name}: appears more than once")
-            attributes[attribute] = _header_text(name, raw)
+    try:
+        pairs = iter(headers)
+    except TypeError:
+        raise DecodeError("headers: not a list of (name, value) pairs") from None
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise DecodeError(f"headers: {pair!r:.60} is not a (name, value) pair")
+        name, raw = pair
+        # Producers write lower-case names; other spellings take the slower path.
+        attribute = _HEADER_ATTRIBUTES.get(name)
+        if attribute is None:
+            lowered = name.lower()
+            if lowered == "content-type":
+                content_type = _header_text(name, raw)
+                continue
+            attribute = _HEADER_ATTRIBUTES.get(lowered)
+            if attribute is None:
+                continue
+        if attribute in attributes:
+            raise DecodeError(f"header {name}: appears more than once")
+        attributes[attribute] = _header_text(name, raw)
 
-    media_type = (content_type or CONTENT_TYPE).split(";")[0].strip().lower()
     if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
         raise DecodeError("value: not bytes")
+    media_type = (
+        CONTENT_TYPE
+        if content_type is None or content_type == CONTENT_TYPE
+        else content_type.split(";")[0].strip().lower()
+    )
     if media_type == STRUCTURED_CONTENT_TYPE:
         if value is None:
             raise DecodeError("value: a structured-mode record has no value")
@@ -162,11 +183,11 @@ def from_kafka(
     else:
         if media_type != CONTENT_TYPE:
             raise DecodeError(f"content-type: expected {CONTENT_TYPE}, got {content_type!r}")
-        _require(attributes, "header(s)", prefix=CE_PREFIX)
+        if not attributes.keys() >= _REQUIRED:
+            _require(attributes, "header(s)", prefix=CE_PREFIX)
         if value is None:
             raise DecodeError("data: the record has no value")
-        data = bytes(value)
-        envelope = _envelope(attributes, lambda cls: _payload_from_json(cls, data))
+        envelope = _envelope(attributes, value if type(value) is bytes else bytes(value))
     _check_key(key, envelope)
     return envelope
 
@@ -195,34 +216,21 @@ def from_json(raw: bytes | str) -> Envelope:
             raise DecodeError(f"{name}: must be {kind}, got {attribute!r:.40}")
     # Re-encoding the data costs little and lets it be validated exactly as in
     # binary mode: as JSON, strictly (no "3" for 3, no 0 for false).
-    data = pydantic_core.to_json(document["data"])
-    return _envelope(attributes, lambda cls: _payload_from_json(cls, data))
+    return _envelope(attributes, pydantic_core.to_json(document["data"]))
 
 
 # -- helpers -------------------------------------------------------------------
 
 
-def _header_pairs(headers: Iterable[Any]) -> list[tuple[str, Any]]:
-    """``headers`` as (name, value) pairs, whatever the client library handed us."""
-    try:
-        pairs = list(headers)
-    except TypeError:
-        raise DecodeError("headers: not a list of (name, value) pairs") from None
-    result = []
-    for pair in pairs:
-        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
-            raise DecodeError(f"headers: {pair!r:.60} is not a (name, value) pair")
-        result.append((pair[0], pair[1]))
-    return result
-
-
 def _header_text(name: str, raw: object) -> str:
-    if not isinstance(raw, (bytes, bytearray, memoryview)):
-        raise DecodeError(f"header {name}: has no value")
     try:
-        return bytes(raw).decode("utf-8")
+        if type(raw) is bytes:
+            return raw.decode("utf-8")
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            return bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError(f"header {name}: not UTF-8 text") from None
+    raise DecodeError(f"header {name}: has no value")
 
 
 def _require(attributes: dict[str, Any], what: str, *, prefix: str = "") -> None:
@@ -231,32 +239,37 @@ def _require(attributes: dict[str, Any], what: str, *, prefix: str = "") -> None
         raise DecodeError(f"missing CloudEvents {what}: {', '.join(missing)}")
 
 
-def _payload_from_json(cls: type[Event], data: bytes) -> Event:
-    # strict: the JSON must already have the types the schema gives, as a
-    # subscriber validating against the JSON Schema would insist.
-    try:
-        return cls.model_validate_json(data, strict=True)
-    except ValidationError as exc:
-        raise DecodeError(_reason(exc, "data")) from None
-
-
-def _envelope(attributes: dict[str, Any], payload: Callable[[type[Event]], Event]) -> Envelope:
-    """The envelope of ``attributes`` and the payload ``payload(cls)`` decodes."""
+def _envelope(attributes: dict[str, Any], data: bytes) -> Envelope:
+    """The envelope of ``attributes`` (which it takes over) and the JSON payload ``data``."""
     type_ = attributes["type"]
     cls = EVENT_TYPES.get(type_)
     if cls is None:
         raise DecodeError(f"type: unknown event type {type_!r:.100}")
-    data = payload(cls)
-    # W3C Trace Context: a receiver that cannot parse traceparent ignores it, and
-    # then tracestate, and starts a new trace. Broken trace context is no reason to
-    # refuse an event.
-    traceparent, tracestate = attributes.get("traceparent"), attributes.get("tracestate")
-    if traceparent is None or not is_valid_traceparent(traceparent):
-        attributes = {k: v for k, v in attributes.items() if k not in _TRACE_ATTRIBUTES}
-    elif tracestate is not None and not is_valid_tracestate(tracestate):
-        attributes = {k: v for k, v in attributes.items() if k != "tracestate"}
+    # strict: the JSON must already have the types the schema gives, as a
+    # subscriber validating against the JSON Schema would insist.
     try:
-        return Envelope.model_validate({**attributes, "data": data})
+        attributes["data"] = cls.model_validate_json(data, strict=True)
+    except ValidationError as exc:
+        raise DecodeError(_reason(exc, "data")) from None
+    if "tracestate" in attributes and "traceparent" not in attributes:
+        del attributes["tracestate"]
+    try:
+        return Envelope.model_validate(attributes)
+    except ValidationError as exc:
+        # W3C Trace Context: a receiver that cannot parse traceparent ignores it, and
+        # then tracestate, and starts a new trace. Broken trace context is no reason to
+        # refuse an event. The envelope's own validators check it (once); only when
+        # they refuse it is it dropped and the envelope validated again.
+        broken = {error["loc"][0] for error in exc.errors() if error["loc"]}
+        if "traceparent" in broken:
+            attributes.pop("traceparent")
+            attributes.pop("tracestate", None)
+        elif "tracestate" in broken:
+            attributes.pop("tracestate")
+        else:
+            raise DecodeError(_reason(exc)) from None
+    try:
+        return Envelope.model_validate(attributes)
     except ValidationError as exc:
         raise DecodeError(_reason(exc)) from None
 
