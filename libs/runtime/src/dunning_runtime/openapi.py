@@ -1,0 +1,274 @@
+"""A service's OpenAPI document, made to say what the service really does.
+
+FastAPI documents what route functions declare. What the shared shell adds around
+them is invisible to it: the bearer key every ``/v1`` route checks (401), the admin key
+of ``/v1/admin`` (403), problem+json errors instead of FastAPI's ``HTTPValidationError``,
+404 for unknown resources, 409 conflicts, 413 body limits, 400 for bodies that cannot be
+read. A client generator or a fuzzer trusts the document, so ``install_openapi``
+rewrites it once, from rules that follow the HTTP contract in DESIGN.md, and answers a
+method a path does not support with a 405 whose ``Allow`` lists every method of that
+path (Starlette names only the methods of the first route it matched).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from dunning_runtime.problems import PROBLEM_JSON, Problem, problem_response
+
+__all__ = [
+    "ADMIN_SCHEME",
+    "PROBLEM_SCHEMA",
+    "TENANT_SCHEME",
+    "AllowedMethods",
+    "document",
+    "install_openapi",
+    "methods_at",
+]
+
+#: Names of the bearer security schemes in ``components.securitySchemes``.
+TENANT_SCHEME = "tenantKey"
+ADMIN_SCHEME = "adminKey"
+#: Name of the shared error schema in ``components.schemas``.
+PROBLEM_SCHEMA = "ProblemDetails"
+
+_API_PREFIX = "/v1/"
+_ADMIN_PREFIX = "/v1/admin/"
+_WRITES = frozenset({"post", "put", "patch", "delete"})
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+# FastAPI's own error schemas, unused once 422 is documented as a problem.
+_FASTAPI_ERROR_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+_PROBLEM_REF = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}
+
+_SCHEMAS: dict[str, Any] = {
+    PROBLEM_SCHEMA: {
+        "title": "ProblemDetails",
+        "description": (
+            "RFC 9457 problem details, sent as application/problem+json for every error. "
+            "Validation problems list each invalid field in `errors`."
+        ),
+        "type": "object",
+        "properties": {
+            "type": {
+                "type": "string",
+                "format": "uri",
+                "description": "Identifies the kind of problem, e.g. "
+                "https://dunning.dev/problems/validation-error.",
+            },
+            "title": {"type": "string", "description": "Short summary of the kind of problem."},
+            "status": {
+                "type": "integer",
+                "minimum": 400,
+                "maximum": 599,
+                "description": "The HTTP status code.",
+            },
+            "detail": {"type": "string", "description": "What went wrong with this request."},
+            "instance": {"type": "string", "description": "The path of the request."},
+            "errors": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/ProblemFieldError"},
+                "description": "One entry per invalid field.",
+            },
+        },
+        "required": ["type", "title", "status", "detail"],
+        # Problems may carry extension members (RFC 9457 section 3.2).
+        "additionalProperties": True,
+    },
+    "ProblemFieldError": {
+        "title": "ProblemFieldError",
+        "description": "One invalid field of a request.",
+        "type": "object",
+        "properties": {
+            "field": {
+                "type": "string",
+                "description": "Where: body.lines[0].amount, query.cursor, header.Idempotency-Key.",
+            },
+            "message": {"type": "string", "description": "The rule it breaks."},
+            "type": {"type": "string", "description": "Machine-readable kind of error."},
+        },
+        "required": ["field", "message"],
+    },
+}
+
+_SECURITY_SCHEMES: dict[str, Any] = {
+    TENANT_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "A tenant's API key (setting DUNNING_API_KEYS): `Authorization: Bearer <key>`. "
+            "Every resource is scoped to the key's tenant."
+        ),
+    },
+    ADMIN_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "The operator's key (setting DUNNING_ADMIN_KEY) for routes that act on every "
+            "tenant, such as the manual clock; a tenant's key is refused with 403."
+        ),
+    },
+}
+
+_DESCRIPTIONS = {
+    "400": "The request cannot be read, e.g. a body that is not JSON.",
+    "401": "No API key, or not a valid one: send `Authorization: Bearer <key>`.",
+    "403": "The key is valid but is not the admin key these routes need.",
+    "404": "No such resource for this tenant.",
+    "409": (
+        "Conflicts with the current state, or reuses an id or Idempotency-Key "
+        "for a different request."
+    ),
+    "413": "The body is larger than this route accepts.",
+    "422": "The request is not valid: `errors` names each invalid field.",
+    "500": "Unexpected error; `detail` says how to find it in the service's log.",
+}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document true, and its 405 answers consistent.
+
+    Call once while building the app, after its routes are known or not: the document
+    is generated on first request and then cached, like FastAPI's own.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(AllowedMethods, routes=app.router.routes)
+
+
+def document(generated: dict[str, Any]) -> dict[str, Any]:
+    """A corrected copy of FastAPI's document ``generated`` (a pure function).
+
+    Per operation: errors as application/problem+json with the shared
+    ``ProblemDetails`` schema (400 when it takes a body, 401 and the bearer security
+    requirement under /v1, 403 under /v1/admin, 404 when its path names a resource,
+    409 for writes under /v1, 413 when it takes a body, 422 when it takes input, 500
+    always); a 2xx response without content gets the content of its sibling 2xx (a
+    replay returns the first result).
+    """
+    doc = copy.deepcopy(generated)
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.update(copy.deepcopy(_SCHEMAS))
+    used_schemes: set[str] = set()
+    for path, item in doc.get("paths", {}).items():
+        for method, operation in item.items():
+            if method in _METHODS:
+                used_schemes |= _document_operation(path, method, operation)
+    if used_schemes:
+        schemes = components.setdefault("securitySchemes", {})
+        for name in sorted(used_schemes):
+            schemes[name] = copy.deepcopy(_SECURITY_SCHEMES[name])
+    # FastAPI's ValidationError is referenced only by its HTTPValidationError.
+    referenced = set(_references(doc.get("paths", {})))
+    if "HTTPValidationError" not in referenced:
+        for name in _FASTAPI_ERROR_SCHEMAS:
+            schemas.pop(name, None)
+    return doc
+
+
+def _references(node: Any) -> Iterable[str]:
+    """Names of the component schemas ``node`` refers to (``$ref``), anywhere in it."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            yield ref.rsplit("/", 1)[-1]
+        for value in node.values():
+            yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+
+
+def _document_operation(path: str, method: str, operation: dict[str, Any]) -> set[str]:
+    """Add the responses and security of one operation; the schemes it uses."""
+    parameters = operation.get("parameters", [])
+    has_body = "requestBody" in operation
+    statuses = ["500"]
+    schemes: set[str] = set()
+    if has_body:
+        statuses += ["400", "413"]
+    if parameters or has_body:
+        statuses.append("422")
+    if any(parameter.get("in") == "path" for parameter in parameters):
+        statuses.append("404")
+    if path.startswith(_API_PREFIX):
+        scheme = ADMIN_SCHEME if path.startswith(_ADMIN_PREFIX) else TENANT_SCHEME
+        operation["security"] = [{scheme: []}]
+        schemes.add(scheme)
+        statuses.append("401")
+        if scheme == ADMIN_SCHEME:
+            statuses.append("403")
+        if method in _WRITES:
+            statuses.append("409")
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    for status in statuses:
+        response = responses.setdefault(status, {"description": _DESCRIPTIONS[status]})
+        if response.get("description") in (None, "", "Validation Error"):
+            response["description"] = _DESCRIPTIONS[status]
+        response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
+    _fill_replays(responses)
+    operation["responses"] = dict(sorted(responses.items()))
+    return schemes
+
+
+def _fill_replays(responses: dict[str, Any]) -> None:
+    """Give a 2xx response documented without content the content of a sibling 2xx."""
+    successes = [r for status, r in responses.items() if status.startswith("2")]
+    with_content = [r for r in successes if r.get("content")]
+    if not with_content:
+        return
+    for response in successes:
+        if not response.get("content"):
+            response["content"] = copy.deepcopy(with_content[0]["content"])
+
+
+def methods_at(routes: Iterable[BaseRoute], scope: Scope) -> list[str] | None:
+    """Every method the routes at ``scope``'s path allow, if none allows its method.
+
+    None when some route takes the request as it is, or no route has that path.
+    """
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return None
+        if match is Match.PARTIAL and isinstance(route, Route) and route.methods:
+            methods |= route.methods
+    return sorted(methods) or None
+
+
+class AllowedMethods:
+    """ASGI middleware: a method a path does not support is a 405 problem whose
+    ``Allow`` header lists every method of every route on that path."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 405 for an unsupported method, else pass the request on."""
+        if scope["type"] == "http":
+            allowed = methods_at(self.routes, scope)
+            if allowed is not None:
+                allow = ", ".join(allowed)
+                problem = Problem(
+                    405,
+                    f"{scope['method']} is not supported here; this path allows {allow}.",
+                    type_="method-not-allowed",
+                    headers={"Allow": allow},
+                )
+                await problem_response(problem, Request(scope))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
