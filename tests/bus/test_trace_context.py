@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,11 +18,9 @@ from tests.support.events import overdue
 
 
 async def test_consumer_span_continues_the_producer_trace(settings_factory) -> None:
-    setup_tracing("tests", "")
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    setup_tracing("tests", "", exporter=exporter)
+    assert isinstance(trace.get_tracer_provider(), TracerProvider)
 
     database, bus = await open_ledger(settings_factory("ledger"))
     outbox = Outbox()

@@ -10,7 +10,6 @@ import httpx
 from invoice_fixtures import ACME, invoice
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dunning_events import (
@@ -99,11 +98,9 @@ def received(payment_id: str, invoice_id: str, amount: str) -> PaymentReceived:
 async def test_posted_invoice_is_published_with_trace_context(
     client: httpx.AsyncClient, invoice_settings
 ) -> None:
-    setup_tracing("tests", "")
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
     exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    setup_tracing("tests", "", exporter=exporter)
+    assert isinstance(trace.get_tracer_provider(), TracerProvider)
 
     assert (await client.post("/v1/invoices", json=invoice(), headers=ACME)).status_code == 201
     [issued] = await published(invoice_settings, 1)
