@@ -13,11 +13,11 @@ path (Starlette names only the methods of the first route it matched).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dunning_runtime.problems import PROBLEM_JSON, Problem, problem_response
@@ -30,6 +30,8 @@ __all__ = [
     "document",
     "install_openapi",
     "methods_at",
+    "methods_table",
+    "path_pattern",
 ]
 
 #: Names of the bearer security schemes in ``components.securitySchemes``.
@@ -44,6 +46,8 @@ _WRITES = frozenset({"post", "put", "patch", "delete"})
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 # FastAPI's own error schemas, unused once 422 is documented as a problem.
 _FASTAPI_ERROR_SCHEMAS = ("HTTPValidationError", "ValidationError")
+# A path template's parameter, "{invoice_id}" or "{rest:path}".
+_PARAMETER = re.compile(r"\{[^/{}:]+(:[^/{}]+)?\}")
 
 _PROBLEM_REF = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}
 
@@ -144,7 +148,7 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(AllowedMethods, routes=app.router.routes)
+    app.add_middleware(AllowedMethods, paths=lambda: app.openapi()["paths"])
 
 
 def document(generated: dict[str, Any]) -> dict[str, Any]:
@@ -234,35 +238,57 @@ def _fill_replays(responses: dict[str, Any]) -> None:
             response["content"] = copy.deepcopy(with_content[0]["content"])
 
 
-def methods_at(routes: Iterable[BaseRoute], scope: Scope) -> list[str] | None:
-    """Every method the routes at ``scope``'s path allow, if none allows its method.
+def path_pattern(template: str) -> re.Pattern[str]:
+    """The regular expression of an OpenAPI path template: ``{id}`` is one segment."""
+    pieces: list[str] = []
+    position = 0
+    for match in _PARAMETER.finditer(template):
+        pieces.append(re.escape(template[position : match.start()]))
+        pieces.append(".+" if match.group(1) == ":path" else "[^/]+")
+        position = match.end()
+    pieces.append(re.escape(template[position:]))
+    return re.compile("".join(pieces))
 
-    None when some route takes the request as it is, or no route has that path.
-    """
+
+def methods_table(paths: Mapping[str, Mapping[str, Any]]) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each documented path as a pattern, with the methods it is documented for."""
+    return [
+        (path_pattern(path), {method.upper() for method in item if method in _METHODS})
+        for path, item in paths.items()
+    ]
+
+
+def methods_at(table: Iterable[tuple[re.Pattern[str], set[str]]], path: str) -> set[str]:
+    """Every method the documented paths matching ``path`` allow (empty: none matches)."""
     methods: set[str] = set()
-    for route in routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return None
-        if match is Match.PARTIAL and isinstance(route, Route) and route.methods:
-            methods |= route.methods
-    return sorted(methods) or None
+    for pattern, allowed in table:
+        if pattern.fullmatch(path):
+            methods |= allowed
+    return methods
 
 
 class AllowedMethods:
-    """ASGI middleware: a method a path does not support is a 405 problem whose
-    ``Allow`` header lists every method of every route on that path."""
+    """ASGI middleware: a method a documented path does not support is a 405 problem whose
+    ``Allow`` header lists every method documented for that path.
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+    It reads the routes from the app's own OpenAPI document, so the header and the
+    document cannot disagree; paths the document does not list are left to the router.
+    """
+
+    def __init__(self, app: ASGIApp, paths: Callable[[], Mapping[str, Any]]) -> None:
         self.app = app
-        self.routes = routes
+        self.paths = paths
+        self._table: list[tuple[re.Pattern[str], set[str]]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 405 for an unsupported method, else pass the request on."""
         if scope["type"] == "http":
-            allowed = methods_at(self.routes, scope)
-            if allowed is not None:
-                allow = ", ".join(allowed)
+            if self._table is None:
+                self._table = methods_table(self.paths())
+            path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+            allowed = methods_at(self._table, path)
+            if allowed and scope["method"] not in allowed:
+                allow = ", ".join(sorted(allowed))
                 problem = Problem(
                     405,
                     f"{scope['method']} is not supported here; this path allows {allow}.",
