@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Annotated, Literal
@@ -10,9 +11,13 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 __all__ = [
+    "MAX_DAY",
+    "MIN_DAY",
+    "BoundedDay",
     "Channel",
     "Contact",
     "Day",
+    "FreeText",
     "Identifier",
     "Instant",
     "Locale",
@@ -77,8 +82,72 @@ Instant = Annotated[
 #: A calendar date, "YYYY-MM-DD" on the wire.
 Day = Annotated[date, WithJsonSchema(_DAY_SCHEMA)]
 
-#: An id given by the producer or the ERP (invoice, payment, promise, plan ids).
-Identifier = Annotated[str, Field(min_length=1, max_length=100)]
+#: The earliest and latest calendar dates an API accepts: wide enough for any invoice,
+#: narrow enough that grace periods and time zones never leave ``datetime``'s range.
+MIN_DAY = date(2000, 1, 1)
+MAX_DAY = date(2199, 12, 31)
+
+
+def _within_range(day: date) -> date:
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise ValueError(f"must be between {MIN_DAY.isoformat()} and {MAX_DAY.isoformat()}")
+    return day
+
+
+#: A calendar date between ``MIN_DAY`` and ``MAX_DAY``, for dates an API takes as input.
+BoundedDay = Annotated[
+    date,
+    AfterValidator(_within_range),
+    WithJsonSchema(
+        {
+            **_DAY_SCHEMA,
+            "description": f"A date from {MIN_DAY.isoformat()} to {MAX_DAY.isoformat()}.",
+        }
+    ),
+]
+
+_IDENTIFIER_CHARACTERS = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _addressable(value: str) -> str:
+    # An id goes into URL paths (/v1/invoices/{invoice_id}): "/" would split it, and
+    # "." or ".." would be resolved away by clients and proxies before they reach us.
+    if not _IDENTIFIER_CHARACTERS.fullmatch(value):
+        raise ValueError("may only contain letters, digits and the characters - _ . :")
+    if value in (".", ".."):
+        raise ValueError('must not be "." or ".."')
+    return value
+
+
+#: An id given by the producer or the ERP (invoice, payment, account, plan ids):
+#: 1-100 letters, digits and ``-_.:``, not "." or "..", so it can be addressed in a URL.
+Identifier = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"pattern": r"^(?!\.\.?$)[A-Za-z0-9_.:-]+$"},
+    ),
+    AfterValidator(_addressable),
+]
+
+# C0 controls other than tab and newline, DEL and the C1 controls.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError("must not contain control characters other than newline and tab")
+    return value
+
+
+#: Text written by people (names, reasons, descriptions): any characters except control
+#: characters other than newline and tab, which would corrupt logs, emails and CSVs.
+FreeText = Annotated[
+    str,
+    AfterValidator(_printable),
+    Field(json_schema_extra={"pattern": r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"}),
+]
 
 #: A BCP 47 language tag such as "en" or "de-DE".
 Locale = Annotated[
@@ -113,7 +182,7 @@ class Part(BaseModel):
 class Contact(Part):
     """Who to write to about an account."""
 
-    name: str = Field(min_length=1, max_length=200, description="Person or department.")
+    name: FreeText = Field(min_length=1, max_length=200, description="Person or department.")
     email: str | None = Field(
         default=None,
         max_length=320,

@@ -11,6 +11,7 @@ from dunning_events import topics
 from dunning_events.common import (
     Contact,
     Day,
+    FreeText,
     Identifier,
     Instant,
     Locale,
@@ -19,7 +20,14 @@ from dunning_events.common import (
     TimeZone,
 )
 from dunning_events.envelope import Event
-from dunning_events.money import Amount, NonNegativeMoney, PositiveMoney, check_places
+from dunning_events.money import (
+    Amount,
+    NonNegativeMoney,
+    Percent,
+    PositiveAmount,
+    PositiveMoney,
+    check_places,
+)
 
 __all__ = [
     "Contact",
@@ -40,7 +48,7 @@ __all__ = [
 class EarlyPaymentDiscount(Part):
     """A discount for paying early, e.g. 2% off when paid within 10 days of issue."""
 
-    percent: Amount = Field(gt=0, le=100, description='Discount in percent, e.g. "2".')
+    percent: Percent = Field(description='Discount in percent, e.g. "2".')
     within_days: int = Field(ge=0, le=365, description="Days after the issue date it applies.")
 
 
@@ -51,17 +59,15 @@ class LateFee(Part):
     """
 
     kind: Literal["flat", "percent_per_month"] = Field(description="How the fee is computed.")
-    amount: Amount | None = Field(
-        default=None, gt=0, description="The fee when kind is flat; null otherwise."
+    amount: PositiveAmount | None = Field(
+        default=None, description="The fee when kind is flat; null otherwise."
     )
-    percent: Amount | None = Field(
+    percent: Percent | None = Field(
         default=None,
-        gt=0,
-        le=100,
         description="Percent of the balance per started month when kind is percent_per_month.",
     )
-    cap: Amount | None = Field(
-        default=None, gt=0, description="The most the fee can reach in total, if capped."
+    cap: PositiveAmount | None = Field(
+        default=None, description="The most the fee can reach in total, if capped."
     )
 
     @model_validator(mode="after")
@@ -88,8 +94,8 @@ class Terms(Part):
 class InvoiceLine(Part):
     """One line of an invoice; prices and amounts are in the invoice's currency."""
 
-    description: str = Field(min_length=1, max_length=500, description="What was sold.")
-    quantity: Amount = Field(gt=0, description='How many, e.g. "10" or "2.5".')
+    description: FreeText = Field(min_length=1, max_length=500, description="What was sold.")
+    quantity: PositiveAmount = Field(description='How many, e.g. "10" or "2.5".')
     unit_price: Amount = Field(description="Price of one unit (may have more decimals).")
     amount: Amount = Field(description="The line total, in the currency's decimal places.")
 

@@ -58,7 +58,8 @@ MAX_FRACTION_DIGITS = 12
 # What an amount looks like on the wire: plain fixed-point, optional minus sign,
 # no exponent, no "+", no spaces, no thousands separators.
 _AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-_AMOUNT_PATTERN = rf"^-?[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?$"
+# Leading zeros are not significant digits: "007.50" is accepted, so the schema says so.
+_AMOUNT_PATTERN = rf"^-?0*[0-9]{{1,{MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?$"
 _NON_NEGATIVE_PATTERN = _AMOUNT_PATTERN.replace("^-?", "^")
 # Positive: non-negative and not all zeros (ECMA-262 and Python both know lookaheads).
 _POSITIVE_PATTERN = _NON_NEGATIVE_PATTERN.replace("^", r"^(?!0+(\.0+)?$)", 1)
@@ -108,6 +109,37 @@ def check_places(amount: Decimal, currency: str) -> Decimal:
         unit = "place" if places == 1 else "places"
         raise ValueError(f"{currency} allows at most {places} decimal {unit}")
     return amount
+
+
+#: The largest amount an API accepts, in major units: 10**12 (a trillion) of any currency.
+#: In minor units that is at most 10**16 (CLF, 4 places), far below a 64-bit integer
+#: column's 9.2 * 10**18, so any sum of a few hundred stored amounts stays exact too.
+MAX_MONEY = Decimal(10) ** 12
+
+
+def check_money(amount: Decimal, currency: str) -> Decimal:
+    """``amount`` unchanged if it fits ``currency``'s places and is below ``MAX_MONEY``.
+
+    Raises ``ValueError`` naming the broken rule otherwise (a 422 at the HTTP edge).
+    """
+    check_places(amount, currency)
+    if abs(amount) >= MAX_MONEY:
+        raise ValueError(f"amounts must be below 10^12 ({MAX_MONEY:,} {currency})")
+    return amount
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """``Decimal("12.34")`` EUR as ``1234``: an integer of the currency's minor unit.
+
+    Exact: raises ``ValueError`` if ``amount`` has more places than ``currency`` allows.
+    """
+    return int(check_places(amount, currency).scaleb(minor_units(currency)))
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    """``1234`` EUR as ``Decimal("12.34")``, with exactly the currency's places."""
+    places = minor_units(currency)
+    return Decimal(minor).scaleb(-places).quantize(Decimal(1).scaleb(-places))
 
 
 def _check_currency(value: str) -> str:
@@ -161,7 +193,9 @@ Currency = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": "^[A-Z]{3}$",
+            # The list itself, not "^[A-Z]{3}$": a schema that lets "AAA" through
+            # promises clients and subscribers a currency the API refuses.
+            "enum": sorted(MINOR_UNITS),
             "description": "Active ISO 4217 currency code, e.g. EUR",
         }
     ),
@@ -178,6 +212,52 @@ Amount = Annotated[
             "type": "string",
             "pattern": _AMOUNT_PATTERN,
             "description": 'Exact decimal number as a string, e.g. "1250.00"; never a float',
+        }
+    ),
+]
+
+
+def _positive_amount(amount: Decimal) -> Decimal:
+    if amount <= 0:
+        raise ValueError("must be greater than zero")
+    return amount
+
+
+def _percent(amount: Decimal) -> Decimal:
+    if not 0 < amount <= 100:
+        raise ValueError("must be greater than 0 and at most 100")
+    return amount
+
+
+# Range rules live in these types, not in Field(gt=...): pydantic cannot express a
+# bound on a decimal string in JSON Schema and would emit a bare "gt": 0 (not a JSON
+# Schema keyword) or nothing, so documents would promise more than the API accepts.
+
+#: An ``Amount`` greater than zero (quantities, fees, disputed amounts).
+PositiveAmount = Annotated[
+    Amount,
+    AfterValidator(_positive_amount),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _POSITIVE_PATTERN,
+            "description": 'Exact decimal number greater than zero as a string, e.g. "1250.00"',
+        }
+    ),
+]
+
+#: A percentage above 0 and at most 100, e.g. "2" or "1.5", as a decimal string.
+Percent = Annotated[
+    Amount,
+    AfterValidator(_percent),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": (
+                rf"^(?!0+(\.0+)?$)0*(100(\.0{{1,{MAX_FRACTION_DIGITS}}})?"
+                rf"|[0-9]{{1,2}}(\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?)$"
+            ),
+            "description": 'Percent above 0 and at most 100 as a decimal string, e.g. "2.5"',
         }
     ),
 ]
@@ -234,7 +314,7 @@ def _money_schema(description: str, amount_pattern: str) -> dict[str, Any]:
         "properties": {
             "currency": {
                 "type": "string",
-                "pattern": "^[A-Z]{3}$",
+                "enum": sorted(MINOR_UNITS),
                 "description": "ISO 4217 currency code, e.g. EUR",
             },
             "amount": {

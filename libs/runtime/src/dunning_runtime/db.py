@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import BigInteger, Integer, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +20,18 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+#: A table's sequence id column type: BIGINT on PostgreSQL, INTEGER on SQLite, where only
+#: an ``INTEGER PRIMARY KEY`` is the autoincrementing rowid (a BIGINT key would stay null).
+SequenceId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utc(instant: datetime | None) -> datetime | None:
+    """``instant`` as an aware UTC datetime: SQLite hands stored datetimes back naive,
+    and every instant the services store is UTC."""
+    if instant is None or instant.tzinfo is not None:
+        return instant
+    return instant.replace(tzinfo=UTC)
 
 
 class Database:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     DateTime,
     Integer,
@@ -19,10 +18,9 @@ from sqlalchemy import (
     Text,
 )
 
-metadata = MetaData()
+from dunning_runtime.db import SequenceId as _Id
 
-# BigInteger on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
-_Id = BigInteger().with_variant(Integer(), "sqlite")
+metadata = MetaData()
 
 outbox = Table(
     "outbox",
@@ -64,5 +62,6 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("response", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Wall-clock time of the first request; retention purges by it (messaging_0004).
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
 )

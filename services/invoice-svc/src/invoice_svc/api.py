@@ -1,25 +1,34 @@
-"""invoice-svc's HTTP routes: the ERP's front door (DESIGN.md, invoice-svc)."""
+"""invoice-svc's HTTP routes: the ERP's front door (DESIGN.md, invoice-svc).
+
+Every POST here is idempotent under an ``Idempotency-Key`` by the runtime's
+middleware (``dunning_runtime.idempotency``); the routes only add the natural
+idempotency of invoice ids. Rule errors from ``domain`` become problems in one
+place, ``_RuleErrorsAsProblems``.
+"""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Awaitable, Callable
-from datetime import date
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 
-from dunning_runtime import requests
-from dunning_runtime.app import Runtime, runtime_of
+from dunning_events.common import BoundedDay, Identifier
+from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
+from dunning_runtime.idempotency import in_transaction
+from dunning_runtime.pagination import decode_cursor, encode_cursor
 from dunning_runtime.problems import Problem, validation_errors
+from dunning_runtime.scope import Scope
 from invoice_svc import commands
-from invoice_svc.commands import Created, Scope
+from invoice_svc.commands import Created
+from invoice_svc.domain import InvoiceNotFound, InvoiceRuleError, InvoiceStateConflict
 from invoice_svc.models import (
     BatchIn,
     BatchItemResult,
@@ -31,43 +40,58 @@ from invoice_svc.models import (
     InvoicePage,
     VoidIn,
 )
+from invoice_svc.settings import InvoiceSettings
 from invoice_svc.storage import invoices
+from invoice_svc.views import invoice_view
 
-router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 
-ONE_INVOICE_BYTES = 256 * 1024
-BATCH_BYTES = 32 * 1024 * 1024
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        description="Optional: the same key with the same body replays the first response.",
-    ),
-]
-T = TypeVar("T")
+def problem_of(error: InvoiceRuleError) -> Problem:
+    """The one mapping of invoice rule errors to problems."""
+    if isinstance(error, InvoiceNotFound):
+        return Problem(404, str(error), type_=error.code)
+    if isinstance(error, InvoiceStateConflict):
+        return Problem(409, str(error), type_=error.code)
+    field = f"body.{error.field}" if error.field else "body"
+    return Problem(
+        422,
+        str(error),
+        type_="validation-error",
+        title="Invalid request",
+        errors=[{"field": field, "message": str(error), "type": "value_error"}],
+    )
+
+
+class _RuleErrorsAsProblems(APIRoute):
+    """A route whose ``InvoiceRuleError``s are answered as problems."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except InvoiceRuleError as error:
+                raise problem_of(error) from error
+
+        return handle
+
+
+router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=_RuleErrorsAsProblems)
+
+InvoiceId = Annotated[Identifier, Path(description="The ERP's invoice id.")]
+
+
+def grace_days(request: Request, tenant: str) -> int:
+    """The tenant's grace days before an invoice counts as overdue."""
+    settings = runtime_of(request).settings
+    assert isinstance(settings, InvoiceSettings)  # ServiceSpec.settings_type
+    return settings.grace_days_for(tenant)
 
 
 def scope_of(request: Request, tenant: str) -> Scope:
     """The tenant and instant a request acts at."""
     runtime = runtime_of(request)
-    return Scope(tenant, runtime.clock.now(), runtime.outbox)
-
-
-async def in_transaction(runtime: Runtime, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run ``work`` in a transaction; a unique-key race with a concurrent identical
-    request is retried once, when the winner's row is visible and the request
-    becomes a replay or a conflict."""
-    try:
-        async with runtime.database.transaction() as session:
-            return await work(session)
-    except IntegrityError:
-        async with runtime.database.transaction() as session:
-            return await work(session)
-
-
-def _json(invoice: InvoiceOut) -> Any:
-    return invoice.model_dump(mode="json")
+    return commands.scope_for(tenant, runtime.clock.now(), runtime.outbox)
 
 
 @router.post(
@@ -80,42 +104,27 @@ def _json(invoice: InvoiceOut) -> Any:
         409: {"description": "Same invoice_id, other content: the fields that differ"},
         422: {"description": "Invalid body: errors name each field"},
     },
-    dependencies=[Depends(requests.body_limit(ONE_INVOICE_BYTES))],
 )
-async def create_invoice(
-    body: InvoiceIn, request: Request, tenant: Tenant, idempotency_key: IdempotencyKey = None
-) -> JSONResponse:
+async def create_invoice(body: InvoiceIn, request: Request, tenant: Tenant) -> JSONResponse:
     """Accept one invoice. Posting it again returns it with 200; the same id with other
     content is a 409 naming the fields that differ."""
     runtime = runtime_of(request)
     scope = scope_of(request, tenant)
-    fingerprint = requests.request_hash("POST /v1/invoices", body.model_dump(mode="json"))
-    grace = runtime.settings.grace_days_for(tenant)
+    grace = grace_days(request, tenant)
 
-    async def work(session: AsyncSession) -> JSONResponse:
-        if idempotency_key:
-            stored = await requests.replay(session, tenant, idempotency_key, fingerprint)
-            if stored is not None:
-                return JSONResponse(stored.body, status_code=200)
+    async def work(session: AsyncSession) -> Created:
         [result] = await commands.create_invoices(session, scope, [body], grace)
-        if result.problem is not None:
-            raise result.problem
-        assert result.invoice is not None
-        payload = _json(result.invoice)
-        if idempotency_key:
-            await requests.remember(
-                session, tenant, idempotency_key, fingerprint, result.status, payload, scope.now
-            )
-        return JSONResponse(payload, status_code=result.status)
+        return result
 
-    return await in_transaction(runtime, work)
+    result = await in_transaction(runtime.database, work)
+    if result.problem is not None:
+        raise result.problem
+    assert result.invoice is not None
+    return JSONResponse(result.invoice.model_dump(mode="json"), status_code=result.status)
 
 
 @router.post(
-    "/batch",
-    response_model=BatchOut,
-    summary="Accept up to 1,000 invoices, each on its own",
-    dependencies=[Depends(requests.body_limit(BATCH_BYTES))],
+    "/batch", response_model=BatchOut, summary="Accept up to 1,000 invoices, each on its own"
 )
 async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> BatchOut:
     """One result per item, in order: 201 created, 200 already accepted, 409 conflict,
@@ -128,24 +137,20 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
         try:
             valid.append((index, InvoiceIn.model_validate(raw)))
         except ValidationError as exc:
-            errors = validation_errors(exc.errors())
-            for error in errors:
-                error["field"] = f"body.invoices[{index}].{error['field']}".rstrip(".")
             raw_id = raw.get("invoice_id") if isinstance(raw, dict) else None
             results[index] = BatchItemResult(
                 index=index,
                 invoice_id=raw_id if isinstance(raw_id, str) else None,
                 status=422,
-                problem=Problem(
-                    422, "The invoice is not valid.", type_="validation-error", errors=errors
-                ).body(),
+                problem=_item_problem(index, exc),
             )
-    grace = runtime.settings.grace_days_for(tenant)
+    grace = grace_days(request, tenant)
 
     async def work(session: AsyncSession) -> list[Created]:
         return await commands.create_invoices(session, scope, [item for _, item in valid], grace)
 
-    for (index, item), outcome in zip(valid, await in_transaction(runtime, work), strict=True):
+    outcomes = await in_transaction(runtime.database, work) if valid else []
+    for (index, item), outcome in zip(valid, outcomes, strict=True):
         results[index] = BatchItemResult(
             index=index,
             invoice_id=item.invoice_id,
@@ -158,40 +163,33 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
     return BatchOut(accepted=accepted, rejected=len(final) - accepted, results=final)
 
 
+def _item_problem(index: int, exc: ValidationError) -> dict[str, Any]:
+    errors = validation_errors(exc.errors())
+    for error in errors:
+        error["field"] = f"body.invoices[{index}].{error['field']}".rstrip(".")
+    return Problem(422, "The invoice is not valid.", type_="validation-error", errors=errors).body()
+
+
 @router.get("/{invoice_id}", response_model=InvoiceOut, summary="One invoice as it stands")
-async def get_invoice(invoice_id: str, request: Request, tenant: Tenant) -> InvoiceOut:
+async def get_invoice(invoice_id: InvoiceId, request: Request, tenant: Tenant) -> InvoiceOut:
     """The invoice with its balance, status, dispute and days past due (as of the clock)."""
     runtime = runtime_of(request)
     async with runtime.database.sessions() as session:
         row = await commands.load(session, tenant, invoice_id)
-    return commands.invoice_view(row, runtime.clock.now())
-
-
-def _cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-def _seq(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except ValueError:
-        raise Problem(
-            422,
-            "The cursor is not one this API returned.",
-            type_="validation-error",
-            errors=[{"field": "query.cursor", "message": "not a valid cursor"}],
-        ) from None
+    return invoice_view(row, runtime.clock.now())
 
 
 @router.get("", response_model=InvoicePage, summary="Invoices, filtered, a page at a time")
 async def list_invoices(
     request: Request,
     tenant: Tenant,
-    account_id: str | None = None,
+    account_id: Annotated[Identifier | None, Query(description="Only this account's")] = None,
     status: Literal["open", "partially_paid", "paid", "void"] | None = None,
-    due_before: Annotated[date | None, Query(description="Due on or before this date")] = None,
-    due_after: Annotated[date | None, Query(description="Due on or after this date")] = None,
-    cursor: str | None = None,
+    due_before: Annotated[BoundedDay | None, Query(description="Due on or before")] = None,
+    due_after: Annotated[BoundedDay | None, Query(description="Due on or after")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the previous page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> InvoicePage:
     """Invoices in the order they were accepted; ``next_cursor`` is null on the last page."""
@@ -206,7 +204,7 @@ async def list_invoices(
     if due_after is not None:
         query = query.where(invoices.c.due_date >= due_after)
     if cursor:
-        query = query.where(invoices.c.seq > _seq(cursor))
+        query = query.where(invoices.c.seq > decode_cursor(cursor))
     async with runtime.database.sessions() as session:
         rows = (
             (await session.execute(query.order_by(invoices.c.seq).limit(limit + 1)))
@@ -216,16 +214,17 @@ async def list_invoices(
     now = runtime.clock.now()
     page = rows[:limit]
     return InvoicePage(
-        items=[commands.invoice_view(row, now) for row in page],
-        next_cursor=_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        items=[invoice_view(row, now) for row in page],
+        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
     )
 
 
 @router.post("/{invoice_id}/void", response_model=InvoiceOut, summary="Void an unpaid invoice")
 async def void_invoice(
-    invoice_id: str, request: Request, tenant: Tenant, body: VoidIn | None = None
+    invoice_id: InvoiceId, request: Request, tenant: Tenant, body: VoidIn | None = None
 ) -> InvoiceOut:
-    """Cancel the invoice; nothing is owed on it afterwards. Voiding it again is a no-op."""
+    """Cancel the invoice: its balance becomes 0 (``balance_voided`` keeps what was owed).
+    Voiding it again is a no-op."""
     scope = scope_of(request, tenant)
     reason = body.reason if body else ""
     async with runtime_of(request).database.transaction() as session:
@@ -234,7 +233,7 @@ async def void_invoice(
 
 @router.post("/{invoice_id}/dispute", response_model=InvoiceOut, summary="Open a dispute")
 async def dispute_invoice(
-    invoice_id: str, body: DisputeIn, request: Request, tenant: Tenant
+    invoice_id: InvoiceId, body: DisputeIn, request: Request, tenant: Tenant
 ) -> InvoiceOut:
     """The customer disputes the invoice (``amount`` defaults to the whole balance);
     the disputed invoice is not chased until the dispute is resolved."""
@@ -247,7 +246,7 @@ async def dispute_invoice(
     "/{invoice_id}/dispute/resolve", response_model=InvoiceOut, summary="Resolve the dispute"
 )
 async def resolve_dispute(
-    invoice_id: str, body: DisputeResolveIn, request: Request, tenant: Tenant
+    invoice_id: InvoiceId, body: DisputeResolveIn, request: Request, tenant: Tenant
 ) -> InvoiceOut:
     """``upheld`` credits the disputed amount; ``rejected`` puts the invoice back in the chase."""
     scope = scope_of(request, tenant)

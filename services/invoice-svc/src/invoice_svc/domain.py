@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from dunning_events.money import minor_units
+from dunning_events.money import check_places, minor_units
 
 ZERO = Decimal(0)
 
@@ -28,11 +28,52 @@ class InvoiceStatus(StrEnum):
 
 
 class InvoiceRuleError(ValueError):
-    """A request the invoice's state does not allow; ``field`` names the culprit."""
+    """A request the invoice's rules do not allow; ``field`` names the culprit.
+
+    The HTTP edge maps each kind to one problem (``api``); ``code`` is its type.
+    """
+
+    code = "invoice-rule"
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class InvoiceNotFound(InvoiceRuleError):
+    """No such invoice for the tenant (another tenant's invoice counts as none)."""
+
+    code = "invoice-not-found"
+
+
+class InvoiceStateConflict(InvoiceRuleError):
+    """The invoice's state does not allow the change now (a 409)."""
+
+
+class InvoiceHasPayments(InvoiceStateConflict):
+    """Payments were applied: reverse them or credit the invoice instead of voiding it."""
+
+    code = "invoice-has-payments"
+
+
+class InvoiceNotDisputable(InvoiceStateConflict):
+    """Only unpaid, unvoided invoices can be disputed."""
+
+    def __init__(self, status: InvoiceStatus) -> None:
+        super().__init__(f"The invoice is {status.value}: only unpaid invoices can be disputed.")
+        self.code = f"invoice-{status.value}"
+
+
+class AlreadyDisputed(InvoiceStateConflict):
+    """A dispute is open already."""
+
+    code = "invoice-disputed"
+
+
+class NoOpenDispute(InvoiceStateConflict):
+    """Resolving needs an open dispute."""
+
+    code = "no-open-dispute"
 
 
 @dataclass(frozen=True)
@@ -45,11 +86,17 @@ class Balance:
     voided: bool = False
 
     @property
-    def balance(self) -> Decimal:
-        """What is still owed; never below zero (an overpayment is the payer's credit)."""
+    def owed(self) -> Decimal:
+        """What the customer owes by the amounts, voided or not; never below zero
+        (an overpayment is the payer's credit)."""
         owed = self.amount_due - self.amount_paid - self.credited
         # ``owed * 0`` keeps the currency's places: 0.00, not 0.
         return owed if owed > ZERO else (owed * 0).copy_abs()
+
+    @property
+    def balance(self) -> Decimal:
+        """What is still owed: nothing on a void invoice (its ``owed`` was written off)."""
+        return (self.owed * 0).copy_abs() if self.voided else self.owed
 
     @property
     def status(self) -> InvoiceStatus:
@@ -75,6 +122,77 @@ def reverse_payment(balance: Balance, amount: Decimal) -> Balance:
     if amount <= ZERO:
         raise InvoiceRuleError("a reversed allocation must be positive", field="amount")
     return replace(balance, amount_paid=max(ZERO, balance.amount_paid - amount))
+
+
+def void(balance: Balance) -> Balance:
+    """``balance`` once voided; voiding a void invoice changes nothing.
+
+    An invoice with payments cannot be voided: the money has to go somewhere first.
+    """
+    if balance.voided:
+        return balance
+    if balance.amount_paid > ZERO:
+        raise InvoiceHasPayments(
+            f"The invoice has payments of {balance.amount_paid}; "
+            "reverse them or issue a credit note before voiding it."
+        )
+    return replace(balance, voided=True)
+
+
+def open_dispute(
+    balance: Balance, currency: str, *, disputed: bool, amount: Decimal | None
+) -> Decimal:
+    """The amount a new dispute covers (default: the whole balance).
+
+    Only an open or partially paid invoice without an open dispute can be disputed,
+    over at most its balance, in the currency's decimal places.
+    """
+    status = balance.status
+    if status in (InvoiceStatus.VOID, InvoiceStatus.PAID):
+        raise InvoiceNotDisputable(status)
+    if disputed:
+        raise AlreadyDisputed("The invoice is already disputed.")
+    covered = balance.balance if amount is None else amount
+    try:
+        check_places(covered, currency)
+    except ValueError as exc:
+        raise InvoiceRuleError(str(exc), field="amount") from None
+    if covered > balance.balance:
+        raise InvoiceRuleError(
+            f"The disputed amount {covered} exceeds the balance {balance.balance} {currency}.",
+            field="amount",
+        )
+    return covered
+
+
+def resolve_dispute(
+    balance: Balance, *, disputed: bool, disputed_amount: Decimal, resolution: str
+) -> Balance:
+    """``balance`` after the open dispute ends: ``upheld`` credits the disputed amount
+    (capped at what is owed), ``rejected`` leaves it to be chased again."""
+    if not disputed:
+        raise NoOpenDispute("The invoice has no open dispute.")
+    if resolution == "upheld":
+        return credit(balance, disputed_amount)
+    if resolution == "rejected":
+        return balance
+    raise InvoiceRuleError(f"unknown resolution {resolution!r}", field="resolution")
+
+
+def settles(before: Balance, after: Balance) -> bool:
+    """Whether a change settles the invoice: it becomes paid (``InvoiceSettled`` is owed)."""
+    return after.status == InvoiceStatus.PAID and before.status != InvoiceStatus.PAID
+
+
+def reopens(before: Balance, after: Balance) -> bool:
+    """Whether a change reopens a paid invoice (it is chased, and announced overdue, again)."""
+    return before.status == InvoiceStatus.PAID and after.status != InvoiceStatus.PAID
+
+
+def payment_applies(invoice_currency: str | None, payment_currency: str) -> bool:
+    """Whether an allocation moves an invoice's balance: the invoice exists and the money
+    is in its currency (otherwise it is kept, unapplied, for a person to sort out)."""
+    return invoice_currency is not None and invoice_currency == payment_currency
 
 
 def credit(balance: Balance, amount: Decimal) -> Balance:

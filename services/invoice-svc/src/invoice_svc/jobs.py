@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
-from dunning_runtime.app import Runtime, ScheduledJob
-from invoice_svc import commands
+from datetime import datetime
 
-BATCH = 1000
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events import Event
+from dunning_runtime.app import Runtime, ScheduledJob
+from dunning_runtime.locks import lock_accounts
+from dunning_runtime.outbox import Outbox
+from dunning_runtime.scope import emit
+from invoice_svc import events, storage
+from invoice_svc.commands import scope_for
+
+#: Invoices per transaction. Each distinct account in a batch holds one advisory lock
+#: on PostgreSQL, so this also bounds the locks one transaction takes.
+BATCH = 500
+
+
+async def detect_overdue_batch(
+    session: AsyncSession, now: datetime, outbox: Outbox, batch_size: int
+) -> int:
+    """Publish ``InvoiceOverdue`` for up to ``batch_size`` invoices of any tenant due at
+    ``now``; returns how many (``batch_size`` means: there may be more).
+
+    The accounts are locked before the invoices are read, like every other writer, so
+    an overdue notice and a payment or dispute on the same account never interleave.
+    Each invoice is marked so it is never announced twice.
+    """
+    accounts = await storage.overdue_accounts(session, now, batch_size)
+    if not accounts:
+        return 0
+    await lock_accounts(session, accounts)
+    rows = await storage.claim_overdue(session, now, accounts, batch_size)
+    by_tenant: dict[str, list[Event]] = {}
+    for row in rows:
+        by_tenant.setdefault(row["tenant"], []).append(events.overdue(row, now))
+    for tenant, overdue in by_tenant.items():
+        await emit(session, scope_for(tenant, now, outbox), *overdue)
+    return len(rows)
 
 
 async def detect_overdue(runtime: Runtime) -> int:
@@ -15,7 +49,7 @@ async def detect_overdue(runtime: Runtime) -> int:
     total = 0
     while True:
         async with runtime.database.transaction() as session:
-            count = await commands.detect_overdue_batch(session, now, runtime.outbox, BATCH)
+            count = await detect_overdue_batch(session, now, runtime.outbox, BATCH)
         total += count
         if count < BATCH:
             return total

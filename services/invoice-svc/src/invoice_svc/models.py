@@ -6,19 +6,28 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dunning_events import Contact, EarlyPaymentDiscount, InvoiceLine, LateFee
+from dunning_events.common import BoundedDay, FreeText, Identifier
 from dunning_events.invoices import TimeZone
-from dunning_events.money import Amount, Currency, check_places
+from dunning_events.money import Amount, Currency, PositiveAmount, check_money
 
-Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/#-]+$")]
 MAX_BATCH = 1000
 
 
 def _places_fit(amount: Decimal, currency: str | None) -> None:
     if currency is not None:
-        check_places(amount, currency)
+        check_money(amount, currency)
 
 
 class _Body(BaseModel):
@@ -37,12 +46,12 @@ class InvoiceIn(_Body):
 
     invoice_id: Identifier
     account_id: Identifier
-    account_name: str = Field(min_length=1, max_length=200)
+    account_name: FreeText = Field(min_length=1, max_length=200)
     contact: Contact
     currency: Currency
-    amount_due: Amount = Field(description='Decimal string, e.g. "1250.00"')
-    issue_date: date
-    due_date: date
+    amount_due: PositiveAmount = Field(description='Decimal string, e.g. "1250.00"')
+    issue_date: BoundedDay
+    due_date: BoundedDay
     segment: str = Field(default="standard", pattern=r"^[a-z0-9_-]{1,50}$")
     timezone: TimeZone = "UTC"
     locale: str = Field(default="en", pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -51,7 +60,7 @@ class InvoiceIn(_Body):
     late_fee: LateFee | None = None
     lines: list[InvoiceLine] = Field(default_factory=list, max_length=500)
     metadata: dict[
-        Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=1000)]
+        Annotated[FreeText, Field(max_length=100)], Annotated[FreeText, Field(max_length=1000)]
     ] = Field(default_factory=dict, max_length=50)
 
     @field_validator("amount_due")
@@ -92,6 +101,29 @@ class InvoiceIn(_Body):
             raise ValueError("a percent_per_month late fee needs a percent")
         return fee
 
+    @model_validator(mode="after")
+    def _late_fee_in_currency(self) -> InvoiceIn:
+        # The fee's amounts are in the invoice's currency, which the fee itself does not
+        # know: checked here, and reported at the fee's own fields.
+        problems: list[InitErrorDetails] = []
+        for name in ("amount", "cap"):
+            value = getattr(self.late_fee, name, None) if self.late_fee else None
+            if value is None:
+                continue
+            try:
+                check_money(value, self.currency)
+            except ValueError as exc:
+                problems.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("value_error", str(exc)),
+                        loc=("late_fee", name),
+                        input=str(value),
+                    )
+                )
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
 
 class BatchIn(_Body):
     """Up to 1,000 invoices; each is validated and accepted on its own."""
@@ -102,21 +134,21 @@ class BatchIn(_Body):
 class VoidIn(_Body):
     """Why the invoice is voided."""
 
-    reason: str = Field(default="", max_length=1000)
+    reason: FreeText = Field(default="", max_length=1000)
 
 
 class DisputeIn(_Body):
     """The customer's dispute; without an amount the whole balance is disputed."""
 
-    reason: str = Field(min_length=1, max_length=1000)
-    amount: Amount | None = Field(default=None, gt=0)
+    reason: FreeText = Field(min_length=1, max_length=1000)
+    amount: PositiveAmount | None = None
 
 
 class DisputeResolveIn(_Body):
     """How a dispute ended: ``upheld`` credits the disputed amount, ``rejected`` resumes chasing."""
 
     resolution: Literal["upheld", "rejected"]
-    note: str = Field(default="", max_length=1000)
+    note: FreeText = Field(default="", max_length=1000)
 
 
 class MoneyOut(BaseModel):
@@ -145,7 +177,10 @@ class InvoiceOut(BaseModel):
     amount_due: Amount
     amount_paid: Amount
     credited: Amount
-    balance: Amount
+    balance: Amount = Field(description="What is still owed; 0 on a void invoice.")
+    balance_voided: Amount | None = Field(
+        default=None, description="On a void invoice: what was owed when it was voided."
+    )
     status: Literal["open", "partially_paid", "paid", "void"]
     disputed: bool
     dispute: DisputeOut | None

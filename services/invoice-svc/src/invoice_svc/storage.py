@@ -7,8 +7,9 @@ an index that lets overdue detection read only the invoices that are due.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -18,27 +19,34 @@ from sqlalchemy import (
     Date,
     DateTime,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    insert,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events.money import minor_units
+from dunning_events import Allocation
+from dunning_events.money import from_minor, to_minor
+from dunning_runtime.db import SequenceId
+from invoice_svc import domain
+from invoice_svc.domain import Balance, InvoiceStatus
+from invoice_svc.models import InvoiceIn
 
 metadata = MetaData()
-_Seq = BigInteger().with_variant(Integer(), "sqlite")
 
 invoices = Table(
     "invoices",
     metadata,
     # seq orders pages for cursors; (tenant, invoice_id) is the identity.
-    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("seq", SequenceId, primary_key=True, autoincrement=True),
     Column("tenant", String(100), nullable=False),
     Column("invoice_id", String(100), nullable=False),
     Column("account_id", String(200), nullable=False),
@@ -90,17 +98,6 @@ allocations = Table(
 )
 
 
-def to_minor(amount: Decimal, currency: str) -> int:
-    """``Decimal("12.34")`` EUR as ``1234``."""
-    return int(amount.scaleb(minor_units(currency)))
-
-
-def from_minor(minor: int, currency: str) -> Decimal:
-    """``1234`` EUR as ``Decimal("12.34")``."""
-    places = minor_units(currency)
-    return (Decimal(minor).scaleb(-places)).quantize(Decimal(1).scaleb(-places))
-
-
 async def get_invoice(
     session: AsyncSession, tenant: str, invoice_id: str, *, for_update: bool = False
 ) -> RowMapping | None:
@@ -111,18 +108,273 @@ async def get_invoice(
     return (await session.execute(query)).mappings().first()
 
 
-async def get_invoices(session: AsyncSession, tenant: str, ids: list[str]) -> dict[str, RowMapping]:
+async def get_invoices(
+    session: AsyncSession, tenant: str, ids: Iterable[str], *, for_update: bool = False
+) -> dict[str, RowMapping]:
     """Invoices of ``tenant`` among ``ids``, by id (one query for a whole batch)."""
-    if not ids:
+    wanted = sorted(set(ids))
+    if not wanted:
         return {}
-    rows = await session.execute(
-        select(invoices).where(invoices.c.tenant == tenant, invoices.c.invoice_id.in_(ids))
-    )
+    query = select(invoices).where(invoices.c.tenant == tenant, invoices.c.invoice_id.in_(wanted))
+    if for_update:
+        query = query.with_for_update()
+    rows = await session.execute(query)
     return {row["invoice_id"]: row for row in rows.mappings()}
 
 
-def utc(instant: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; every stored instant is UTC."""
-    if instant is None or instant.tzinfo is not None:
-        return instant
-    return instant.replace(tzinfo=UTC)
+async def get_invoices_of(
+    session: AsyncSession, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], RowMapping]:
+    """Invoices by ``(tenant, invoice_id)`` across tenants, locked for update, in one query."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    query = (
+        select(invoices)
+        .where(or_(*(and_(invoices.c.tenant == t, invoices.c.invoice_id == i) for t, i in wanted)))
+        .with_for_update()
+    )
+    rows = await session.execute(query)
+    return {(row["tenant"], row["invoice_id"]): row for row in rows.mappings()}
+
+
+async def account_of_invoices(
+    session: AsyncSession, tenant: str, invoice_ids: Iterable[str]
+) -> dict[str, str]:
+    """The account of each known invoice among ``invoice_ids`` (no lock: to choose locks)."""
+    wanted = sorted(set(invoice_ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(invoices.c.invoice_id, invoices.c.account_id).where(
+            invoices.c.tenant == tenant, invoices.c.invoice_id.in_(wanted)
+        )
+    )
+    return {invoice_id: account_id for invoice_id, account_id in rows}
+
+
+async def pending_allocations(
+    session: AsyncSession, tenant: str, invoice_ids: Iterable[str]
+) -> dict[str, list[int]]:
+    """Payments allocated to these invoices before the invoices arrived (minor units).
+
+    Only sound under the account lock: a payment for the same account must not be
+    storing a pending allocation while the invoice is being created.
+    """
+    wanted = sorted(set(invoice_ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(allocations.c.invoice_id, allocations.c.amount_minor).where(
+            allocations.c.tenant == tenant,
+            allocations.c.invoice_id.in_(wanted),
+            allocations.c.applied.is_(False),
+            allocations.c.reversed.is_(False),
+        )
+    )
+    found: dict[str, list[int]] = {}
+    for invoice_id, amount in rows:
+        found.setdefault(invoice_id, []).append(int(amount))
+    return found
+
+
+async def insert_invoices(
+    session: AsyncSession, tenant: str, rows: Sequence[dict[str, Any]], paid_from_pending: set[str]
+) -> None:
+    """Store new invoices; the pending allocations they consumed become applied."""
+    if not rows:
+        return
+    await session.execute(insert(invoices), list(rows))
+    if paid_from_pending:
+        await session.execute(
+            update(allocations)
+            .where(allocations.c.tenant == tenant)
+            .where(allocations.c.invoice_id.in_(sorted(paid_from_pending)))
+            .where(allocations.c.applied.is_(False))
+            .where(allocations.c.reversed.is_(False))
+            .values(applied=True)
+        )
+
+
+def new_row(
+    item: InvoiceIn,
+    body: dict[str, Any],
+    *,
+    tenant: str,
+    now: datetime,
+    grace_days: int,
+    paid_minor: int,
+) -> dict[str, Any]:
+    """The row of a newly accepted invoice (``body`` is its JSON, kept for replays), already
+    paid by ``paid_minor`` from allocations that arrived before it."""
+    currency = item.currency
+    balance = Balance(amount_due=item.amount_due, amount_paid=from_minor(paid_minor, currency))
+    status = balance.status
+    return {
+        "tenant": tenant,
+        "invoice_id": item.invoice_id,
+        "account_id": item.account_id,
+        "account_name": item.account_name,
+        "currency": currency,
+        "amount_due_minor": to_minor(item.amount_due, currency),
+        "amount_paid_minor": paid_minor,
+        "credited_minor": 0,
+        "status": status.value,
+        "issue_date": item.issue_date,
+        "due_date": item.due_date,
+        "timezone": item.timezone,
+        "segment": item.segment,
+        "locale": item.locale,
+        "disputed": False,
+        "dispute_reason": None,
+        "disputed_minor": None,
+        "disputed_at": None,
+        "void_reason": None,
+        "voided_at": None,
+        "settled_at": now if status == InvoiceStatus.PAID else None,
+        "overdue_at": domain.overdue_at(item.due_date, item.timezone, grace_days),
+        "overdue_notified_at": None,
+        "chase_pending": domain.is_chased(status, disputed=False),
+        "request": body,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def changed_values(
+    row: RowMapping | dict[str, Any], now: datetime, balance: Balance, **changes: Any
+) -> dict[str, Any]:
+    """The columns to write for a new ``balance`` (and other ``changes``), keeping status,
+    chase flag and ``settled_at`` in step with it."""
+    currency = row["currency"]
+    status = balance.status
+    disputed = changes.get("disputed", row["disputed"])
+    notified = changes.get("overdue_notified_at", row["overdue_notified_at"])
+    values = {
+        "amount_paid_minor": to_minor(balance.amount_paid, currency),
+        "credited_minor": to_minor(balance.credited, currency),
+        "status": status.value,
+        "chase_pending": domain.is_chased(status, disputed) and notified is None,
+        "updated_at": now,
+        **changes,
+    }
+    if status == InvoiceStatus.PAID and row["status"] != InvoiceStatus.PAID:
+        values["settled_at"] = now
+    elif status != InvoiceStatus.PAID and row["status"] == InvoiceStatus.PAID:
+        values["settled_at"] = None
+    return values
+
+
+async def store(
+    session: AsyncSession,
+    row: RowMapping | dict[str, Any],
+    now: datetime,
+    balance: Balance,
+    **changes: Any,
+) -> dict[str, Any]:
+    """Write a new balance (and other columns) back; returns the row as it now is."""
+    values = changed_values(row, now, balance, **changes)
+    await session.execute(update(invoices).where(invoices.c.seq == row["seq"]).values(**values))
+    return {**dict(row), **values}
+
+
+async def record_allocation(
+    session: AsyncSession,
+    tenant: str,
+    payment_id: str,
+    allocation: Allocation,
+    *,
+    applied: bool,
+    reversed_: bool,
+) -> None:
+    """Remember one allocation of a payment, so it is applied once and can be undone."""
+    await session.execute(
+        insert(allocations).values(
+            tenant=tenant,
+            payment_id=payment_id,
+            invoice_id=allocation.invoice_id,
+            currency=allocation.amount.currency,
+            amount_minor=to_minor(allocation.amount.amount, allocation.amount.currency),
+            applied=applied,
+            reversed=reversed_,
+        )
+    )
+
+
+async def allocations_of(
+    session: AsyncSession, tenant: str, payment_id: str
+) -> Sequence[RowMapping]:
+    """Every recorded allocation of one payment."""
+    rows = await session.execute(
+        select(allocations).where(
+            allocations.c.tenant == tenant, allocations.c.payment_id == payment_id
+        )
+    )
+    return rows.mappings().all()
+
+
+async def mark_reversed(
+    session: AsyncSession, tenant: str, payment_id: str, invoice_id: str
+) -> None:
+    """Flag one allocation as undone."""
+    await session.execute(
+        update(allocations)
+        .where(
+            allocations.c.tenant == tenant,
+            allocations.c.payment_id == payment_id,
+            allocations.c.invoice_id == invoice_id,
+        )
+        .values(reversed=True)
+    )
+
+
+async def overdue_accounts(
+    session: AsyncSession, now: datetime, limit: int
+) -> list[tuple[str, str]]:
+    """``(tenant, account)`` of up to ``limit`` invoices owed an ``InvoiceOverdue`` at
+    ``now``, earliest first, read without locks (to choose which accounts to lock)."""
+    rows = await session.execute(
+        select(invoices.c.tenant, invoices.c.account_id)
+        .where(invoices.c.chase_pending.is_(True), invoices.c.overdue_at <= now)
+        .order_by(invoices.c.overdue_at, invoices.c.seq)
+        .limit(limit)
+    )
+    return sorted({(tenant, account) for tenant, account in rows})
+
+
+async def claim_overdue(
+    session: AsyncSession, now: datetime, accounts: Sequence[tuple[str, str]], limit: int
+) -> Sequence[RowMapping]:
+    """Up to ``limit`` invoices of ``accounts`` owed an ``InvoiceOverdue`` at ``now``,
+    marked as announced. Reads through the (chase_pending, overdue_at) index."""
+    if not accounts:
+        return []
+    rows = (
+        (
+            await session.execute(
+                select(invoices)
+                .where(
+                    invoices.c.chase_pending.is_(True),
+                    invoices.c.overdue_at <= now,
+                    or_(
+                        *(
+                            and_(invoices.c.tenant == t, invoices.c.account_id == a)
+                            for t, a in accounts
+                        )
+                    ),
+                )
+                .order_by(invoices.c.overdue_at, invoices.c.seq)
+                .limit(limit)
+                .with_for_update()
+            )
+        )
+        .mappings()
+        .all()
+    )
+    if rows:
+        await session.execute(
+            update(invoices)
+            .where(invoices.c.seq.in_([r["seq"] for r in rows]))
+            .values(chase_pending=False, overdue_notified_at=now)
+        )
+    return rows

@@ -1,0 +1,336 @@
+"""Every POST is idempotent (DESIGN.md): Idempotency-Key replay for every route, by default.
+
+``IdempotencyMiddleware`` wraps the whole app, so a service's POST routes get it
+without declaring anything. A POST with an ``Idempotency-Key`` header is
+remembered per tenant under that key:
+
+- the first request claims the key, runs, and its 2xx response is stored;
+- the same key with the same request (method, path, query, JSON body) replays
+  that response with status 200 and ``Idempotent-Replayed: true``;
+- the same key with another request is a 409 ``idempotency-key-reused``;
+- the same key while the first request still runs is a 409
+  ``idempotency-key-in-use`` with ``Retry-After``;
+- a request that ends in an error stores nothing, so a retry runs again.
+
+Keys are kept ``DUNNING_IDEMPOTENCY_RETENTION_HOURS`` (``purge``), counted in wall-clock
+time, not by a service's manual clock.
+
+``in_transaction`` is the other half of idempotency under concurrency: a unique-key
+race with an identical request is retried once, when the winner is visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dunning_runtime.auth import tenant_of
+from dunning_runtime.db import Database
+from dunning_runtime.messaging_tables import idempotency_keys
+from dunning_runtime.problems import PROBLEM_JSON, Problem
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 200
+#: A claim older than this belongs to a request that died (a crash, a timeout): the
+#: next request with its key takes it over instead of waiting for it forever.
+CLAIM_TIMEOUT = timedelta(seconds=60)
+_IN_PROGRESS = 0  # status_code of a claimed key whose request has not finished
+
+
+async def in_transaction(database: Database, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in a transaction; a unique-key race with a concurrent identical
+    request is retried once, when the winner's row is visible and the request becomes
+    a replay or a conflict."""
+    try:
+        async with database.transaction() as session:
+            return await work(session)
+    except IntegrityError:
+        async with database.transaction() as session:
+            return await work(session)
+
+
+def request_hash(method: str, path: str, query: str, body: bytes) -> str:
+    """A fingerprint of a request; JSON bodies count by content, not key order or spacing."""
+    try:
+        canonical = json.dumps(
+            json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    digest = hashlib.sha256(f"{method} {path}?{query}\n".encode())
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response remembered under an Idempotency-Key."""
+
+    status_code: int
+    body: Any
+
+
+async def claim(
+    session: AsyncSession, tenant: str, key: str, fingerprint: str, now: datetime
+) -> StoredResponse | None:
+    """Claim ``key`` for a request (None), or the response stored for it earlier.
+
+    A 409 problem if the key belongs to another request or its request still runs.
+    """
+    row = (
+        (
+            await session.execute(
+                select(idempotency_keys).where(
+                    idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        await session.execute(
+            insert(idempotency_keys).values(
+                tenant=tenant,
+                key=key,
+                request_hash=fingerprint,
+                status_code=_IN_PROGRESS,
+                response={},
+                created_at=now,
+            )
+        )
+        return None
+    if row["request_hash"] != fingerprint:
+        raise Problem(
+            409,
+            f"This {HEADER} was already used for a different request; use a new key.",
+            type_="idempotency-key-reused",
+        )
+    if row["status_code"] != _IN_PROGRESS:
+        return StoredResponse(row["status_code"], row["response"])
+    created = row["created_at"]
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    if now - created < CLAIM_TIMEOUT:
+        raise Problem(
+            409,
+            f"A request with this {HEADER} is still being processed; retry shortly.",
+            type_="idempotency-key-in-use",
+            headers={"Retry-After": "1"},
+        )
+    await session.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key)
+        .values(created_at=now)
+    )
+    return None
+
+
+async def remember(
+    session: AsyncSession, tenant: str, key: str, status_code: int, body: Any
+) -> None:
+    """Store the response of the request that claimed ``key``."""
+    await session.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key)
+        .values(status_code=status_code, response=body)
+    )
+
+
+async def release(session: AsyncSession, tenant: str, key: str) -> None:
+    """Give up the claim on ``key`` (its request failed), so a retry runs again."""
+    await session.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.tenant == tenant,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.status_code == _IN_PROGRESS,
+        )
+    )
+
+
+async def purge(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` keys created before ``before`` (wall clock), oldest first;
+    returns how many. Reads through the index on ``created_at``."""
+    oldest = (
+        select(idempotency_keys.c.tenant, idempotency_keys.c.key)
+        .where(idempotency_keys.c.created_at < before)
+        .order_by(idempotency_keys.c.created_at)
+        .limit(limit)
+    )
+    result = await session.execute(
+        delete(idempotency_keys).where(
+            tuple_(idempotency_keys.c.tenant, idempotency_keys.c.key).in_(oldest)
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class IdempotencyMiddleware:
+    """ASGI middleware giving every POST route Idempotency-Key replay (module docstring).
+
+    It must sit inside the body-size limit, which bounds what it buffers. Requests
+    without the header, without a valid tenant key (the route answers 401) or
+    outside a running service pass straight through.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        key = Headers(scope=scope).get(HEADER)
+        runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+        if key is None or runtime is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            tenant = tenant_of(Request(scope))
+        except Problem:
+            await self.app(scope, receive, send)  # the route answers 401
+            return
+        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+            await _send_problem(send, _bad_key())
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        await self._handle(scope, receive, send, runtime.database, tenant, key, body)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        database: Database,
+        tenant: str,
+        key: str,
+        body: bytes,
+    ) -> None:
+        fingerprint = request_hash(
+            scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), body
+        )
+        now = datetime.now(UTC)
+        try:
+
+            async def take(session: AsyncSession) -> StoredResponse | None:
+                return await claim(session, tenant, key, fingerprint, now)
+
+            stored = await in_transaction(database, take)
+        except Problem as problem:
+            await _send_problem(send, problem)
+            return
+        if stored is not None:
+            await _send_json(send, 200, stored.body, replayed=True)
+            return
+
+        delivered = False
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        start: Message | None = None
+        parts: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, replay_body, capture)
+        except BaseException:
+            await _release_quietly(database, tenant, key)
+            raise
+        assert start is not None
+        content = b"".join(parts)
+        status = int(start["status"])
+        response_type = Headers(raw=start.get("headers", [])).get("content-type", "")
+        async with database.transaction() as session:
+            if 200 <= status < 300 and response_type.startswith("application/json"):
+                await remember(session, tenant, key, status, json.loads(content or b"null"))
+            else:
+                await release(session, tenant, key)
+        await send(start)
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _release_quietly(database: Database, tenant: str, key: str) -> None:
+    try:
+        async with database.transaction() as session:
+            await release(session, tenant, key)
+    except Exception:
+        # The claim then expires after CLAIM_TIMEOUT; the original error matters more.
+        log.warning("could not release Idempotency-Key claim", exc_info=True)
+
+
+def _bad_key() -> Problem:
+    return Problem(
+        422,
+        f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
+        type_="validation-error",
+        title="Invalid request",
+        errors=[
+            {
+                "field": f"header.{HEADER}",
+                "message": f"must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
+                "type": "value_error",
+            }
+        ],
+    )
+
+
+async def _send_problem(send: Send, problem: Problem) -> None:
+    await _send_raw(send, problem.status, problem.body(), PROBLEM_JSON, problem.headers or {})
+
+
+async def _send_json(send: Send, status: int, body: Any, *, replayed: bool) -> None:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    await _send_raw(send, status, body, "application/json", headers)
+
+
+async def _send_raw(
+    send: Send, status: int, body: Any, media_type: str, headers: dict[str, str]
+) -> None:
+    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = [
+        (b"content-type", media_type.encode()),
+        (b"content-length", str(len(content)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": content, "more_body": False})

@@ -1,0 +1,83 @@
+"""Stored invoice rows as the API shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import RowMapping
+
+from dunning_events import Money
+from dunning_events.money import from_minor
+from dunning_runtime.db import utc
+from invoice_svc import domain
+from invoice_svc.domain import Balance, InvoiceStatus
+from invoice_svc.models import DisputeOut, InvoiceOut
+
+Row = RowMapping | dict[str, Any]
+
+
+def money(minor: int, currency: str) -> Money:
+    """Minor units as ``Money``."""
+    return Money(amount=from_minor(minor, currency), currency=currency)
+
+
+def balance_of(row: Row) -> Balance:
+    """The money side of a stored invoice."""
+    currency = row["currency"]
+    return Balance(
+        amount_due=from_minor(row["amount_due_minor"], currency),
+        amount_paid=from_minor(row["amount_paid_minor"], currency),
+        credited=from_minor(row["credited_minor"], currency),
+        voided=row["status"] == InvoiceStatus.VOID,
+    )
+
+
+def invoice_view(row: Row, now: datetime) -> InvoiceOut:
+    """An invoice as the API shows it, ``days_past_due`` as of ``now``."""
+    request = row["request"]
+    currency = row["currency"]
+    balance = balance_of(row)
+    dispute = None
+    if row["disputed"]:
+        dispute = DisputeOut(
+            reason=row["dispute_reason"] or "",
+            amount=from_minor(row["disputed_minor"] or 0, currency),
+            opened_at=utc(row["disputed_at"]) or now,
+        )
+    overdue_at = utc(row["overdue_at"])
+    assert overdue_at is not None
+    return InvoiceOut.model_validate(
+        {
+            **{
+                k: request.get(k)
+                for k in ("contact", "terms", "early_payment_discount", "late_fee")
+            },
+            "lines": request.get("lines", []),
+            "metadata": request.get("metadata", {}),
+            "invoice_id": row["invoice_id"],
+            "account_id": row["account_id"],
+            "account_name": row["account_name"],
+            "currency": currency,
+            "amount_due": balance.amount_due,
+            "amount_paid": balance.amount_paid,
+            "credited": balance.credited,
+            "balance": balance.balance,
+            "balance_voided": balance.owed if balance.voided else None,
+            "status": row["status"],
+            "disputed": row["disputed"],
+            "dispute": dispute,
+            "days_past_due": domain.days_past_due(row["due_date"], row["timezone"], now),
+            "overdue_since": domain.local_date(overdue_at, row["timezone"]),
+            "issue_date": row["issue_date"],
+            "due_date": row["due_date"],
+            "segment": row["segment"],
+            "timezone": row["timezone"],
+            "locale": row["locale"],
+            "void_reason": row["void_reason"],
+            "voided_at": utc(row["voided_at"]),
+            "settled_at": utc(row["settled_at"]),
+            "created_at": utc(row["created_at"]),
+            "updated_at": utc(row["updated_at"]),
+        }
+    )

@@ -1,0 +1,74 @@
+"""Per-account serialisation (issue 6, §4): races between HTTP commands and payments.
+
+These drive the service's own use cases on two real transactions, interleaved on
+purpose, on the active backend (PostgreSQL's READ COMMITTED is where they bite;
+SQLite's BEGIN IMMEDIATE serialises writers anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from invoice_fixtures import ACME, invoice
+
+from dunning_events import Allocation, Money, PaymentReceived
+from dunning_runtime.scope import Scope
+from invoice_svc import commands, consumers
+from invoice_svc.models import InvoiceIn
+from invoice_svc.storage import allocations
+
+SOURCE = "/invoice-svc"
+
+
+def received(payment_id: str, invoice_id: str, amount: str) -> PaymentReceived:
+    return PaymentReceived(
+        account_id="ACME-42",
+        payment_id=payment_id,
+        amount=Money(amount=amount, currency="EUR"),  # type: ignore[arg-type]
+        received_at="2026-03-01T10:00:00Z",  # type: ignore[arg-type]
+        method="bank_transfer",
+        allocations=[
+            Allocation(invoice_id=invoice_id, amount=Money(amount=amount, currency="EUR"))
+        ],  # type: ignore[arg-type]
+        unapplied=Money(amount="0.00", currency="EUR"),  # type: ignore[arg-type]
+    )
+
+
+async def test_payment_for_an_invoice_being_created_is_never_left_pending(
+    client: httpx.AsyncClient,
+) -> None:
+    """The invoice's transaction has read "no pending allocations" and inserted the
+    invoice, not yet committed, when a PaymentReceived for it arrives. Without the
+    account lock the payment sees no invoice, stores a pending allocation and commits;
+    the invoice then commits unpaid and the allocation stays pending forever."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    now = runtime.clock.now()
+    item = InvoiceIn.model_validate(invoice())
+    creating = runtime.database.transaction()
+    session = await creating.__aenter__()
+    try:
+        scope = Scope("acme", now, runtime.outbox, SOURCE)
+        [created] = await commands.create_invoices(session, scope, [item], grace_days=2)
+        assert created.status == 201
+
+        async def payment() -> None:
+            async with runtime.database.transaction() as other:
+                await consumers.apply_payment_received(
+                    other,
+                    Scope("acme", now, runtime.outbox, SOURCE),
+                    received("P1", "INV-1001", "1250.00"),
+                )
+
+        paying = asyncio.create_task(payment())
+        # Give the payment every chance to run ahead of the invoice's commit.
+        await asyncio.sleep(1.0)
+    finally:
+        await creating.__aexit__(None, None, None)
+    await asyncio.wait_for(paying, 60)
+
+    body = (await client.get("/v1/invoices/INV-1001", headers=ACME)).json()
+    async with runtime.database.sessions() as check:
+        rows = (await check.execute(allocations.select())).mappings().all()
+    assert [(r["invoice_id"], r["applied"]) for r in rows] == [("INV-1001", True)]
+    assert (body["status"], body["balance"], body["amount_paid"]) == ("paid", "0.00", "1250.00")
