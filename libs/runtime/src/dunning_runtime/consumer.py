@@ -1,18 +1,28 @@
-"""The consumer runtime: read a batch, apply it with the inbox, then commit offsets.
+"""The consumer runtime: read, apply each partition's chunk with the inbox, then commit.
 
-For each partition's records in a batch:
+Per partition chunk (at most ``batch_size`` records of one partition):
 
-1. Fast path: one database transaction applies every event not yet in the
-   inbox and records them. One commit per partition chunk keeps the embedded
-   SQLite and PostgreSQL stores fast.
-2. If that fails (or a record cannot be decoded), the chunk is replayed one
-   record at a time, each in its own transaction, with up to
-   ``max_attempts`` tries. A record that still fails goes to ``<topic>.dlq``
-   with its reason and attempt count, is marked dead-lettered in the inbox, and
-   the consumer moves on (principle 10).
+1. One transaction: one inbox statement both filters the events already applied
+   and records the new ones, then the subscription's handler applies the new ones
+   (a batch handler gets them all at once, in partition order; the one-event
+   handler is called for each, in order). Offsets are committed after the
+   transaction, and only for partitions the member still owns.
+2. Partitions are applied concurrently (``concurrency`` at once); a partition is
+   paused while its chunk is in hand, so its order holds.
 
-Offsets are committed only after the transactions committed, and only for
-partitions the member still owns: at-least-once delivery, applied exactly once.
+Failure policy (principle 10):
+
+* **Poison** goes to ``<topic>.dlq`` at once with its reason: an undecodable or
+  schema-invalid event, or a handler's ``EventRejected`` (a batch handler names
+  the event; the others are applied without it).
+* **Transient** (``errors.is_transient``: database or broker away, serialization
+  failure, deadlock, timeout): the chunk is retried with exponential backoff and
+  jitter (tenacity), bounded by elapsed time (``retry_max_s``), never by attempts.
+  Only that partition waits; the others go on. Past the bound ``run()`` raises and
+  the supervisor restarts the consumer: a good event is never dead-lettered.
+* **Anything else** a handler raises: the chunk is applied one event at a time to
+  find the event at fault, which gets ``max_attempts`` quick tries and then goes
+  to the DLQ; its neighbours are applied.
 """
 
 from __future__ import annotations
@@ -22,41 +32,69 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from dunning_events import Envelope
 from dunning_events.codec import DecodeError, from_kafka
 from dunning_events.topics import dead_letter_topic
 from dunning_runtime import inbox
-from dunning_runtime.bus.port import Bus, BusConsumer, OutgoingMessage, Record
+from dunning_runtime.bus.port import Bus, BusConsumer, OutgoingMessage, Record, TopicPartition
 from dunning_runtime.db import Database
+from dunning_runtime.errors import EventRejected, Outage, describe, is_transient
 from dunning_runtime.telemetry import consume_span
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 
 CONSUMED = Counter(
     "dunning_events_consumed_total",
     "Events consumed, by outcome (applied, duplicate, dead_lettered)",
     ["group", "topic", "outcome"],
 )
+RETRIED = Counter(
+    "dunning_consumer_transient_retries_total",
+    "Chunks retried after a transient failure (database or broker away)",
+    ["group"],
+)
+
+#: Longest single wait between two attempts at a chunk during an outage.
+MAX_RETRY_WAIT_S = 5.0
+
+_Decoded = tuple[Record, Envelope]
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """What a service consumes: a group, its topics and the handler applying each event."""
+    """What a service consumes: a group, its topics and how to apply their events.
+
+    Exactly one of ``handler`` (one event at a time) and ``batch_handler`` (a
+    partition's chunk at once) is given. Both run inside the chunk's transaction,
+    on events not yet in the inbox, in partition order.
+    """
 
     group: str
     topics: tuple[str, ...]
-    handler: Handler
+    handler: Handler | None = None
+    batch_handler: BatchHandler | None = None
+
+    def __post_init__(self) -> None:
+        if (self.handler is None) == (self.batch_handler is None):
+            raise ValueError(f"{self.group}: give exactly one of handler and batch_handler")
 
 
 class EventConsumer:
-    """Runs one subscription on one bus consumer until cancelled."""
+    """Runs one subscription: ``run()`` consumes until cancelled or until it cannot go on."""
 
     def __init__(
         self,
@@ -67,6 +105,8 @@ class EventConsumer:
         max_attempts: int = 5,
         batch_size: int = 200,
         retry_backoff_s: float = 0.05,
+        concurrency: int = 4,
+        retry_max_s: float = 300.0,
     ) -> None:
         self.bus = bus
         self.database = database
@@ -75,101 +115,263 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.batch_size = batch_size
         self.retry_backoff_s = retry_backoff_s
+        self.concurrency = concurrency
+        self.retry_max_s = retry_max_s
+        #: The bus consumer of the current (or last) ``run``.
         self.consumer: BusConsumer = bus.consumer(subscription.group, subscription.topics)
         self.started = asyncio.Event()
+        self.outage = Outage(f"consumer {self.group}", log)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._workers: dict[TopicPartition, asyncio.Task[None]] = {}
+        self._failure: BaseException | None = None
+        # Records dead-lettered while their chunk is still being retried: not twice.
+        self._dead: set[tuple[str, int, int]] = set()
 
     async def run(self) -> None:
-        """Consume until cancelled."""
-        await self.consumer.start()
-        self.started.set()
+        """Consume until cancelled; raise when the consumer cannot go on.
+
+        Re-entrant: each call joins the group with a fresh bus consumer, and leaves
+        it on every exit. It raises when a DLQ publish, a poll or a commit fails, or
+        a transient failure outlasts ``retry_max_s``; the supervisor restarts it.
+        """
+        self.consumer = self.bus.consumer(self.group, self.subscription.topics)
+        self._failure = None
         try:
+            await self.consumer.start()
+            self.started.set()
             while True:
-                await self.poll_once(timeout_s=1.0)
+                # Poll briefly while chunks are in hand: a finished partition is resumed
+                # and read again without waiting out a long poll.
+                await self._dispatch(0.05 if self._workers else 1.0)
         finally:
+            self.started.clear()
+            await self._stop_workers()
             await self.consumer.stop()
 
     async def poll_once(self, timeout_s: float) -> int:
-        """Fetch and apply one batch; returns how many records it held.
+        """Fetch one batch and apply it completely; returns how many records it held.
 
-        It is called at least once a second even when idle: that also keeps a
-        Kafka member with no partitions in its group (aiokafka #720, #1187).
+        For tests and tools driving a started ``consumer`` by hand; ``run`` does not
+        wait for one batch before fetching the next.
         """
-        records = await self.consumer.poll(timeout_s, self.batch_size)
+        count = await self._dispatch(timeout_s)
+        while self._workers:
+            await asyncio.wait(list(self._workers.values()))
+        self._raise_failure()
+        return count
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    async def _dispatch(self, timeout_s: float) -> int:
+        """One poll; each partition's chunk goes to a worker task, the partition paused."""
+        self._raise_failure()
+        # It is called at least once a second even when idle: that also keeps a
+        # Kafka member with no partitions in its group (aiokafka #720, #1187).
+        records = await self.consumer.poll(timeout_s, self.batch_size * self.concurrency)
         if not records:
             return 0
-        async with self.consumer.processing:
-            offsets: dict[tuple[str, int], int] = {}
-            for (topic, partition), chunk in groupby(records, key=lambda r: (r.topic, r.partition)):
-                chunk_records = list(chunk)
-                await self._apply_chunk(chunk_records)
-                offsets[(topic, partition)] = chunk_records[-1].offset + 1
-            await self.consumer.commit(offsets)
+        chunks: dict[TopicPartition, list[Record]] = {}
+        for record in records:
+            chunks.setdefault((record.topic, record.partition), []).append(record)
+        for tp, chunk in chunks.items():
+            self.consumer.pause([tp])
+            # A worker still busy with this partition (it was lost and given back
+            # during a retry) goes first: one partition, one chunk at a time.
+            before = self._workers.get(tp)
+            self._workers[tp] = asyncio.create_task(
+                self._work(tp, chunk, before), name=f"{self.group}-{tp[0]}-{tp[1]}"
+            )
         return len(records)
 
+    async def _stop_workers(self) -> None:
+        workers = list(self._workers.values())
+        self._workers.clear()
+        for task in workers:
+            task.cancel()
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _work(
+        self, tp: TopicPartition, records: list[Record], before: asyncio.Task[None] | None
+    ) -> None:
+        me = asyncio.current_task()
+        try:
+            if before is not None:
+                await asyncio.wait([before])
+            for start in range(0, len(records), self.batch_size):
+                if not await self._apply_retrying(tp, records[start : start + self.batch_size]):
+                    return  # the partition was lost: its new owner reads the rest
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # run() raises it at its next poll; the supervisor restarts the consumer.
+            if self._failure is None:
+                self._failure = exc
+        finally:
+            if self._workers.get(tp) is me:
+                del self._workers[tp]
+                self.consumer.resume([tp])
+
+    async def _apply_retrying(self, tp: TopicPartition, records: Sequence[Record]) -> bool:
+        """Apply and commit a chunk, retrying transient failures; False if ``tp`` was lost."""
+
+        def note(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is not None:
+                RETRIED.labels(self.group).inc()
+                self.outage.failed(exc)
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_transient),
+                wait=wait_random_exponential(multiplier=self.retry_backoff_s, max=MAX_RETRY_WAIT_S),
+                stop=stop_after_delay(self.retry_max_s),
+                before_sleep=note,
+                reraise=True,
+            ):
+                with attempt:
+                    # The slot and the partition are held only while trying, not while
+                    # waiting: other partitions go on and a rebalance need not wait.
+                    async with self._slots, self.consumer.batch(tp) as owned:
+                        if not owned:
+                            return False
+                        await self._apply_chunk(records)
+                        await self.consumer.commit({tp: records[-1].offset + 1})
+        except Exception as exc:
+            if is_transient(exc):
+                log.error(
+                    "%s: %s[%d] still failing after %.0f s (%s); stopping for a restart",
+                    self.group,
+                    tp[0],
+                    tp[1],
+                    self.retry_max_s,
+                    describe(exc),
+                )
+            raise
+        finally:
+            self._dead.difference_update((r.topic, r.partition, r.offset) for r in records)
+        self.outage.recovered()
+        return True
+
     async def _apply_chunk(self, records: Sequence[Record]) -> None:
-        decoded: list[tuple[Record, Envelope]] = []
+        """Dead-letter poison, apply the rest in one transaction, isolate a failing event."""
+        pending: list[_Decoded] = []
         for record in records:
+            if (record.topic, record.partition, record.offset) in self._dead:
+                continue
             try:
-                decoded.append((record, from_kafka(record.key, record.value, record.headers)))
-            except DecodeError:
-                break  # the slow path dead-letters it, in order with its neighbours
-        else:
+                pending.append((record, from_kafka(record.key, record.value, record.headers)))
+            except DecodeError as exc:
+                # Invalid bytes stay invalid: no point in retrying.
+                await self._dead_letter(record, f"undecodable event: {exc}", attempts=1)
+        while pending:
             try:
                 async with self.database.transaction() as session:
-                    await self._apply_batch(session, decoded)
-                return
-            except Exception as exc:
-                log.info("%s: batch failed (%s); retrying record by record", self.group, exc)
-        for record in records:
-            await self._apply_alone(record)
-
-    async def _apply_batch(
-        self, session: AsyncSession, decoded: list[tuple[Record, Envelope]]
-    ) -> None:
-        """Apply a chunk in one transaction: one inbox query and one inbox insert in all."""
-        already = await inbox.seen_among(session, self.group, [e.id for _, e in decoded])
-        applied: list[tuple[str, str]] = []
-        for record, envelope in decoded:
-            if envelope.id in already:
-                CONSUMED.labels(self.group, record.topic, "duplicate").inc()
+                    applied, duplicates = await self._apply(session, pending)
+            except EventRejected as exc:
+                refused = [p for p in pending if p[1].id == exc.event_id]
+                if not refused:
+                    break  # the batch handler did not say which: find it one by one
+                await self._dead_letter(
+                    refused[0][0], f"rejected: {exc.reason}", attempts=1, event_id=exc.event_id
+                )
+                pending = [p for p in pending if p[1].id != exc.event_id]
                 continue
-            already.add(envelope.id)  # the same event twice in one batch
-            await self._handle(session, record, envelope)
-            applied.append((envelope.id, record.topic))
-        await inbox.record_all(session, self.group, applied)
-        for _, topic in applied:
-            CONSUMED.labels(self.group, topic, "applied").inc()
-
-    async def _handle(self, session: AsyncSession, record: Record, envelope: Envelope) -> None:
-        with consume_span(
-            record.topic,
-            self.group,
-            record.headers,
-            **{
-                "messaging.message.id": envelope.id,
-                "messaging.destination.partition.id": str(record.partition),
-                "cloudevents.event_type": envelope.type,
-                "dunning.tenant": envelope.tenant,
-                "dunning.account_id": envelope.subject,
-            },
-        ):
-            await self.subscription.handler(session, envelope)
-
-    async def _apply_alone(self, record: Record) -> None:
-        try:
-            envelope = from_kafka(record.key, record.value, record.headers)
-        except DecodeError as exc:
-            # Invalid bytes stay invalid: no point in retrying.
-            await self._dead_letter(record, f"undecodable event: {exc}", attempts=1)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.warning(
+                    "%s: chunk of %d failed (%s); applying its events one at a time",
+                    self.group,
+                    len(pending),
+                    describe(exc),
+                )
+                break
+            self._count(pending[0][0].topic, applied, duplicates)
             return
-        error = ""
+        for one in pending:
+            await self._apply_alone(one)
+
+    async def _apply(self, session: AsyncSession, events: Sequence[_Decoded]) -> tuple[int, int]:
+        """Record the new events among ``events`` in the inbox and hand them to the handler.
+
+        Returns how many were applied and how many were duplicates.
+        """
+        unique: dict[str, _Decoded] = {}
+        for record, envelope in events:
+            unique.setdefault(envelope.id, (record, envelope))  # the same event twice
+        new_ids = await inbox.record_new(
+            session, self.group, [(e.id, r.topic) for r, e in unique.values()]
+        )
+        fresh = [(r, e) for r, e in unique.values() if e.id in new_ids]
+        topic = events[0][0].topic
+        counts = (len(fresh), len(events) - len(fresh))
+        if not fresh:
+            return counts
+        batch_handler = self.subscription.batch_handler
+        if batch_handler is not None:
+            first = fresh[0][0]
+            with consume_span(
+                topic,
+                self.group,
+                first.headers,
+                **{
+                    "messaging.batch.message_count": len(fresh),
+                    "messaging.destination.partition.id": str(first.partition),
+                },
+            ):
+                await batch_handler(session, [e for _, e in fresh])
+            return counts
+        handler = self.subscription.handler
+        assert handler is not None  # one of them is set (Subscription checks)
+        for record, envelope in fresh:
+            with consume_span(
+                record.topic,
+                self.group,
+                record.headers,
+                **{
+                    "messaging.message.id": envelope.id,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "cloudevents.event_type": envelope.type,
+                    "dunning.tenant": envelope.tenant,
+                    "dunning.account_id": envelope.subject,
+                },
+            ):
+                try:
+                    await handler(session, envelope)
+                except EventRejected as exc:
+                    if exc.event_id is None:
+                        raise EventRejected(exc.reason, envelope.id) from exc
+                    raise
+        return counts
+
+    def _count(self, topic: str, applied: int, duplicates: int) -> None:
+        if applied:
+            CONSUMED.labels(self.group, topic, "applied").inc(applied)
+        if duplicates:
+            CONSUMED.labels(self.group, topic, "duplicate").inc(duplicates)
+
+    async def _apply_alone(self, one: _Decoded) -> None:
+        """One event in its own transaction, with ``max_attempts`` quick tries."""
+        record, envelope = one
         for attempt in range(1, self.max_attempts + 1):
             try:
                 async with self.database.transaction() as session:
-                    await self._apply_batch(session, [(record, envelope)])
+                    applied, duplicates = await self._apply(session, [one])
+                self._count(record.topic, applied, duplicates)
+                return
+            except EventRejected as exc:
+                await self._dead_letter(
+                    record, f"rejected: {exc.reason}", attempts=attempt, event_id=envelope.id
+                )
                 return
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                if is_transient(exc):
+                    raise  # not the event's fault: the whole chunk waits and retries
+                error = describe(exc)
                 log.warning(
                     "%s: event %s failed (attempt %d/%d): %s",
                     self.group,
@@ -178,14 +380,19 @@ class EventConsumer:
                     self.max_attempts,
                     error,
                 )
-                if attempt < self.max_attempts:
-                    await asyncio.sleep(min(self.retry_backoff_s * 2 ** (attempt - 1), 2.0))
-        await self._dead_letter(record, error, attempts=self.max_attempts, event_id=envelope.id)
+                if attempt == self.max_attempts:
+                    await self._dead_letter(record, error, attempts=attempt, event_id=envelope.id)
+                    return
+                await asyncio.sleep(min(self.retry_backoff_s * 2 ** (attempt - 1), 2.0))
 
     async def _dead_letter(
         self, record: Record, reason: str, *, attempts: int, event_id: str | None = None
     ) -> None:
-        """Publish the record to ``<topic>.dlq`` with why and how often it failed."""
+        """Publish the record to ``<topic>.dlq`` with why and how often it failed.
+
+        A failed publish raises out of ``run()``: the record is not committed, so the
+        restarted consumer reads it again.
+        """
         event_id = (
             event_id
             or record.header("ce_id")
@@ -211,6 +418,7 @@ class EventConsumer:
                 )
             ]
         )
+        self._dead.add((record.topic, record.partition, record.offset))
         log.error(
             "%s: event %s from %s[%d]@%d dead-lettered after %d attempt(s): %s",
             self.group,
@@ -221,12 +429,10 @@ class EventConsumer:
             attempts,
             reason,
         )
+        CONSUMED.labels(self.group, record.topic, "dead_lettered").inc()
         try:
             async with self.database.transaction() as session:
-                if not await inbox.seen(session, self.group, event_id):
-                    await inbox.record(
-                        session, self.group, event_id, record.topic, inbox.DEAD_LETTERED
-                    )
-        except Exception:
-            log.exception("%s: could not mark %s dead-lettered", self.group, event_id)
-        CONSUMED.labels(self.group, record.topic, "dead_lettered").inc()
+                await inbox.record_dead(session, self.group, event_id, record.topic)
+        except Exception as exc:
+            # Only a note for operators: the offset commit is what moves past the record.
+            log.warning("%s: could not note %s as dead-lettered: %s", self.group, event_id, exc)

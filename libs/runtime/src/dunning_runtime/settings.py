@@ -85,6 +85,39 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = Field(
         default=200, ge=1, le=10_000, description="Events fetched per consumer poll."
     )
+    consumer_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Partitions a consumer applies at once (each partition stays in order).",
+    )
+    consumer_retry_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "How long a consumer retries a chunk through a transient failure (database or "
+            "broker away) before it stops and its supervisor restarts it; never dead-letters."
+        ),
+    )
+    inbox_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description=(
+            "Inbox rows (applied event ids) older than this are purged; must exceed any "
+            "redelivery window (crash recovery, relay re-publish, DLQ replay)."
+        ),
+    )
+    embedded_log_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="Embedded log: records older than this are deleted once every group read them.",
+    )
+    embedded_log_max_records: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Embedded log: records kept per partition (older ones deleted once read).",
+    )
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Comma-separated tenant:key pairs; every /v1 route needs one as a Bearer key.",

@@ -26,6 +26,8 @@ def create_bus(settings: ServiceSettings) -> EmbeddedBus | KafkaBus:
             settings.embedded_bus_path,
             partitions=settings.bus_partitions,
             topic_prefix=settings.topic_prefix,
+            retention_hours=settings.embedded_log_retention_hours,
+            max_records=settings.embedded_log_max_records,
         )
     return KafkaBus(
         settings.kafka_bootstrap,

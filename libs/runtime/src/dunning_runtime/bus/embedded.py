@@ -17,6 +17,13 @@ Design notes:
   read by two live members at once and per-key order holds across rebalances.
 * ``commit`` updates the group's offset only while the member still holds the
   partition's lease (checked in the same statement).
+* A poll reads every owned, unpaused partition in one statement, a fair share of
+  the batch from each, so a backlog in one partition does not starve the others.
+* Retention (``enforce_retention``) deletes records older than the age limit or
+  beyond the size limit of their partition, never at or after the lowest offset a
+  group still needs there.
+* Writers wait for SQLite's write lock in short slices (``_begin``), so closing
+  the log never waits behind another process's transaction for long.
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from dunning_runtime.bus.port import (
+    BatchGate,
     OutgoingMessage,
     Record,
     TopicPartition,
@@ -99,6 +108,28 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: How long one attempt at SQLite's write lock waits (the connection's busy timeout).
+_LOCK_SLICE_MS = 500
+#: How long a writer keeps trying before the "database is locked" error is raised.
+_LOCK_WAIT_S = 60.0
+
+
+async def _begin(conn: aiosqlite.Connection, closing: Callable[[], bool]) -> None:
+    """``BEGIN IMMEDIATE``, retried in short slices until it succeeds or we are closing."""
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or closing() or time.monotonic() > deadline:
+                raise
+
+
+def _headers(text: str) -> list[tuple[str, bytes]]:
+    return [(k, v.encode("latin-1")) for k, v in json.loads(text)]
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: we issue BEGIN ourselves, so writers take the lock up front.
@@ -106,7 +137,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     await conn.execute("PRAGMA journal_mode=WAL")
     # FULL: an acknowledged publish survives an OS crash, not only a process crash.
     await conn.execute("PRAGMA synchronous=FULL")
-    await conn.execute("PRAGMA busy_timeout=60000")
+    await conn.execute(f"PRAGMA busy_timeout={_LOCK_SLICE_MS}")
     return conn
 
 
@@ -120,11 +151,16 @@ class EmbeddedBus:
         partitions: int = 8,
         topic_prefix: str = "",
         session_timeout_s: float = 10.0,
+        retention_hours: float = 168.0,
+        max_records: int = 1_000_000,
     ) -> None:
         self.path = path
         self.partitions = partitions
         self.topic_prefix = topic_prefix
         self.session_timeout_s = session_timeout_s
+        self.retention_hours = retention_hours
+        self.max_records = max_records
+        self.closing = False
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._partition_counts: dict[str, int] = {}
@@ -133,8 +169,14 @@ class EmbeddedBus:
 
     async def start(self) -> None:
         """Open the log file and create its tables."""
+        self.closing = False
         self._conn = await _connect(self.path)
-        await self._conn.executescript(_SCHEMA)
+        try:
+            await self._conn.executescript(_SCHEMA)
+        except BaseException:
+            await self._conn.close()
+            self._conn = None
+            raise
 
     async def close(self) -> None:
         """Close the log file once in-flight appends have finished.
@@ -143,10 +185,12 @@ class EmbeddedBus:
         shielded from cancellation) would otherwise wait forever on a closed
         aiosqlite connection.
         """
+        self.closing = True  # a writer waiting for SQLite's lock gives up within a slice
         if self._conn is not None:
             async with self._write_lock:
-                await self._conn.close()
-                self._conn = None
+                if self._conn is not None:
+                    await self._conn.close()
+                    self._conn = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -164,11 +208,18 @@ class EmbeddedBus:
         """The stored name of a logical topic."""
         return self.topic_prefix + topic
 
+    def physical_group(self, group: str) -> str:
+        """The stored name of a consumer group: prefixed like the topics."""
+        return self.topic_prefix + group
+
+    def _closing(self) -> bool:
+        return self.closing
+
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics and their dead-letter topics with the configured partition count."""
         names = {self.physical(t) for t in with_dead_letter_topics(topics)}
         async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await _begin(self.conn, self._closing)
             try:
                 for name in sorted(names):
                     await self.conn.execute(
@@ -217,7 +268,7 @@ class EmbeddedBus:
     async def _append(self, placed: list[tuple[str, int, OutgoingMessage]]) -> None:
         now = _now_ms()
         async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await _begin(self.conn, self._closing)
             try:
                 heads: dict[tuple[str, int], int] = {}
                 rows = []
@@ -255,7 +306,9 @@ class EmbeddedBus:
 
     def consumer(self, group: str, topics: Sequence[str]) -> EmbeddedConsumer:
         """A new member of ``group``; it opens its own connection to the log."""
-        return EmbeddedConsumer(self, group, [self.physical(t) for t in topics])
+        return EmbeddedConsumer(
+            self, self.physical_group(group), [self.physical(t) for t in topics]
+        )
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset per partition of a logical topic (for lag and tests)."""
@@ -266,6 +319,61 @@ class EmbeddedBus:
         rows = await cur.fetchall()
         await cur.close()
         return {int(p): int(o) for p, o in rows}
+
+    async def enforce_retention(self) -> int:
+        """Delete records older than ``retention_hours`` or beyond ``max_records`` per partition.
+
+        Never deletes at or after the lowest offset a group still needs on that
+        partition: a group known on the topic (an offset or a lease there) that has
+        not committed on the partition holds all of it. Returns how many were deleted.
+        """
+        cutoff_ms = _now_ms() - int(self.retention_hours * 3_600_000)
+        cur = await self.conn.execute(
+            "SELECT h.topic, h.partition, h.next_offset, "
+            "(SELECT MIN(COALESCE(o.next_offset, 0)) FROM "
+            "  (SELECT group_id FROM group_offsets WHERE topic = h.topic "
+            "   UNION SELECT group_id FROM partition_owners WHERE topic = h.topic) AS g "
+            "  LEFT JOIN group_offsets AS o ON o.group_id = g.group_id "
+            "  AND o.topic = h.topic AND o.partition = h.partition) "
+            "FROM partition_heads AS h"
+        )
+        heads = list(await cur.fetchall())
+        await cur.close()
+        deleted = 0
+        for topic, partition, head, needed in heads:
+            # No group on the topic: nothing holds it, age and size alone decide (as Kafka).
+            floor = int(head) if needed is None else int(needed)
+            by_size = int(head) - self.max_records
+            cur = await self.conn.execute(
+                'SELECT MIN("offset") FROM records WHERE topic = ? AND partition = ?',
+                (topic, partition),
+            )
+            row = await cur.fetchone()
+            await cur.close()
+            start = floor if row is None or row[0] is None else int(row[0])
+            # Slices keep each write transaction (and so other writers' wait) short.
+            while start < floor:
+                end = min(start + 20_000, floor)
+                async with self._write_lock:
+                    await _begin(self.conn, self._closing)
+                    try:
+                        cur = await self.conn.execute(
+                            "DELETE FROM records WHERE topic = ? AND partition = ? "
+                            'AND "offset" >= ? AND "offset" < ? '
+                            'AND (timestamp_ms < ? OR "offset" < ?)',
+                            (topic, partition, start, end, cutoff_ms, by_size),
+                        )
+                        count = max(cur.rowcount, 0)
+                        await cur.close()
+                        await self.conn.execute("COMMIT")
+                    except BaseException:
+                        await _rollback(self.conn)
+                        raise
+                deleted += count
+                if count < end - start:
+                    break  # younger records from here on: nothing further is due
+                start = end
+        return deleted
 
 
 class EmbeddedConsumer:
@@ -281,9 +389,12 @@ class EmbeddedConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        #: Held by the consumer runtime while it processes a batch; partitions are
-        #: released only while it is free, so a new owner never overlaps our batch.
-        self.processing = asyncio.Lock()
+        self._paused: set[TopicPartition] = set()
+        self._next_start = 0
+        self._stopping = False
+        # Partitions with a batch in hand are released only once it is done, so a new
+        # owner never overlaps it.
+        self._gate = BatchGate()
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -293,34 +404,82 @@ class EmbeddedConsumer:
 
     async def start(self) -> None:
         """Join the group and start heartbeating."""
+        self._stopping = False
         self._conn = await _connect(self.bus.path)
-        await self.bus.ensure_topics([t.removeprefix(self.bus.topic_prefix) for t in self.topics])
-        await self._rebalance()
+        try:
+            await self.bus.ensure_topics(
+                [t.removeprefix(self.bus.topic_prefix) for t in self.topics]
+            )
+            await self._rebalance()
+        except BaseException:
+            await self._close_conn()
+            raise
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
 
     async def stop(self) -> None:
-        """Leave the group and release every partition at once."""
+        """Leave the group and release every partition at once.
+
+        Prompt whatever the state: a write waiting for SQLite's lock gives up within a
+        slice, and if leaving fails the leases simply expire after the session timeout.
+        """
+        self._stopping = True
         if self._heartbeat_task:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+            self._heartbeat_task = None
         if self._conn is not None:
             # Under the lock: a shielded heartbeat or commit may still be writing.
             async with self._lock:
-                await self._write(
-                    [
-                        (
-                            "DELETE FROM partition_owners WHERE group_id = ? AND member_id = ?",
-                            (self.group, self.member_id),
-                        ),
-                        (
-                            "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
-                            (self.group, self.member_id),
-                        ),
-                    ]
-                )
-                await self._conn.close()
-                self._conn = None
+                try:
+                    await self._write(
+                        [
+                            (
+                                "DELETE FROM partition_owners WHERE group_id = ? AND member_id = ?",
+                                (self.group, self.member_id),
+                            ),
+                            (
+                                "DELETE FROM group_members WHERE group_id = ? AND member_id = ?",
+                                (self.group, self.member_id),
+                            ),
+                        ],
+                        closing=lambda: True,
+                    )
+                except sqlite3.Error as exc:
+                    log.warning("leaving group %s failed (leases will expire): %s", self.group, exc)
+                finally:
+                    await self._close_conn()
         self._owned.clear()
+        self._paused.clear()
+
+    async def _close_conn(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    def _closing(self) -> bool:
+        return self._stopping or self.bus.closing
+
+    @asynccontextmanager
+    async def batch(self, partition: TopicPartition) -> AsyncIterator[bool]:
+        """Hold ``partition`` while its batch is processed; yields whether it is still ours."""
+        async with self._gate.hold(partition):
+            yield (self.bus.physical(partition[0]), partition[1]) in self._owned
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        """Skip ``partitions`` in ``poll`` until resumed."""
+        self._paused.update((self.bus.physical(t), p) for t, p in partitions)
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        """Read ``partitions`` again."""
+        self._paused.difference_update((self.bus.physical(t), p) for t, p in partitions)
+
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Next ``poll`` of each owned partition starts at the offset given."""
+        async with self._lock:
+            for (topic, partition), offset in offsets.items():
+                tp = (self.bus.physical(topic), partition)
+                if tp in self._owned:
+                    self._positions[tp] = offset
 
     def assignment(self) -> set[TopicPartition]:
         """Partitions this member holds a lease on."""
@@ -336,8 +495,12 @@ class EmbeddedConsumer:
             except Exception:
                 log.exception("embedded consumer heartbeat failed")
 
-    async def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        await self.conn.execute("BEGIN IMMEDIATE")
+    async def _write(
+        self,
+        statements: list[tuple[str, tuple[Any, ...]]],
+        closing: Callable[[], bool] | None = None,
+    ) -> None:
+        await _begin(self.conn, closing or self._closing)
         try:
             for sql, params in statements:
                 await self.conn.execute(sql, params)
@@ -354,7 +517,7 @@ class EmbeddedConsumer:
         async with self._lock:
             now = _now_ms()
             timeout_ms = int(self.bus.session_timeout_s * 1000)
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await _begin(self.conn, self._closing)
             try:
                 await self.conn.execute(
                     "INSERT INTO group_members (group_id, member_id, heartbeat_ms) "
@@ -379,8 +542,12 @@ class EmbeddedConsumer:
                 index = members.index(self.member_id)
                 desired = {tp for i, tp in enumerate(partitions) if i % len(members) == index}
 
-                # Release what is no longer ours, but never in the middle of a batch.
-                releasable = set() if self.processing.locked() else self._owned - desired
+                # Release what is no longer ours, but never in the middle of its batch.
+                releasable = {
+                    tp
+                    for tp in self._owned - desired
+                    if not self._gate.busy((tp[0].removeprefix(self.bus.topic_prefix), tp[1]))
+                }
                 for topic, partition in releasable:
                     await self.conn.execute(
                         "DELETE FROM partition_owners WHERE group_id = ? AND topic = ? "
@@ -449,35 +616,53 @@ class EmbeddedConsumer:
             delay = min(delay * 2, 0.05)
 
     async def _fetch(self, max_records: int) -> list[Record]:
+        """One statement over every owned, unpaused partition, a fair share from each.
+
+        The partitions' order rotates from one fetch to the next, so when the batch is
+        full the same partition does not always come first.
+        """
         records: list[Record] = []
         async with self._lock:
-            for topic, partition in sorted(self._owned):
-                if len(records) >= max_records:
-                    break
-                position = self._positions.get((topic, partition), 0)
-                cur = await self.conn.execute(
-                    'SELECT "offset", key, value, headers, timestamp_ms FROM records '
-                    'WHERE topic = ? AND partition = ? AND "offset" >= ? '
-                    'ORDER BY "offset" LIMIT ?',
-                    (topic, partition, position, max_records - len(records)),
+            readable = sorted(self._owned - self._paused)
+            if not readable:
+                return records
+            start = self._next_start % len(readable)
+            readable = readable[start:] + readable[:start]
+            self._next_start += 1
+            share = max(1, -(-max_records // len(readable)))
+            rows: list[Any] = []
+            # SQLite allows at most 500 terms in a compound SELECT.
+            for first in range(0, len(readable), 200):
+                part = readable[first : first + 200]
+                sql = " UNION ALL ".join(
+                    'SELECT * FROM (SELECT topic, partition, "offset", key, value, headers, '
+                    "timestamp_ms FROM records WHERE topic = ? AND partition = ? "
+                    'AND "offset" >= ? ORDER BY "offset" LIMIT ?)'
+                    for _ in part
                 )
-                rows = list(await cur.fetchall())
+                params: list[Any] = []
+                for topic, partition in part:
+                    params += [topic, partition, self._positions.get((topic, partition), 0), share]
+                cur = await self.conn.execute(sql, params)
+                rows.extend(await cur.fetchall())
                 await cur.close()
-                logical = topic.removeprefix(self.bus.topic_prefix)
-                for offset, key, value, headers, ts in rows:
-                    records.append(
-                        Record(
-                            topic=logical,
-                            partition=partition,
-                            offset=int(offset),
-                            key=bytes(key),
-                            value=bytes(value),
-                            headers=[(k, v.encode("latin-1")) for k, v in json.loads(headers)],
-                            timestamp_ms=int(ts),
-                        )
+            # SQL does not promise the arms' order: put each partition's rows in offset order.
+            rank = {tp: i for i, tp in enumerate(readable)}
+            rows.sort(key=lambda r: (rank[(r[0], r[1])], r[2]))
+            prefix = self.bus.topic_prefix
+            for topic, partition, offset, key, value, headers, ts in rows:
+                records.append(
+                    Record(
+                        topic=topic.removeprefix(prefix),
+                        partition=partition,
+                        offset=offset,
+                        key=bytes(key),
+                        value=bytes(value),
+                        headers=_headers(headers),
+                        timestamp_ms=ts,
                     )
-                if rows:
-                    self._positions[(topic, partition)] = int(rows[-1][0]) + 1
+                )
+                self._positions[(topic, partition)] = offset + 1
         return records
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -15,6 +15,12 @@ Choices, each against a known failure:
 * A member with no partitions must keep polling: aiokafka measures idleness
   between ``getmany`` calls and will not rejoin after ``max_poll_interval_ms``
   of it (#720, #1187). The consumer runtime polls at least once a second.
+* Publishing retries with tenacity (exponential backoff, jitter, bounded by
+  elapsed time); a failed publish raises and the relay tries again later.
+* aiokafka logs every failed connection attempt (~100 lines/s while a broker is
+  down); those lines become one "outage began" and one "outage over" line.
+* Every client is closed on every path (start failing, cancelled, broker down),
+  and stopping never waits on a dead broker for more than ``STOP_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -30,16 +36,78 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
-    KafkaError,
     OutOfOrderSequenceNumber,
     TopicAlreadyExistsError,
 )
 from aiokafka.structs import OffsetAndMetadata
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
-from dunning_runtime.bus.port import OutgoingMessage, Record, with_dead_letter_topics
+from dunning_runtime.bus.port import BatchGate, OutgoingMessage, Record, with_dead_letter_topics
 from dunning_runtime.bus.port import TopicPartition as TP
+from dunning_runtime.errors import Outage, is_transient
 
 log = logging.getLogger(__name__)
+
+#: The broker as this process sees it: one line when it goes away, one when it is back.
+BROKER = Outage("kafka broker", log)
+#: The longest a stop waits for a client to leave its group or flush.
+STOP_TIMEOUT_S = 2.0
+
+_CONNECTION_WORDS = (
+    "connect",
+    "nodenotready",
+    "timeout",
+    "timed out",
+    "coordinator",
+    "metadata",
+    "produce response",
+    "kafkaconnectionerror",
+    "leader",
+)
+
+
+class _BrokerNoise(logging.Handler):
+    """Turns aiokafka's per-attempt connection errors into ``BROKER`` outage lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            return
+        message = record.getMessage()
+        if any(word in message.lower() for word in _CONNECTION_WORDS):
+            BROKER.failed(message)
+        else:
+            log.log(record.levelno, "aiokafka: %s", message)
+
+
+def quiet_aiokafka() -> None:
+    """Route aiokafka's logs through ``_BrokerNoise`` instead of the root logger (idempotent)."""
+    root = logging.getLogger("aiokafka")
+    if not any(isinstance(h, _BrokerNoise) for h in root.handlers):
+        root.addHandler(_BrokerNoise())
+        root.propagate = False
+
+
+quiet_aiokafka()
+
+
+async def _close_quietly(what: str, close: Any) -> None:
+    """Await ``close()`` for at most ``STOP_TIMEOUT_S``; a dead broker must not hold a stop."""
+    try:
+        await asyncio.wait_for(close(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("%s did not close within %.0f s; dropped", what, STOP_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("closing %s failed: %s", what, exc)
+
+
+def _retry_publish(exc: BaseException) -> bool:
+    return isinstance(exc, OutOfOrderSequenceNumber) or is_transient(exc)
 
 
 class KafkaBus:
@@ -55,6 +123,7 @@ class KafkaBus:
         client_id: str = "dunning",
         max_poll_interval_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
+        publish_retry_s: float = 10.0,
     ) -> None:
         self.bootstrap = ",".join(bootstrap)
         self.partitions = partitions
@@ -63,12 +132,19 @@ class KafkaBus:
         self.client_id = client_id
         self.max_poll_interval_ms = max_poll_interval_ms
         self.session_timeout_ms = session_timeout_ms
+        self.publish_retry_s = publish_retry_s
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
+        self._admin: AIOKafkaAdminClient | None = None
+        self._admin_lock = asyncio.Lock()
 
     def physical(self, topic: str) -> str:
         """The broker's name of a logical topic."""
         return self.topic_prefix + topic
+
+    def physical_group(self, group: str) -> str:
+        """The broker's name of a consumer group: prefixed like the topics."""
+        return self.topic_prefix + group
 
     async def start(self) -> None:
         """Start the idempotent producer."""
@@ -83,30 +159,57 @@ class KafkaBus:
             linger_ms=5,
             request_timeout_ms=30_000,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await _close_quietly("a producer that failed to start", producer.stop)
+            raise
         return producer
 
     async def close(self) -> None:
-        """Flush and stop the producer."""
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        """Flush and stop the producer and the cached admin client."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _close_quietly("the Kafka producer", producer.stop)
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await _close_quietly("the Kafka admin client", admin.close)
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
+        """One admin client for pings, made on first use and dropped when it fails."""
+        async with self._admin_lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self.bootstrap, request_timeout_ms=5_000
+                )
+                try:
+                    await admin.start()
+                except BaseException:
+                    await _close_quietly("an admin client that failed to start", admin.close)
+                    raise
+                self._admin = admin
+            return self._admin
 
     async def ping(self) -> None:
         """Raise unless the cluster answers a metadata request."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5_000)
-        await admin.start()
         try:
-            await admin.describe_cluster()
-        finally:
-            await admin.close()
+            admin = await self._admin_client()
+            await asyncio.wait_for(admin.describe_cluster(), 5)
+        except Exception as exc:
+            BROKER.failed(exc)
+            async with self._admin_lock:
+                admin, self._admin = self._admin, None
+            if admin is not None:
+                await _close_quietly("the Kafka admin client", admin.close)
+            raise
+        BROKER.recovered()
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics and their dead-letter topics with the configured partitions."""
         names = {self.physical(t) for t in with_dead_letter_topics(topics)}
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
-        await admin.start()
         try:
+            await admin.start()
             existing = set(await admin.list_topics())
             missing = [
                 NewTopic(name, self.partitions, self.replication_factor)
@@ -117,25 +220,38 @@ class KafkaBus:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(missing)
         finally:
-            await admin.close()
+            await _close_quietly("an admin client", admin.close)
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Send every message and wait until the cluster acknowledged all of them."""
+        """Send every message and wait until the cluster acknowledged all of them.
+
+        Transient failures are retried (the whole batch: a message sent twice is a
+        duplicate the inbox absorbs, and per-key order still holds) for up to
+        ``publish_retry_s``; then the error is raised.
+        """
         if not messages:
             return
-        for attempt in range(1, 4):
-            try:
-                await self._send_all(messages)
-                return
-            except OutOfOrderSequenceNumber:
-                log.warning("producer lost its sequence (attempt %d); replacing it", attempt)
-                await self._replace_producer()
-            except (KafkaError, IllegalStateError) as exc:
-                if attempt == 3:
+
+        def note(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is not None:
+                BROKER.failed(exc)
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retry_publish),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(self.publish_retry_s),
+            before_sleep=note,
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    await self._send_all(messages)
+                except OutOfOrderSequenceNumber:
+                    log.warning("producer lost its sequence; replacing it")
+                    await self._replace_producer()
                     raise
-                log.warning("publish failed (attempt %d): %s", attempt, exc)
-                await asyncio.sleep(0.2 * attempt)
-        raise KafkaError("could not publish after replacing the producer")
+        BROKER.recovered()
 
     async def _send_all(self, messages: Sequence[OutgoingMessage]) -> None:
         async with self._producer_lock:
@@ -155,21 +271,18 @@ class KafkaBus:
         async with self._producer_lock:
             old, self._producer = self._producer, None
             if old is not None:
-                try:
-                    await old.stop()
-                except Exception:  # a broken producer may fail to stop; it is dropped anyway
-                    log.exception("stopping the old producer failed")
+                await _close_quietly("the old producer", old.stop)
             self._producer = await self._new_producer()
 
     def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
         """A new member of ``group``."""
-        return KafkaConsumer(self, group, [self.physical(t) for t in topics])
+        return KafkaConsumer(self, self.physical_group(group), [self.physical(t) for t in topics])
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset per partition of a logical topic (for lag and tests)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
-        await consumer.start()
         try:
+            await consumer.start()
             parts = consumer.partitions_for_topic(self.physical(topic)) or set()
             if not parts:
                 await consumer._client.force_metadata_update()
@@ -178,7 +291,11 @@ class KafkaBus:
             ends = await consumer.end_offsets(tps)
             return {tp.partition: int(off) for tp, off in ends.items()}
         finally:
-            await consumer.stop()
+            await _close_quietly("a Kafka consumer", consumer.stop)
+
+    async def enforce_retention(self) -> int:
+        """Nothing to do: the broker's own retention (retention.ms/bytes) applies."""
+        return 0
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -188,10 +305,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # Waiting for the processing lock means the batch that holds these
-        # partitions has committed its transaction and its offsets.
-        async with self.owner.processing:
-            self.owner.revoked.update((tp.topic, tp.partition) for tp in revoked)
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        # First refuse new batches of these partitions, then wait for those in hand:
+        # once they are done their transactions and offsets are committed.
+        self.owner.revoked.update(gone)
+        await self.owner.gate.wait_free(gone)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.owner.revoked.difference_update((tp.topic, tp.partition) for tp in assigned)
@@ -204,14 +322,15 @@ class KafkaConsumer:
         self.bus = bus
         self.group = group
         self.topics = topics
-        self.processing = asyncio.Lock()
+        #: Physical partitions given up (or being given up) in a rebalance.
         self.revoked: set[TP] = set()
+        self.gate = BatchGate()
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
         """Join the group (topics are created first so the assignment covers every partition)."""
         await self.bus.ensure_topics([t.removeprefix(self.bus.topic_prefix) for t in self.topics])
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bus.bootstrap,
             group_id=self.group,
             client_id=f"{self.bus.client_id}-{self.group}",
@@ -222,14 +341,29 @@ class KafkaConsumer:
             session_timeout_ms=self.bus.session_timeout_ms,
             heartbeat_interval_ms=max(1000, self.bus.session_timeout_ms // 4),
         )
-        self._consumer.subscribe(self.topics, listener=_Rebalance(self))
-        await self._consumer.start()
+        consumer.subscribe(self.topics, listener=_Rebalance(self))
+        try:
+            await consumer.start()
+        except BaseException:
+            await _close_quietly("a consumer that failed to start", consumer.stop)
+            raise
+        self._consumer = consumer
 
     async def stop(self) -> None:
-        """Leave the group."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        """Leave the group; within ``STOP_TIMEOUT_S`` even when the broker is gone."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            # Leaving the group waits on the broker; without one, close what is local.
+            log.warning("consumer of %s left without saying goodbye (broker away)", self.group)
+            await _close_quietly("a consumer's fetcher", consumer._fetcher.close)
+            await _close_quietly("a consumer's connections", consumer._client.close)
+
+    def _physical_tp(self, partition: TP) -> TopicPartition:
+        return TopicPartition(self.bus.physical(partition[0]), partition[1])
 
     def assignment(self) -> set[TP]:
         """Partitions owned now."""
@@ -240,6 +374,43 @@ class KafkaConsumer:
             for tp in self._consumer.assignment()
         }
 
+    @contextlib.asynccontextmanager
+    async def batch(self, partition: TP) -> AsyncIterator[bool]:
+        """Hold ``partition`` while its batch is processed; yields whether it is still ours."""
+        async with self.gate.hold((self.bus.physical(partition[0]), partition[1])):
+            tp = self._physical_tp(partition)
+            yield (
+                self._consumer is not None
+                and tp in self._consumer.assignment()
+                and (tp.topic, tp.partition) not in self.revoked
+            )
+
+    def pause(self, partitions: Collection[TP]) -> None:
+        """Fetch nothing more of ``partitions`` until resumed."""
+        if self._consumer is not None:
+            owned = self._consumer.assignment()
+            tps = [tp for tp in map(self._physical_tp, partitions) if tp in owned]
+            if tps:
+                self._consumer.pause(*tps)
+
+    def resume(self, partitions: Collection[TP]) -> None:
+        """Undo ``pause``."""
+        if self._consumer is not None:
+            owned = self._consumer.assignment()
+            tps = [tp for tp in map(self._physical_tp, partitions) if tp in owned]
+            if tps:
+                self._consumer.resume(*tps)
+
+    async def seek(self, offsets: Mapping[TP, int]) -> None:
+        """Next ``poll`` of each owned partition starts at the offset given."""
+        if self._consumer is None:
+            raise RuntimeError("the consumer is not started")
+        owned = self._consumer.assignment()
+        for partition, offset in offsets.items():
+            tp = self._physical_tp(partition)
+            if tp in owned:
+                self._consumer.seek(tp, offset)
+
     async def poll(self, timeout_s: float, max_records: int) -> list[Record]:
         """One ``getmany`` call; records in offset order within each partition."""
         if self._consumer is None:
@@ -247,6 +418,8 @@ class KafkaConsumer:
         batches = await self._consumer.getmany(
             timeout_ms=int(timeout_s * 1000), max_records=max_records
         )
+        if batches:
+            BROKER.recovered()
         prefix = self.bus.topic_prefix
         return [
             Record(
@@ -268,8 +441,8 @@ class KafkaConsumer:
             return
         owned = self._consumer.assignment()
         to_commit: dict[TopicPartition, Any] = {}
-        for (topic, partition), offset in offsets.items():
-            tp = TopicPartition(self.bus.physical(topic), partition)
+        for partition, offset in offsets.items():
+            tp = self._physical_tp(partition)
             if tp in owned:
                 to_commit[tp] = OffsetAndMetadata(offset, "")
         if not to_commit:

@@ -8,14 +8,19 @@ log on SQLite (``embedded.py``). Both give the same guarantees:
 * ``publish`` returns only when every message is durably stored, in order;
 * consumer groups share partitions between members; a member reads only the
   partitions it owns and ``commit`` silently drops offsets of partitions it no
-  longer owns (rebalance safety);
+  longer owns (rebalance safety); a partition is never given up while a batch of
+  it is in hand (``BusConsumer.batch``);
+* a group's physical name carries the topic prefix, like its topics, so
+  environments sharing a broker never share a group;
 * delivery is at-least-once: the inbox makes consumers idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -62,9 +67,6 @@ TopicPartition = tuple[str, int]
 class BusConsumer(Protocol):
     """One member of a consumer group."""
 
-    #: Held while a batch is processed; partitions are given up only when it is free.
-    processing: asyncio.Lock
-
     async def start(self) -> None:
         """Join the group."""
         ...
@@ -74,7 +76,7 @@ class BusConsumer(Protocol):
         ...
 
     async def poll(self, timeout_s: float, max_records: int) -> list[Record]:
-        """Next records from owned partitions, in offset order within each partition."""
+        """Next records from owned, unpaused partitions, in offset order within each."""
         ...
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -84,6 +86,57 @@ class BusConsumer(Protocol):
     def assignment(self) -> set[TopicPartition]:
         """Partitions this member owns now."""
         ...
+
+    def batch(self, partition: TopicPartition) -> AbstractAsyncContextManager[bool]:
+        """Hold ``partition`` while a batch of it is processed and committed.
+
+        Yields whether the partition is still owned (if not, drop the batch: the new
+        owner reads it again). A rebalance waits for held partitions before it gives
+        them up, so a new owner never overlaps the batch in hand.
+        """
+        ...
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        """Stop returning records of ``partitions`` from ``poll`` until resumed."""
+        ...
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        """Undo ``pause``."""
+        ...
+
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Make the next ``poll`` of each owned partition start at the offset given."""
+        ...
+
+
+class BatchGate:
+    """Which partitions have a batch in hand; a rebalance waits for them (adapters' helper)."""
+
+    def __init__(self) -> None:
+        self._held: Counter[TopicPartition] = Counter()
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, partition: TopicPartition) -> AsyncIterator[None]:
+        """Mark ``partition`` busy for the duration of the block."""
+        self._held[partition] += 1
+        try:
+            yield
+        finally:
+            self._held[partition] -= 1
+            if self._held[partition] <= 0:
+                del self._held[partition]
+                async with self._changed:
+                    self._changed.notify_all()
+
+    def busy(self, partition: TopicPartition) -> bool:
+        """Whether a batch of ``partition`` is in hand."""
+        return self._held[partition] > 0 if partition in self._held else False
+
+    async def wait_free(self, partitions: Collection[TopicPartition]) -> None:
+        """Return once no batch of ``partitions`` is in hand."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: not any(self.busy(p) for p in partitions))
 
 
 class Bus(Protocol):
@@ -111,6 +164,18 @@ class Bus(Protocol):
 
     async def ping(self) -> None:
         """Raise if the backend cannot be reached (used by /readyz)."""
+        ...
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Next offset per partition of a logical topic."""
+        ...
+
+    async def enforce_retention(self) -> int:
+        """Drop records past the retention limits that no group still needs; returns how many.
+
+        The embedded log trims by age and size; Kafka returns 0 (the broker's own
+        retention applies).
+        """
         ...
 
 

@@ -1,0 +1,24 @@
+"""An index on the inbox's ``received_at``, so retention purges without a full scan.
+
+Revision ID: messaging_0003
+Revises: messaging_0002
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "messaging_0003"
+down_revision = "messaging_0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # A database created after this revision was written already has it: messaging_0001
+    # creates the inbox from the current table definition, index included.
+    op.create_index("ix_inbox_received_at", "inbox", ["received_at"], if_not_exists=True)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_inbox_received_at", table_name="inbox", if_exists=True)
