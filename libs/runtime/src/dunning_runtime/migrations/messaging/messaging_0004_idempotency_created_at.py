@@ -1,0 +1,26 @@
+"""An index on ``idempotency_keys.created_at``, so retention purges without a full scan.
+
+Revision ID: messaging_0004
+Revises: messaging_0003
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "messaging_0004"
+down_revision = "messaging_0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # A database created after this revision was written already has it: messaging_0002
+    # creates the table from the current definition, index included.
+    op.create_index(
+        "ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"], if_not_exists=True
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys", if_exists=True)
