@@ -27,6 +27,7 @@ __all__ = [
     "PROBLEM_SCHEMA",
     "TENANT_SCHEME",
     "AllowedMethods",
+    "PathMethods",
     "document",
     "install_openapi",
     "methods_at",
@@ -80,6 +81,10 @@ _SCHEMAS: dict[str, Any] = {
                 "items": {"$ref": "#/components/schemas/ProblemFieldError"},
                 "description": "One entry per invalid field.",
             },
+            "error_id": {
+                "type": "string",
+                "description": "500 only: the id the service logged the error under.",
+            },
         },
         "required": ["type", "title", "status", "detail"],
         # Problems may carry extension members (RFC 9457 section 3.2).
@@ -131,7 +136,7 @@ _DESCRIPTIONS = {
     ),
     "413": "The body is larger than this route accepts.",
     "422": "The request is not valid: `errors` names each invalid field.",
-    "500": "Unexpected error; `detail` says how to find it in the service's log.",
+    "500": "Unexpected error; its `error_id` finds the traceback in the service's log.",
 }
 
 
@@ -250,19 +255,34 @@ def path_pattern(template: str) -> re.Pattern[str]:
     return re.compile("".join(pieces))
 
 
-def methods_table(paths: Mapping[str, Mapping[str, Any]]) -> list[tuple[re.Pattern[str], set[str]]]:
+#: A documented path: its pattern, whether it is concrete (no parameter), its methods.
+PathMethods = tuple[re.Pattern[str], bool, frozenset[str]]
+
+
+def methods_table(paths: Mapping[str, Mapping[str, Any]]) -> list[PathMethods]:
     """Each documented path as a pattern, with the methods it is documented for."""
     return [
-        (path_pattern(path), {method.upper() for method in item if method in _METHODS})
+        (
+            path_pattern(path),
+            not _PARAMETER.search(path),
+            frozenset(method.upper() for method in item if method in _METHODS),
+        )
         for path, item in paths.items()
     ]
 
 
-def methods_at(table: Iterable[tuple[re.Pattern[str], set[str]]], path: str) -> set[str]:
-    """Every method the documented paths matching ``path`` allow (empty: none matches)."""
+def methods_at(table: Iterable[PathMethods], path: str) -> set[str]:
+    """The methods documented for ``path`` (empty: no documented path matches it).
+
+    As OpenAPI says, a concrete path is matched before templated ones: with
+    ``/v1/invoices/batch`` documented, ``GET /v1/invoices/batch`` is not the
+    ``{invoice_id}`` route. Templated paths that match are taken together.
+    """
     methods: set[str] = set()
-    for pattern, allowed in table:
+    for pattern, concrete, allowed in table:
         if pattern.fullmatch(path):
+            if concrete:
+                return set(allowed)
             methods |= allowed
     return methods
 
@@ -278,7 +298,7 @@ class AllowedMethods:
     def __init__(self, app: ASGIApp, paths: Callable[[], Mapping[str, Any]]) -> None:
         self.app = app
         self.paths = paths
-        self._table: list[tuple[re.Pattern[str], set[str]]] | None = None
+        self._table: list[PathMethods] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 405 for an unsupported method, else pass the request on."""

@@ -1,0 +1,355 @@
+"""Every service's OpenAPI document is true: schemathesis fuzzes it, and the rules it
+relies on are checked directly (issue 6, section 7).
+
+The fuzz test serves each service of ``dunning_runtime.stack.SERVICES`` (so a service
+added there is fuzzed from its first commit) with uvicorn on a local port, on the active
+backends, with the manual clock so the admin routes exist too, and runs the schemathesis
+CLI against its ``/openapi.json`` with a tenant key and the admin key. It fails on any
+5xx, on a status code, content type, header or body the document does not describe, on
+an unsupported method answered without a correct ``Allow``, and on input outside the
+document that is accepted. With ``CI=true`` the run is derandomized (fixed seed); else
+schemathesis picks a seed and prints it, so a failure can be replayed with ``--seed``.
+
+``positive_data_acceptance`` is the one schemathesis check left out: JSON Schema cannot
+say that a due date is not before its issue date, that lines add up to the amount due,
+or that an amount has no more decimals than its currency, so a schema-valid body can be
+rightly refused with a 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
+
+from dunning_events.money import Currency, Percent, PositiveAmount, PositiveMoney
+from dunning_runtime.app import ServiceSpec, create_app
+from dunning_runtime.openapi import ADMIN_SCHEME, PROBLEM_SCHEMA, TENANT_SCHEME
+from dunning_runtime.stack import SERVICES
+from tests.support.fixtures import backend_name, running
+
+#: Test cases per operation and phase; the run stays within a minute or two per service.
+MAX_EXAMPLES = int(os.environ.get("DUNNING_TEST_FUZZ_EXAMPLES", "60"))
+#: The harness limit on one service's whole fuzz run (it catches a hang, not slowness).
+RUN_LIMIT_S = 900
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
+        "unsupported_method",
+        "allow_header_conformance",
+        "ignored_auth",
+        "use_after_free",
+        "ensure_resource_availability",
+    ]
+)
+PROBLEM_JSON = "application/problem+json"
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def spec_of(module: str) -> ServiceSpec:
+    """The ``SPEC`` of a service's main module."""
+    spec: ServiceSpec = importlib.import_module(module).SPEC
+    return spec
+
+
+SERVICE_PARAMS = [pytest.param(module, id=name) for name, module in SERVICES]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """``app`` under uvicorn on a free local port, lifespan included; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped the server
+                raise RuntimeError("uvicorn stopped before it started")
+            assert time.monotonic() < deadline, "the service did not start within 60 s"
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
+        sock.close()
+
+
+def schemathesis_config(tenant_key: str, admin_key: str) -> str:
+    """A schemathesis.toml giving each security scheme of the documents its key."""
+    return (
+        f'[auth.openapi.{TENANT_SCHEME}]\nbearer = "{tenant_key}"\n\n'
+        f'[auth.openapi.{ADMIN_SCHEME}]\nbearer = "{admin_key}"\n'
+    )
+
+
+def schemathesis_command(base_url: str, config: Path) -> list[str]:
+    """The schemathesis CLI run against one service."""
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(config),
+        "--no-color",
+        "run",
+        f"{base_url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+    ]
+    if os.environ.get("CI", "").lower() == "true":
+        command += ["--seed", "20261124", "--generation-deterministic"]
+        command += ["--generation-database", "none"]
+    else:
+        command += ["--generation-database", ":memory:"]
+    return command
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", SERVICE_PARAMS)
+async def test_fuzzing_finds_nothing_the_document_does_not_describe(
+    module: str, settings_factory: Any, tmp_path: Path
+) -> None:
+    spec = spec_of(module)
+    settings = settings_factory(spec.name, clock="manual")
+    tenant_key = next(iter(settings.api_keys))
+    admin_key = settings.admin_key.get_secret_value()
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(schemathesis_config(tenant_key, admin_key))
+    started = time.monotonic()
+    async with serving(create_app(spec, settings)) as base_url:
+        process = await asyncio.create_subprocess_exec(
+            *schemathesis_command(base_url, config),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), RUN_LIMIT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+    report = output.decode(errors="replace")
+    elapsed = time.monotonic() - started
+    print(f"\n{spec.name} on {backend_name()}: fuzzed in {elapsed:.1f} s\n{report[-3000:]}")
+    assert process.returncode == 0, f"schemathesis found problems in {spec.name}:\n{report}"
+
+
+# -- the rules the documents rely on, checked directly --------------------------------------
+
+# JSON Schema 2020-12 keywords (core, applicator, validation, unevaluated, format,
+# content, meta-data) plus what OpenAPI 3.1 adds to a Schema Object.
+SCHEMA_KEYWORDS = {
+    "$schema", "$id", "$ref", "$defs", "$anchor", "$dynamicRef", "$dynamicAnchor",
+    "$vocabulary", "$comment", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
+    "dependentSchemas", "prefixItems", "items", "contains", "properties",
+    "patternProperties", "additionalProperties", "propertyNames", "unevaluatedItems",
+    "unevaluatedProperties", "type", "enum", "const", "multipleOf", "maximum",
+    "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength", "pattern",
+    "maxItems", "minItems", "uniqueItems", "maxContains", "minContains", "maxProperties",
+    "minProperties", "required", "dependentRequired", "format", "contentEncoding",
+    "contentMediaType", "contentSchema", "title", "description", "default", "deprecated",
+    "readOnly", "writeOnly", "examples", "discriminator", "xml", "externalDocs", "example",
+}  # fmt: skip
+_SUBSCHEMA = {"not", "if", "then", "else", "items", "contains", "additionalProperties",
+              "propertyNames", "unevaluatedItems", "unevaluatedProperties", "contentSchema"}  # fmt: skip
+_SUBSCHEMA_LISTS = {"allOf", "anyOf", "oneOf", "prefixItems"}
+_SUBSCHEMA_MAPS = {"properties", "patternProperties", "$defs", "dependentSchemas"}
+
+
+def schema_keywords(schema: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every (location, keyword) used in ``schema`` and its subschemas."""
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        yield where, key
+        if key in _SUBSCHEMA:
+            yield from schema_keywords(value, f"{where}/{key}")
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from schema_keywords(item, f"{where}/{key}/{index}")
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            for name, item in value.items():
+                yield from schema_keywords(item, f"{where}/{key}/{name}")
+
+
+def schemas_of(document: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """Every schema of an OpenAPI document: components, parameters, bodies, responses."""
+    for name, schema in document.get("components", {}).get("schemas", {}).items():
+        yield f"components/{name}", schema
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            here = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                yield f"{here} {parameter['in']}.{parameter['name']}", parameter.get("schema")
+            bodies = [("body", operation.get("requestBody", {}))] + [
+                (f"response {status}", response)
+                for status, response in operation.get("responses", {}).items()
+            ]
+            for label, body in bodies:
+                for media_type, content in body.get("content", {}).items():
+                    yield f"{here} {label} {media_type}", content.get("schema")
+
+
+def document_of(module: str, settings_factory: Any) -> dict[str, Any]:
+    """The OpenAPI document a service serves, with the manual clock's admin routes."""
+    spec = spec_of(module)
+    document: dict[str, Any] = create_app(
+        spec, settings_factory(spec.name, clock="manual")
+    ).openapi()
+    return document
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(method, path, operation) of every operation in ``document``."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield method, path, operation
+
+
+@pytest.mark.parametrize("module", SERVICE_PARAMS)
+async def test_documents_use_only_json_schema_keywords(module: str, settings_factory: Any) -> None:
+    document = document_of(module, settings_factory)
+    found = [
+        f"{where}: {keyword}"
+        for label, schema in schemas_of(document)
+        for where, keyword in schema_keywords(schema, label)
+        if keyword not in SCHEMA_KEYWORDS
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize("module", SERVICE_PARAMS)
+async def test_documents_describe_keys_and_problems(module: str, settings_factory: Any) -> None:
+    document = document_of(module, settings_factory)
+    schemes = document["components"].get("securitySchemes", {})
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert PROBLEM_SCHEMA in document["components"]["schemas"]
+    for method, path, operation in operations(document):
+        responses = operation["responses"]
+        label = f"{method.upper()} {path}"
+        expected = {"500"}
+        if path.startswith("/v1/"):
+            scheme = ADMIN_SCHEME if path.startswith("/v1/admin/") else TENANT_SCHEME
+            assert operation["security"] == [{scheme: []}], label
+            assert schemes[scheme] == {**schemes[scheme], "type": "http", "scheme": "bearer"}
+            expected |= {"401", "403"} if scheme == ADMIN_SCHEME else {"401"}
+            if method in ("post", "put", "patch", "delete"):
+                expected.add("409")
+        else:
+            assert "security" not in operation, label
+        if "{" in path:
+            expected.add("404")
+        if "requestBody" in operation:
+            expected |= {"400", "413", "422"}
+        for status, response in responses.items():
+            if status[0] in "45":
+                assert list(response["content"]) == [PROBLEM_JSON], f"{label} {status}"
+                schema = response["content"][PROBLEM_JSON]["schema"]
+                assert schema == {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}
+        assert expected <= set(responses), f"{label} lacks {sorted(expected - set(responses))}"
+
+
+@pytest.mark.parametrize("module", SERVICE_PARAMS)
+async def test_an_unsupported_method_is_a_405_listing_every_method_of_the_path(
+    module: str, settings_factory: Any
+) -> None:
+    spec = spec_of(module)
+    settings = settings_factory(spec.name, clock="manual")
+    tenant = {"Authorization": f"Bearer {next(iter(settings.api_keys))}"}
+    admin = {"Authorization": f"Bearer {settings.admin_key.get_secret_value()}"}
+    app = create_app(spec, settings)
+    document = app.openapi()
+    async with running(app) as client:
+        for path, item in document["paths"].items():
+            url = path.replace("{", "").replace("}", "")  # any value stands for a parameter
+            headers = admin if path.startswith("/v1/admin/") else tenant
+            documented = {method.upper() for method in item if method in HTTP_METHODS}
+            for method in ("OPTIONS", "DELETE", "PATCH"):
+                if method in documented:
+                    continue
+                response = await client.request(method, url, headers=headers)
+                assert response.status_code == 405, f"{method} {path}: {response.text}"
+                assert response.headers["content-type"] == PROBLEM_JSON
+                allowed = {m.strip() for m in response.headers["allow"].split(",")}
+                assert allowed - {"HEAD"} == documented, f"{method} {path}"
+                assert response.json()["status"] == 405
+
+
+# -- money schemas refuse exactly what validation refuses -----------------------------------
+
+_CURRENCY = jsonschema_rs.validator_for(TypeAdapter(Currency).json_schema())
+
+
+@pytest.mark.parametrize("code", ["AAA", "eur", "EURO", "XAU", "XXX", "", "ANG"])
+def test_the_currency_schema_refuses_what_validation_refuses(code: str) -> None:
+    assert not _CURRENCY.is_valid(code)
+    with pytest.raises(ValidationError):
+        TypeAdapter(Currency).validate_python(code)
+
+
+@pytest.mark.parametrize("code", ["EUR", "JPY", "BHD", "CLF", "USD"])
+def test_the_currency_schema_accepts_what_validation_accepts(code: str) -> None:
+    assert _CURRENCY.is_valid(code)
+    assert TypeAdapter(Currency).validate_python(code) == code
+
+
+_DECIMAL_TEXT = st.one_of(
+    st.from_regex(r"\A-?[0-9]{1,17}(\.[0-9]{1,13})?\Z"),
+    st.sampled_from(["0", "0.00", "-0", "00", "100", "100.00", "100.01", "0.001", "1e3", ""]),
+)
+
+
+@pytest.mark.parametrize("annotated", [PositiveAmount, Percent], ids=["PositiveAmount", "Percent"])
+@given(text=_DECIMAL_TEXT)
+def test_amount_schemas_accept_exactly_what_validation_accepts(annotated: Any, text: str) -> None:
+    adapter: TypeAdapter[Any] = TypeAdapter(annotated)
+    schema_says = jsonschema_rs.validator_for(adapter.json_schema()).is_valid(text)
+    try:
+        adapter.validate_python(text)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert schema_says == accepted, f"{text!r}: schema {schema_says}, validation {accepted}"
+
+
+def test_positive_money_schema_refuses_zero_and_unknown_currencies() -> None:
+    validator = jsonschema_rs.validator_for(TypeAdapter(PositiveMoney).json_schema())
+    assert validator.is_valid({"currency": "EUR", "amount": "0.01"})
+    assert not validator.is_valid({"currency": "EUR", "amount": "0"})
+    assert not validator.is_valid({"currency": "EUR", "amount": "0.00"})
+    assert not validator.is_valid({"currency": "AAA", "amount": "1.00"})
