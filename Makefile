@@ -19,7 +19,7 @@ install: $(UV) ## Create .venv with every workspace package and dev tool
 	@$(UV) sync --all-packages --frozen 2>/dev/null || $(UV) sync --all-packages
 
 .PHONY: run
-run: install ## Start all four services on embedded defaults (ports 8001-8004, data in ./var)
+run: install ## Start all four services on embedded defaults (ports DUNNING_BASE_PORT..+3, default 8001-8004; data in ./var)
 	@$(UV) run --no-sync dunning-stack
 
 .PHONY: test

@@ -18,6 +18,7 @@ from dunning_runtime.settings import ServiceSettings
 from invoice_svc.main import SPEC
 
 AUTH = {"Authorization": "Bearer bench-key"}
+ADMIN = {"Authorization": "Bearer bench-admin-key"}
 
 
 def body(i: int) -> dict[str, object]:
@@ -49,6 +50,7 @@ async def run(count: int, data_dir: Path) -> None:
         data_dir=data_dir,
         clock="manual",
         api_keys="bench:bench-key",
+        admin_key="bench-admin-key",
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
         database_schema=f"bench_invoice_{uuid.uuid4().hex[:8]}",
     )
@@ -59,7 +61,7 @@ async def run(count: int, data_dir: Path) -> None:
             transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=300
         ) as client,
     ):
-        await client.put("/v1/admin/clock", json={"now": "2026-03-01T09:00:00Z"}, headers=AUTH)
+        await client.put("/v1/admin/clock", json={"now": "2026-03-01T09:00:00Z"}, headers=ADMIN)
         started = time.perf_counter()
         for start in range(0, count, 1000):
             batch = [body(i) for i in range(start, min(count, start + 1000))]
@@ -72,9 +74,9 @@ async def run(count: int, data_dir: Path) -> None:
             f"{'invoice batch ingest (1,000 per POST)':<44} {count:>7} invoices {seconds:7.2f} s  {count / seconds:9.0f} invoices/s"
         )
         await app.state.runtime.relay.flush()
-        await client.put("/v1/admin/clock", json={"now": "2026-03-10T09:00:00Z"}, headers=AUTH)
+        await client.put("/v1/admin/clock", json={"now": "2026-03-10T09:00:00Z"}, headers=ADMIN)
         started = time.perf_counter()
-        tick = await client.post("/v1/admin/tick", headers=AUTH)
+        tick = await client.post("/v1/admin/tick", headers=ADMIN)
         seconds = time.perf_counter() - started
         assert tick.status_code == 200, tick.text
         print(

@@ -24,10 +24,17 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from dunning_runtime.app import ServiceSpec
 from dunning_runtime.settings import DEFAULT_PORTS, load_settings, setting_env_names
+from dunning_svc.main import SPEC as DUNNING
+from invoice_svc.main import SPEC as INVOICE
+from notify_svc.main import SPEC as NOTIFY
+from payment_svc.main import SPEC as PAYMENT
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = sorted(DEFAULT_PORTS)
+#: Each service's spec: its settings type says which DUNNING_* names it reads.
+SPECS: dict[str, ServiceSpec] = {s.name: s for s in (INVOICE, PAYMENT, DUNNING, NOTIFY)}
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_OBSERVABILITY = ROOT / "docker-compose.observability.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -44,7 +51,7 @@ REQUIRED_ENV = (
     "DUNNING_HOST",
     "DUNNING_LOG_LEVEL",
 )
-SECRET_SETTINGS = ("DUNNING_API_KEYS", "DUNNING_DATABASE_URL")
+SECRET_SETTINGS = ("DUNNING_API_KEYS", "DUNNING_DATABASE_URL", "DUNNING_ADMIN_KEY")
 #: Containers must listen on every interface to be reachable from outside.
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 DUNNING_NAME = re.compile(r"\bDUNNING_[A-Z0-9_]+\b")
@@ -135,7 +142,7 @@ def assert_valid_settings(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     try:
-        settings = load_settings(service)
+        settings = load_settings(SPECS[service])
     except SystemExit as exc:
         pytest.fail(f"{where}: {exc}")
     assert settings.port == DEFAULT_PORTS[service], f"{where}: {service} port {settings.port}"

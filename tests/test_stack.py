@@ -35,11 +35,19 @@ def free_base_port() -> int:
     raise RuntimeError("no four free ports in a row")
 
 
-def start_stack(data_dir: Path, base: int) -> subprocess.Popen[str]:
+def start_stack(
+    data_dir: Path, base: int, *, from_setting: bool = False
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``make run``'s stack with ports from ``--base-port`` or ``DUNNING_BASE_PORT``;
+    returns the process and what it printed until it was up."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUNNING_")}
     env.update(DUNNING_DATA_DIR=str(data_dir))  # embedded defaults: no bus or database URL
+    args = ["--base-port", str(base)]
+    if from_setting:
+        env["DUNNING_BASE_PORT"] = str(base)
+        args = []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dunning_runtime.stack", "--base-port", str(base)],
+        [sys.executable, "-m", "dunning_runtime.stack", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -53,7 +61,7 @@ def start_stack(data_dir: Path, base: int) -> subprocess.Popen[str]:
         line = proc.stdout.readline()
         lines.append(line)
         if "platform up" in line:
-            return proc
+            return proc, "".join(lines)
         if not line and proc.poll() is not None:
             break
     proc.kill()
@@ -68,7 +76,8 @@ def get(url: str) -> tuple[int, dict[str, object]]:
 def test_stack_starts_four_services_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     base = free_base_port()
     for attempt in range(2):  # the second start proves the data in var/ is reused
-        proc = start_stack(tmp_path, base)
+        # The first start takes its ports from --base-port, the second from DUNNING_BASE_PORT.
+        proc, started = start_stack(tmp_path, base, from_setting=attempt == 1)
         try:
             titles = set()
             for port in range(base, base + 4):
@@ -86,8 +95,13 @@ def test_stack_starts_four_services_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGINT)
             output, _ = proc.communicate(timeout=60)
+            output = started + output
         assert proc.returncode == 0, output
         assert "stopped." in output
+        assert "using the development admin key (dev-admin-key)" in output
+        # Each service's log lines name it, so the four are told apart.
+        for name in ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc"):
+            assert f" {name} INFO" in output, f"no log line names {name}"
         stored = sorted(p.name for p in tmp_path.glob("*.sqlite"))
         assert stored == [
             "bus.sqlite",

@@ -8,22 +8,41 @@ test in its own topic prefix and schema so tests never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from dunning_runtime.app import Runtime, ServiceSpec
 from dunning_runtime.settings import ServiceSettings
+
+#: The admin key of every test service (DUNNING_ADMIN_KEY): the manual clock and tick need it.
+ADMIN_KEY = "admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def settings_type_of(service: str) -> type[ServiceSettings]:
+    """The settings class of a platform service by name; the shared one for test services."""
+    from dunning_svc.main import SPEC as DUNNING
+    from invoice_svc.main import SPEC as INVOICE
+    from notify_svc.main import SPEC as NOTIFY
+    from payment_svc.main import SPEC as PAYMENT
+
+    types = {spec.name: spec.settings_type for spec in (INVOICE, PAYMENT, DUNNING, NOTIFY)}
+    return types.get(service, ServiceSettings)
+
 
 BUS_URL = os.environ.get("DUNNING_BUS_URL", "")
 DATABASE_URL = os.environ.get("DUNNING_DATABASE_URL", "")
@@ -48,7 +67,7 @@ def unique() -> str:
 
 @pytest.fixture
 async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]:
-    """Build ``ServiceSettings`` for a service on the active backends, isolated per test."""
+    """Build settings (the service's own type) on the active backends, isolated per test."""
     schemas: list[str] = []
 
     def make(service: str = "test-svc", **overrides: object) -> ServiceSettings:
@@ -57,6 +76,7 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
             "bus_url": BUS_URL or f"embedded:{tmp_path / 'bus.sqlite'}",
             "topic_prefix": f"{unique}.",
             "api_keys": "acme:acme-key,globex:globex-key",
+            "admin_key": ADMIN_KEY,
             "database_url": DATABASE_URL,
         }
         if DATABASE_URL:
@@ -64,7 +84,8 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
             values["database_schema"] = schema
             schemas.append(schema)
         values.update(overrides)
-        return ServiceSettings(service_name=service, **values)  # type: ignore[arg-type]
+        settings_type = settings_type_of(service)
+        return settings_type(service_name=service, **values)  # type: ignore[arg-type]
 
     yield make
     if DATABASE_URL and schemas:
@@ -73,6 +94,39 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
             for schema in schemas:
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await engine.dispose()
+
+
+def ledger_spec(*routers: APIRouter, **changes: Any) -> ServiceSpec:
+    """A small service for shell tests: it consumes ``invoices`` into the ledger table."""
+    from dunning_events import topics
+    from dunning_runtime.consumer import Subscription
+    from tests.support import ledger
+
+    def subscription(_runtime: Runtime) -> Subscription:
+        return Subscription(group="ledger", topics=(topics.INVOICES,), handler=ledger.apply_event)
+
+    values: dict[str, Any] = {
+        "name": "ledger-svc",
+        "title": "Ledger",
+        "description": "Applies invoice events to a table (tests only).",
+        "versions": ledger.VERSIONS,
+        "produces": (topics.INVOICES,),
+        "routers": routers,
+        "subscriptions": (subscription,),
+    }
+    values.update(changes)
+    return ServiceSpec(**values)
+
+
+async def until(
+    condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 60, what: str = "condition"
+) -> None:
+    """Wait until ``condition()`` holds; fail naming ``what`` after a generous ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout_s} s")
+        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager

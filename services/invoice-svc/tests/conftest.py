@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from invoice_fixtures import ACME, START
+from invoice_fixtures import START
 
 from dunning_runtime.app import create_app
 from invoice_svc.main import SPEC
-from tests.support.fixtures import running
+from tests.support.fixtures import ADMIN, running
 
 
 @pytest.fixture
@@ -24,6 +24,6 @@ async def client(invoice_settings) -> AsyncIterator[httpx.AsyncClient]:
     async with running(app) as http:
         http.app = app  # type: ignore[attr-defined]
         assert (
-            await http.put("/v1/admin/clock", json={"now": START}, headers=ACME)
+            await http.put("/v1/admin/clock", json={"now": START}, headers=ADMIN)
         ).status_code == 200
         yield http

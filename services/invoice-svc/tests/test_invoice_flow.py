@@ -30,7 +30,7 @@ from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import OutgoingMessage
 from dunning_runtime.telemetry import setup_tracing
 from invoice_svc.main import SPEC
-from tests.support.fixtures import running
+from tests.support.fixtures import ADMIN, running
 
 
 async def published(settings, count: int, *, timeout: float = 30) -> list[Envelope]:
@@ -185,9 +185,9 @@ async def test_payment_before_its_invoice_is_applied_when_the_invoice_arrives(
 
 async def tick_at(client: httpx.AsyncClient, instant: str) -> None:
     assert (
-        await client.put("/v1/admin/clock", json={"now": instant}, headers=ACME)
+        await client.put("/v1/admin/clock", json={"now": instant}, headers=ADMIN)
     ).status_code == 200
-    assert (await client.post("/v1/admin/tick", headers=ACME)).status_code == 200
+    assert (await client.post("/v1/admin/tick", headers=ADMIN)).status_code == 200
 
 
 async def test_overdue_is_published_once_per_invoice_across_ticks_and_a_restart(

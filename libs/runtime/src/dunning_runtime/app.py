@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,17 +21,29 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, field_validator
 
-from dunning_runtime.auth import Tenant
+from dunning_runtime.auth import Admin
 from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import Bus
-from dunning_runtime.clock import Clock, ClockWentBackwards, ManualClock, SystemClock
+from dunning_runtime.clock import (
+    CLOCK_MAX,
+    CLOCK_MIN,
+    Clock,
+    ClockOutOfRange,
+    ClockWentBackwards,
+    ManualClock,
+    SystemClock,
+)
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
+from dunning_runtime.http_guards import RequestGuards
+from dunning_runtime.idempotency import IdempotencyMiddleware
+from dunning_runtime.openapi import install_openapi
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.problems import Problem, install_problem_handlers
 from dunning_runtime.settings import ClockKind, ServiceSettings, load_settings
+from dunning_runtime.supervision import Supervisor
 from dunning_runtime.telemetry import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -66,6 +79,11 @@ class ServiceSpec:
     subscriptions: Sequence[SubscriptionFactory] = ()
     jobs: Sequence[ScheduledJob] = ()
     version: str = "0.1.0"
+    #: The service's settings class: ``ServiceSettings`` or a subclass with its own fields.
+    settings_type: type[ServiceSettings] = ServiceSettings
+    #: Largest request body per route path (templates like ``/v1/x/{id}`` allowed);
+    #: every other route accepts ``DEFAULT_BODY_LIMIT`` bytes.
+    body_limits: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,8 +97,8 @@ class Runtime:
     bus: Bus
     outbox: Outbox
     relay: OutboxRelay
+    supervisor: Supervisor
     consumers: list[EventConsumer] = field(default_factory=list)
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     async def run_jobs(self) -> None:
         """Run every scheduled job once as of the clock, then publish what they wrote."""
@@ -95,12 +113,18 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
+#: Every log line names its service, so the four services' lines under ``make run`` differ.
+LOG_FORMAT = "%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
+
+
 def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
-    """Build the FastAPI app of ``spec``; settings default to the environment."""
-    settings = settings or load_settings(spec.name)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """Build the FastAPI app of ``spec``; settings default to the environment.
+
+    ``settings`` of the shared type are widened to ``spec.settings_type`` (its own
+    fields then come from the environment or their defaults).
+    """
+    settings = service_settings(spec, settings)
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT.format(service=spec.name))
     # Alembic narrates every plugin it loads at INFO; only its warnings help an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     setup_tracing(spec.name, settings.otlp_endpoint)
@@ -121,6 +145,15 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    # Every POST of every service replays under its Idempotency-Key (added first, so
+    # it runs inside the body-size limit).
+    app.add_middleware(IdempotencyMiddleware)
+    # A true OpenAPI document, and 405s whose Allow lists every method of the path.
+    install_openapi(app)
+    # Outermost of the app's own middleware: nothing reads a body before the key and size checks.
+    app.add_middleware(
+        RequestGuards, settings=settings, body_limits=spec.body_limits, service=spec.name
+    )
     app.include_router(_health_router())
     for router in spec.routers:
         app.include_router(router)
@@ -130,19 +163,44 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     return app
 
 
+def service_settings(spec: ServiceSpec, settings: ServiceSettings | None) -> ServiceSettings:
+    """``settings`` as ``spec.settings_type`` (read from the environment when None)."""
+    if settings is None:
+        return load_settings(spec)
+    if isinstance(settings, spec.settings_type):
+        return settings
+    # Shared values as given; the service's own fields from the environment or defaults.
+    values = {name: getattr(settings, name) for name in type(settings).model_fields}
+    return spec.settings_type(**values)
+
+
+#: How long a stop waits for cancelled tasks, and for the last outbox flush.
+STOP_TASKS_TIMEOUT_S = 2.0
+FINAL_FLUSH_TIMEOUT_S = 1.0
+
+
 async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime:
-    """Open the database (migrated), the bus and start relay, consumers and jobs."""
+    """Open the database (migrated), the bus and start relay, consumers and jobs.
+
+    If start-up fails half-way, what was opened is closed again before the error
+    propagates, so a failed start leaks no thread or connection either.
+    """
     clock: Clock = ManualClock() if settings.clock is ClockKind.MANUAL else SystemClock()
     database = Database(settings.effective_database_url, schema=settings.effective_schema)
-    await database.migrate(spec.versions)
     bus = create_bus(settings)
-    await bus.start()
-    if spec.produces:
-        await bus.ensure_topics(spec.produces)
+    try:
+        await database.migrate(spec.versions)
+        await bus.start()
+        if spec.produces:
+            await bus.ensure_topics(spec.produces)
+    except BaseException:
+        await _close(spec.name, bus, database)
+        raise
     outbox = Outbox()
     relay = OutboxRelay(database, bus, outbox, service=spec.name)
-    runtime = Runtime(spec, settings, clock, database, bus, outbox, relay)
-    runtime.tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
+    supervisor = Supervisor(spec.name)
+    runtime = Runtime(spec, settings, clock, database, bus, outbox, relay, supervisor)
+    supervisor.start(f"{spec.name}-relay", relay.run)
     for factory in spec.subscriptions:
         subscription = factory(runtime)
         consumer = EventConsumer(
@@ -153,35 +211,52 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
             batch_size=settings.consumer_batch_size,
         )
         runtime.consumers.append(consumer)
-        runtime.tasks.append(asyncio.create_task(consumer.run(), name=subscription.group))
+        supervisor.start(subscription.group, consumer.run)
     if settings.clock is ClockKind.SYSTEM:
         for job in spec.jobs:
-            runtime.tasks.append(asyncio.create_task(_every(runtime, job), name=job.name))
+            supervisor.start(job.name, _job_loop(runtime, job))
     return runtime
 
 
 async def stop_runtime(runtime: Runtime) -> None:
-    """Stop tasks, publish what is left in the outbox, close bus and database."""
-    for task in runtime.tasks:
-        task.cancel()
-    _, stuck = await asyncio.wait(runtime.tasks, timeout=10)
-    for task in stuck:
-        log.error("%s: task %s did not stop within 10 s", runtime.spec.name, task.get_name())
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(runtime.relay.flush(), 5)
-    await runtime.bus.close()
-    await runtime.database.dispose()
+    """Stop within a few seconds whatever the tasks are doing, then close bus and database.
+
+    Order matters: the tasks go first (each stops its own bus consumer as it
+    unwinds), then one bounded flush publishes what the outbox still holds (rows
+    left over stay for the next start), then the bus, and the database last,
+    because consumers and relay use it until they are gone.
+    """
+    await runtime.supervisor.stop(STOP_TASKS_TIMEOUT_S)
+    try:
+        await asyncio.wait_for(runtime.relay.flush(), FINAL_FLUSH_TIMEOUT_S)
+    except Exception as exc:
+        log.warning(
+            "%s: outbox not flushed at stop (%s: %s); it is published on the next start",
+            runtime.spec.name,
+            type(exc).__name__,
+            exc,
+        )
+    await _close(runtime.spec.name, runtime.bus, runtime.database)
 
 
-async def _every(runtime: Runtime, job: ScheduledJob) -> None:
-    while True:
+async def _close(service: str, bus: Bus, database: Database) -> None:
+    for name, close in (("bus", bus.close), ("database", database.dispose)):
         try:
-            await job.run(runtime)
-        except asyncio.CancelledError:
-            raise
+            await close()
         except Exception:
-            log.exception("%s: scheduled job %s failed", runtime.spec.name, job.name)
-        await asyncio.sleep(job.interval_s)
+            log.exception("%s: closing the %s failed", service, name)
+
+
+def _job_loop(runtime: Runtime, job: ScheduledJob) -> Callable[[], Awaitable[None]]:
+    """A scheduled job as a supervised task: run, wait its interval, repeat; a failure
+    ends the task, and the supervisor logs it and restarts it with backoff."""
+
+    async def loop() -> None:
+        while True:
+            await job.run(runtime)
+            await asyncio.sleep(job.interval_s)
+
+    return loop
 
 
 def _health_router() -> APIRouter:
@@ -191,7 +266,10 @@ def _health_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Database and bus are reachable (503 otherwise)")
+    @router.get(
+        "/readyz",
+        summary="Database and bus reachable, every background task running (503 otherwise)",
+    )
     async def readyz(request: Request) -> JSONResponse:
         runtime = runtime_of(request)
         checks: dict[str, str] = {}
@@ -201,9 +279,11 @@ def _health_router() -> APIRouter:
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"unreachable: {type(exc).__name__}: {exc}"
-        ready = all(v == "ok" for v in checks.values())
+        down = runtime.supervisor.down()
+        tasks = {name: down.get(name, "ok") for name in runtime.supervisor.names}
+        ready = all(v == "ok" for v in checks.values()) and not down
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
+            {"status": "ready" if ready else "not ready", "checks": checks, "tasks": tasks},
             status_code=200 if ready else 503,
         )
 
@@ -215,29 +295,40 @@ def _health_router() -> APIRouter:
 
 
 class ClockBody(BaseModel):
-    """Where to set the manual clock."""
+    """Where to set the manual clock: an instant with a UTC offset, 2000-01-01T00:00:00Z to
+    2199-12-31T23:59:59Z."""
 
     now: AwareDatetime
+
+    @field_validator("now")
+    @classmethod
+    def _within_range(cls, value: datetime) -> datetime:
+        # Compared before any conversion: 0001-01-01T00:00+05:00 cannot even become UTC.
+        if not CLOCK_MIN <= value <= CLOCK_MAX:
+            raise ValueError(f"must be from {CLOCK_MIN.isoformat()} to {CLOCK_MAX.isoformat()}")
+        return value
 
 
 def _admin_router() -> APIRouter:
     router = APIRouter(prefix="/v1/admin", tags=["admin (manual clock)"])
 
     @router.get("/clock", summary="The service's current time")
-    async def get_clock(request: Request, _tenant: Tenant) -> dict[str, datetime]:
+    async def get_clock(request: Request, _admin: Admin) -> dict[str, datetime]:
         return {"now": runtime_of(request).clock.now()}
 
     @router.put("/clock", summary="Move the manual clock forward (backwards is a 409)")
-    async def set_clock(body: ClockBody, request: Request, _tenant: Tenant) -> dict[str, datetime]:
+    async def set_clock(body: ClockBody, request: Request, _admin: Admin) -> dict[str, datetime]:
         clock = runtime_of(request).clock
         assert isinstance(clock, ManualClock)
         try:
             return {"now": clock.set(body.now)}
         except ClockWentBackwards as exc:
             raise Problem(409, str(exc), type_="clock-went-backwards") from exc
+        except ClockOutOfRange as exc:  # the body's validator already refuses these
+            raise Problem(422, str(exc), type_="validation-error") from exc
 
     @router.post("/tick", summary="Run due scheduled work now and wait until it is published")
-    async def tick(request: Request, _tenant: Tenant) -> dict[str, Any]:
+    async def tick(request: Request, _admin: Admin) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert isinstance(runtime.clock, ManualClock)
         async with runtime.clock.lock:
@@ -271,12 +362,24 @@ def serve(spec: ServiceSpec) -> None:
     """Run ``spec`` under uvicorn on the configured host and port."""
     import uvicorn
 
-    settings = load_settings(spec.name)
+    settings = load_settings(spec)
     app = create_app(spec, settings)
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(spec.name),
+        # Our own stop takes a few seconds at most; in-flight requests get this long.
         timeout_graceful_shutdown=10,
     )
+
+
+def uvicorn_log_config(service: str) -> dict[str, Any]:
+    """uvicorn's logging configuration with the service's name in every line."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for formatter in config["formatters"].values():
+        formatter["fmt"] = f"%(asctime)s {service} " + str(formatter["fmt"])
+    return config

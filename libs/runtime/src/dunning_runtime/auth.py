@@ -1,41 +1,41 @@
-"""Bearer API keys mapped to tenants (DESIGN.md, "Common to every service")."""
+"""Bearer API keys mapped to tenants, and the admin key (DESIGN.md, "Common to every service").
+
+``RequestGuards`` (http_guards.py) already refused requests without a valid key
+before their body was read; these dependencies resolve who is calling, and
+refuse again so a route is never open should it be mounted without the guards.
+"""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from dunning_runtime.problems import Problem
+from dunning_runtime.http_guards import authorization_problem, bearer_key, unauthorized
 
 
 def tenant_of(request: Request) -> str:
     """The caller's tenant, from ``Authorization: Bearer <key>``; 401 otherwise."""
-    runtime = request.app.state.runtime
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Problem(
-            401,
-            "Send an API key as 'Authorization: Bearer <key>'.",
-            type_="unauthorized",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    key = key.strip()
-    # Compare against every key in constant time so timing does not leak which exist.
-    tenant: str | None = None
-    for known, owner in runtime.settings.api_keys.items():
-        if hmac.compare_digest(known.encode(), key.encode()):
-            tenant = owner
+    settings = request.app.state.runtime.settings
+    key = bearer_key(request.headers.get("authorization", ""))
+    if key is None:
+        raise unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
+    tenant: str | None = settings.tenant_for_key(key)
     if tenant is None:
-        raise Problem(
-            401,
-            "The API key is not valid.",
-            type_="unauthorized",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise unauthorized("The API key is not valid.")
     return tenant
 
 
+def admin_of(request: Request) -> None:
+    """Allow only the admin key: 401 without a valid key, 403 for a tenant's key."""
+    settings = request.app.state.runtime.settings
+    problem = authorization_problem(
+        settings, "/v1/admin/", request.headers.get("authorization", "")
+    )
+    if problem is not None:
+        raise problem
+
+
 Tenant = Annotated[str, Depends(tenant_of)]
+#: Declare as a route parameter (``_admin: Admin``) to restrict a route to the admin key.
+Admin = Annotated[None, Depends(admin_of)]

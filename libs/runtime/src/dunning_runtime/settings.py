@@ -8,23 +8,24 @@ message that names the variable.
 
 from __future__ import annotations
 
+import hmac
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "DUNNING_"
 
+#: The platform's services in port order: each listens on ``DUNNING_BASE_PORT`` + its index.
+SERVICE_ORDER: tuple[str, ...] = ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc")
+DEFAULT_BASE_PORT = 8001
 #: Default HTTP ports of the embedded stack (DESIGN.md, "Public HTTP contract").
 DEFAULT_PORTS: dict[str, int] = {
-    "invoice-svc": 8001,
-    "payment-svc": 8002,
-    "dunning-svc": 8003,
-    "notify-svc": 8004,
+    name: DEFAULT_BASE_PORT + index for index, name in enumerate(SERVICE_ORDER)
 }
 
 
@@ -108,6 +109,14 @@ class ServiceSettings(BaseSettings):
             "redelivery window (crash recovery, relay re-publish, DLQ replay)."
         ),
     )
+    idempotency_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description=(
+            "Idempotency keys (stored POST responses) older than this, in wall-clock hours, "
+            "are purged; a client retrying later than this runs its request again."
+        ),
+    )
     embedded_log_retention_hours: float = Field(
         default=168.0,
         gt=0,
@@ -127,38 +136,33 @@ class ServiceSettings(BaseSettings):
         description="'system', or 'manual' for tests and simulations (adds /v1/admin/clock).",
     )
     host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds to.")
-    port: int = Field(default=0, ge=0, le=65535, description="HTTP port; 0 means the default.")
+    port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="HTTP port; 0 means the service's default (DUNNING_BASE_PORT + its index).",
+    )
+    base_port: int = Field(
+        default=DEFAULT_BASE_PORT,
+        ge=1,
+        le=65532,
+        description=(
+            "First port of the platform: invoice-svc, payment-svc, dunning-svc and notify-svc "
+            "listen on base, base+1, base+2, base+3 unless DUNNING_PORT says otherwise."
+        ),
+    )
+    admin_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Bearer key for /v1/admin/* (manual clock and tick); empty refuses every admin "
+            "call. A secret. `make run` uses a development key when it is unset."
+        ),
+    )
     otlp_endpoint: str = Field(
         default="",
         description="OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); empty: no export.",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
-    smtp_url: str = Field(
-        default="",
-        description="notify-svc: smtp://user:pass@host:port; empty writes .eml files instead.",
-    )
-    grace_days: int = Field(
-        default=0,
-        ge=0,
-        le=365,
-        description="invoice-svc: days after the due date before an invoice counts as overdue.",
-    )
-    tenant_grace_days: Annotated[dict[str, int], NoDecode] = Field(
-        default_factory=dict,
-        description="invoice-svc: per-tenant grace days, tenant:days pairs, e.g. acme:3,globex:5.",
-    )
-
-    @field_validator("tenant_grace_days", mode="before")
-    @classmethod
-    def _parse_grace_days(cls, value: Any) -> Any:
-        """Parse ``acme:3,globex:5`` into ``{"acme": 3, "globex": 5}``."""
-        if not isinstance(value, str):
-            return value
-        pairs = _pairs(value, "tenant:days")
-        for tenant, days in pairs:
-            if not days.isdigit():
-                raise ValueError(f"{tenant}: days must be a whole number, got {days!r}")
-        return {tenant: int(days) for tenant, days in pairs}
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -167,7 +171,7 @@ class ServiceSettings(BaseSettings):
         if not isinstance(value, str):
             return value
         keys: dict[str, str] = {}
-        for tenant, key in _pairs(value, "tenant:key"):
+        for tenant, key in tenant_pairs(value, "tenant:key"):
             if key in keys:
                 raise ValueError("the same key is given for two tenants")
             keys[key] = tenant
@@ -192,8 +196,9 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _port_default(self) -> ServiceSettings:
-        if self.port == 0 and self.service_name in DEFAULT_PORTS:
-            object.__setattr__(self, "port", DEFAULT_PORTS[self.service_name])
+        if self.port == 0 and self.service_name in SERVICE_ORDER:
+            port = self.base_port + SERVICE_ORDER.index(self.service_name)
+            object.__setattr__(self, "port", port)
         return self
 
     # Derived values --------------------------------------------------------
@@ -228,17 +233,26 @@ class ServiceSettings(BaseSettings):
         """Bootstrap servers of a kafka:// bus URL."""
         return [h for h in urlsplit(self.bus_url).netloc.split(",") if h]
 
-    def grace_days_for(self, tenant: str) -> int:
-        """Grace days of ``tenant``: its own setting, else the default."""
-        return self.tenant_grace_days.get(tenant, self.grace_days)
-
     def tenant_for_key(self, key: str) -> str | None:
-        """The tenant an API key belongs to, if any."""
-        return self.api_keys.get(key)
+        """The tenant an API key belongs to, if any (constant time in the key's content)."""
+        # Compare against every key so timing does not leak which ones exist.
+        found: str | None = None
+        for known, tenant in self.api_keys.items():
+            if hmac.compare_digest(known.encode(), key.encode()):
+                found = tenant
+        return found
+
+    def is_admin_key(self, key: str) -> bool:
+        """True when ``key`` is the configured admin key (never when none is configured)."""
+        admin = self.admin_key.get_secret_value()
+        return bool(admin) and hmac.compare_digest(admin.encode(), key.encode())
 
 
-def _pairs(value: str, shape: str) -> list[tuple[str, str]]:
-    """``a:1, b:2`` as ``[("a", "1"), ("b", "2")]``; ValueError naming ``shape`` otherwise."""
+def tenant_pairs(value: str, shape: str) -> list[tuple[str, str]]:
+    """``a:1, b:2`` as ``[("a", "1"), ("b", "2")]``; ValueError naming ``shape`` otherwise.
+
+    The form of every per-tenant setting (``DUNNING_API_KEYS``, invoice-svc's grace days).
+    """
     pairs = []
     for pair in filter(None, (part.strip() for part in value.split(","))):
         left, sep, right = pair.partition(":")
@@ -248,20 +262,45 @@ def _pairs(value: str, shape: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_settings(service_name: str, **overrides: Any) -> ServiceSettings:
-    """Read and validate settings for ``service_name``; exit with a clear message when invalid."""
+class _NamedSpec(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings_type(self) -> type[ServiceSettings]: ...
+
+
+def load_settings(service: str | _NamedSpec, **overrides: Any) -> ServiceSettings:
+    """Read and validate the settings of ``service`` (a ServiceSpec, or a name for the shared
+    settings only); exit with a message naming each bad variable when invalid."""
+    if isinstance(service, str):
+        name, settings_type = service, ServiceSettings
+    else:
+        name, settings_type = service.name, service.settings_type
     try:
-        return ServiceSettings(service_name=service_name, **overrides)
+        return settings_type(service_name=name, **overrides)
     except ValidationError as exc:
-        lines = [f"{service_name}: invalid settings:"]
+        lines = [f"{name}: invalid settings:"]
         for err in exc.errors():
-            name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"  {name}: {err['msg']}")
+            variable = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {variable}: {err['msg']}")
         sys.exit("\n".join(lines))
 
 
-def setting_env_names() -> set[str]:
-    """Every environment variable the settings read (used to check deploy files)."""
+def settings_types() -> list[type[ServiceSettings]]:
+    """``ServiceSettings`` and every subclass imported so far (each service's own settings)."""
+    found: list[type[ServiceSettings]] = [ServiceSettings]
+    for settings_type in found:
+        found.extend(s for s in settings_type.__subclasses__() if s not in found)
+    return found
+
+
+def setting_env_names(*types: type[ServiceSettings]) -> set[str]:
+    """Every environment variable the given settings read (default: every imported settings
+    type; import the services' settings modules first). Used to check deploy files."""
     return {
-        ENV_PREFIX + name.upper() for name in ServiceSettings.model_fields if name != "service_name"
+        ENV_PREFIX + name.upper()
+        for settings_type in types or tuple(settings_types())
+        for name in settings_type.model_fields
+        if name != "service_name"
     }

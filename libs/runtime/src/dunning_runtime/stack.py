@@ -1,7 +1,10 @@
 """``make run``: the whole platform on one machine, on the embedded defaults.
 
-Starts the four services as child processes (ports 8001-8004, data in
-``./var``), and on Ctrl-C or SIGTERM stops them all cleanly.
+Starts the four services as child processes on ports ``DUNNING_BASE_PORT`` ..
++3 (default 8001-8004; ``--base-port`` overrides it), data in ``./var``, and on
+Ctrl-C or SIGTERM stops them all cleanly. Every log line names its service.
+Without ``DUNNING_API_KEYS`` or ``DUNNING_ADMIN_KEY`` it uses development keys
+and prints them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 import urllib.request
 from types import FrameType
 
+#: In port order (``SERVICE_ORDER``): each listens on the base port + its index.
 SERVICES = [
     ("invoice-svc", "invoice_svc.main"),
     ("payment-svc", "payment_svc.main"),
@@ -21,6 +25,7 @@ SERVICES = [
     ("notify-svc", "notify_svc.main"),
 ]
 DEV_KEYS = "demo:demo-key"
+DEV_ADMIN_KEY = "dev-admin-key"
 
 
 def _wait_healthy(port: int, host: str, deadline: float) -> bool:
@@ -45,13 +50,23 @@ def main(argv: list[str] | None = None) -> None:
         "--base-port",
         type=int,
         default=0,
-        help="give the services ports base, base+1, ... instead of 8001-8004",
+        help="give the services ports base .. base+3 (default: DUNNING_BASE_PORT, else 8001)",
     )
     args = parser.parse_args(argv)
     env = dict(os.environ)
+    overrides = {"base_port": args.base_port} if args.base_port else {}
+    # Validates DUNNING_BASE_PORT (and the rest) before any child starts.
+    base_port = load_settings("stack", **overrides).base_port
+    env["DUNNING_BASE_PORT"] = str(base_port)
     if not env.get("DUNNING_API_KEYS"):
         env["DUNNING_API_KEYS"] = DEV_KEYS
-        print(f"DUNNING_API_KEYS not set: using the development key ({DEV_KEYS})")
+        print(f"DUNNING_API_KEYS not set: using the development key ({DEV_KEYS})", flush=True)
+    if not env.get("DUNNING_ADMIN_KEY"):
+        env["DUNNING_ADMIN_KEY"] = DEV_ADMIN_KEY
+        print(
+            f"DUNNING_ADMIN_KEY not set: using the development admin key ({DEV_ADMIN_KEY})",
+            flush=True,
+        )
     children: list[tuple[str, int, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -79,9 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     env.pop("DUNNING_PORT", None)
     for index, (name, module) in enumerate(SERVICES):
         child_env = dict(env)
-        if args.base_port:
-            child_env["DUNNING_PORT"] = str(args.base_port + index)
-        settings = load_settings(name, port=int(child_env.get("DUNNING_PORT", 0)))
+        child_env["DUNNING_PORT"] = str(base_port + index)
+        settings = load_settings(name, port=base_port + index)
         # start_new_session: Ctrl-C reaches only us; we stop the children in order.
         proc = subprocess.Popen(
             [sys.executable, "-m", module], env=child_env, start_new_session=True

@@ -7,6 +7,7 @@ from pathlib import Path
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
 from invoice_svc import api, consumers, jobs
+from invoice_svc.settings import InvoiceSettings
 
 SPEC = ServiceSpec(
     name="invoice-svc",
@@ -21,6 +22,7 @@ SPEC = ServiceSpec(
     routers=(api.router,),
     subscriptions=(consumers.payments,),
     jobs=(jobs.OVERDUE,),
+    settings_type=InvoiceSettings,
 )
 
 

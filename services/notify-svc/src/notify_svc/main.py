@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
+from notify_svc.settings import NotifySettings
 
 SPEC = ServiceSpec(
     name="notify-svc",
@@ -15,6 +16,7 @@ SPEC = ServiceSpec(
     ),
     versions=Path(__file__).parent / "migrations" / "versions",
     produces=(topics.NOTIFICATIONS,),
+    settings_type=NotifySettings,
 )
 
 

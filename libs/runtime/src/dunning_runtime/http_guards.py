@@ -1,0 +1,251 @@
+"""ASGI middleware guarding every request before FastAPI reads or parses anything.
+
+In this order, for each HTTP request:
+
+1. ``/v1`` routes need a Bearer key: a tenant key, or for ``/v1/admin/*`` the
+   admin key (a tenant key there is a 403). A request without a valid key is a
+   401 problem before a single body byte is read. The route's dependency still
+   resolves the tenant; this check only keeps unauthenticated bodies out.
+2. The body may not exceed the route's limit (``ServiceSpec.body_limits``,
+   else ``DEFAULT_BODY_LIMIT``): a larger ``Content-Length`` is a 413 at once,
+   and a body streamed without one is cut off with a 413 as soon as it passes
+   the limit.
+3. An unexpected exception is a problem+json 500 carrying an ``error_id`` that
+   the log line (with its traceback) carries too.
+
+Every response gets ``X-Content-Type-Options: nosniff``; ``/v1`` responses
+(which carry tenant data such as contact emails) get ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dunning_runtime.problems import PROBLEM_JSON, Problem
+from dunning_runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+#: Body limit of every route not named in ``ServiceSpec.body_limits``.
+DEFAULT_BODY_LIMIT = 256 * 1024
+
+ADMIN_PREFIX = "/v1/admin"
+_TEMPLATE_PARAMETER = re.compile(r"\{[^/{}]+\}")
+
+
+def unauthorized(detail: str) -> Problem:
+    """A 401 asking for a Bearer key."""
+    return Problem(401, detail, type_="unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+def bearer_key(authorization: str) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value, None if there is none."""
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        return None
+    return key
+
+
+def authorization_problem(
+    settings: ServiceSettings, path: str, authorization: str
+) -> Problem | None:
+    """Why a request for ``path`` with this Authorization value is refused, None if allowed."""
+    if not is_api_path(path):
+        return None
+    key = bearer_key(authorization)
+    if key is None:
+        return unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
+    if is_admin_path(path):
+        if settings.is_admin_key(key):
+            return None
+        if settings.tenant_for_key(key) is not None:
+            return Problem(
+                403,
+                "Admin routes need the admin key (DUNNING_ADMIN_KEY), not a tenant's key.",
+                type_="forbidden",
+            )
+        return unauthorized("The admin key is not valid.")
+    if settings.tenant_for_key(key) is None:
+        return unauthorized("The API key is not valid.")
+    return None
+
+
+def is_api_path(path: str) -> bool:
+    """True for the versioned API (``/v1`` and below), which needs a key."""
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def is_admin_path(path: str) -> bool:
+    """True for the admin routes, which need the admin key."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
+class BodyLimits:
+    """Maximum body size per route path; exact paths or templates like ``/v1/x/{id}/void``."""
+
+    def __init__(self, limits: Mapping[str, int], default: int = DEFAULT_BODY_LIMIT) -> None:
+        self.default = default
+        self._exact: dict[str, int] = {}
+        self._templates: list[tuple[re.Pattern[str], int]] = []
+        for path, limit in limits.items():
+            if limit < 0:
+                raise ValueError(f"body limit of {path} must not be negative")
+            if "{" in path:
+                self._templates.append((self._compile(path), limit))
+            else:
+                self._exact[path] = limit
+
+    @staticmethod
+    def _compile(template: str) -> re.Pattern[str]:
+        pieces: list[str] = []
+        position = 0
+        for match in _TEMPLATE_PARAMETER.finditer(template):
+            pieces.append(re.escape(template[position : match.start()]))
+            pieces.append("[^/]+")
+            position = match.end()
+        pieces.append(re.escape(template[position:]))
+        return re.compile("".join(pieces))
+
+    def for_path(self, path: str) -> int:
+        """The limit of ``path``: its exact entry, else the first matching template, else the
+        default."""
+        if path in self._exact:
+            return self._exact[path]
+        for pattern, limit in self._templates:
+            if pattern.fullmatch(path):
+                return limit
+        return self.default
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        f"The request body is larger than {limit:,} bytes; split it.",
+        type_="body-too-large",
+    )
+
+
+class RequestGuards:
+    """The ASGI middleware described in the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: ServiceSettings,
+        body_limits: Mapping[str, int] | None = None,
+        service: str = "",
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.limits = BodyLimits(body_limits or {})
+        self.service = service or settings.service_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Guard one HTTP request; other scopes (lifespan) pass through."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = _headers(scope)
+        extra_headers = [(b"x-content-type-options", b"nosniff")]
+        if is_api_path(path):
+            extra_headers.append((b"cache-control", b"no-store"))
+
+        problem = authorization_problem(self.settings, path, headers.get("authorization", ""))
+        limit = self.limits.for_path(path)
+        declared = headers.get("content-length", "")
+        if problem is None and declared.isdigit() and int(declared) > limit:
+            problem = _too_large(limit)
+        if problem is not None:
+            await _send_problem(send, problem, path, extra_headers)
+            return
+
+        started = False
+        answered = False
+        received = 0
+
+        async def guarded_receive() -> Message:
+            nonlocal received, answered
+            message = await receive()
+            if message["type"] == "http.request" and not answered:
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if not started:
+                        await _send_problem(send, _too_large(limit), path, extra_headers)
+                    answered = True
+                    # The app sees a client that went away and stops reading.
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # we already answered (413); whatever the app says next is moot
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": _merged(message.get("headers", []), extra_headers)}
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception as exc:
+            if answered:
+                return  # the app failed on the cut-off body; the 413 is already sent
+            error_id = uuid.uuid4().hex
+            log.error(
+                "%s: unexpected error %s on %s %s",
+                self.service,
+                error_id,
+                scope.get("method", ""),
+                path,
+                exc_info=exc,
+            )
+            if started:
+                raise  # too late for a problem response; the server closes the connection
+            problem = Problem(
+                500,
+                "An unexpected error occurred; quote the error_id when reporting it.",
+                type_="internal-error",
+                error_id=error_id,
+            )
+            await _send_problem(send, problem, path, extra_headers)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    # Last one wins, as for any other duplicated header the guards read.
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _merged(
+    headers: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    present = {k.lower() for k, _ in headers}
+    return [*headers, *((k, v) for k, v in extra if k not in present)]
+
+
+async def _send_problem(
+    send: Send, problem: Problem, path: str, extra_headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(problem.body(path)).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
+            for k, v in (problem.headers or {}).items()
+        ),
+        *extra_headers,
+    ]
+    if problem.status == 413:
+        # The rest of the body is not read: tell the client this connection is done.
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
