@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
@@ -44,6 +45,22 @@ async def apply_event(session: AsyncSession, envelope: Envelope) -> None:
     )
 
 
+async def apply_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+    """The batch form of ``apply_event``: one bulk insert for a partition's chunk."""
+    if envelopes:
+        await session.execute(
+            insert(applied),
+            [
+                {
+                    "event_id": e.id,
+                    "account": e.subject,
+                    "seq": int(getattr(e.data, "days_past_due", 0)),
+                }
+                for e in envelopes
+            ],
+        )
+
+
 async def count_applied(database: Database) -> int:
     """Rows in ``applied``."""
     async with database.sessions() as session:
@@ -70,6 +87,8 @@ async def run(settings: ServiceSettings, topic: str, group: str) -> None:
         database,
         Subscription(group, (topic,), apply_event),
         batch_size=settings.consumer_batch_size,
+        concurrency=settings.consumer_concurrency,
+        retry_max_s=settings.consumer_retry_max_s,
     )
     task = asyncio.create_task(consumer.run())
     await consumer.started.wait()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,6 +225,7 @@ class EventConsumer:
                 RETRIED.labels(self.group).inc()
                 self.outage.failed(exc)
 
+        began = time.monotonic()
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(is_transient),
@@ -233,6 +235,7 @@ class EventConsumer:
                 reraise=True,
             ):
                 with attempt:
+                    began = time.monotonic()
                     # The slot and the partition are held only while trying, not while
                     # waiting: other partitions go on and a rebalance need not wait.
                     async with self._slots, self.consumer.batch(tp) as owned:
@@ -253,7 +256,7 @@ class EventConsumer:
             raise
         finally:
             self._dead.difference_update((r.topic, r.partition, r.offset) for r in records)
-        self.outage.recovered()
+        self.outage.recovered(began)
         return True
 
     async def _apply_chunk(self, records: Sequence[Record]) -> None:

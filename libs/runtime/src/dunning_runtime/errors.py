@@ -151,9 +151,13 @@ class Outage:
         self.cause = cause if isinstance(cause, str) else describe(cause)
         self.log.warning("%s: outage began: %s", self.component, self.cause)
 
-    def recovered(self) -> None:
-        """Record a success; logs the end of an outage, if one was under way."""
-        if self.since is None:
+    def recovered(self, attempt_began: float | None = None) -> None:
+        """Record a success; logs the end of an outage, if one was under way.
+
+        ``attempt_began`` (``time.monotonic()``) lets an attempt that began before the
+        outage and finished after it was noticed not count as the end of it.
+        """
+        if self.since is None or (attempt_began is not None and attempt_began < self.since):
             return
         lasted = time.monotonic() - self.since
         self.since = None
