@@ -1,18 +1,110 @@
-"""``make bench``: every benchmark, on the backends the settings name.
+"""``make bench``: every benchmark on the backends the settings name; prints a table and
+records the figures in ``bench/results.json``.
 
-Set DUNNING_BUS_URL / DUNNING_DATABASE_URL for Kafka + PostgreSQL; the default
-is the embedded log and SQLite. Figures vary with the machine: compare runs on
-the same one. ``--only bus`` or ``--only invoices`` runs one of them.
+Set DUNNING_BUS_URL / DUNNING_DATABASE_URL for Kafka + PostgreSQL; the default is the
+embedded log and SQLite. results.json keeps one entry per backend ("embedded",
+"kafka_postgres"), so a run on one backend leaves the other's figures in place.
+Figures vary with the machine and its load: compare runs on the same one.
+``--only bus`` or ``--only invoices`` runs one of them. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
+import os
+import resource
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from benchmarks import bus, invoices
+from dunning_runtime.settings import ServiceSettings
+
+RESULTS = Path("bench/results.json")
+
+# (key, label, unit) in the order the table shows them.
+ROWS = [
+    ("raw_consume_events_per_s", "raw consume (the ceiling)", "events/s"),
+    ("raw_consume_one_by_one_events_per_s", "raw consume, one record at a time", "events/s"),
+    ("runtime_events_per_s", "runtime consume + upsert + inbox", "events/s"),
+    ("runtime_vs_raw_consume", "runtime / raw consume", "ratio"),
+    ("runtime_cpu_us_per_event", "runtime CPU in this process", "µs/event"),
+    ("decode_us_per_event", "from_kafka decode", "µs/event"),
+    ("publish_events_per_s", "bus publish (batches of 500)", "events/s"),
+    ("outbox_write_events_per_s", "outbox write (100 per transaction)", "events/s"),
+    ("relay_events_per_s", "outbox relay publish", "events/s"),
+    ("ingest_invoices_per_s", "invoice batch ingest (1,000 per POST)", "invoices/s"),
+    ("overdue_tick_invoices_per_s", "overdue tick (detect + publish all)", "invoices/s"),
+    ("peak_rss_mb", "peak RSS", "MiB"),
+]
+
+
+def backend_name(settings: ServiceSettings) -> str:
+    """``embedded``, ``kafka_postgres``, or ``<bus>_<store>`` for a mixed pair."""
+    bus_name = "embedded" if settings.is_embedded_bus else "kafka"
+    store = "postgres" if settings.effective_schema else "sqlite"
+    if (bus_name, store) == ("embedded", "sqlite"):
+        return "embedded"
+    return f"{bus_name}_{store}"
+
+
+def quiet_logs() -> None:
+    """The table, not request logs: only errors get through (aiokafka's start-up
+    chatter about a coordinator not yet available is not one)."""
+    logging.disable(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def record(backend: str, figures: dict[str, Any], path: Path = RESULTS) -> dict[str, Any]:
+    """Store ``figures`` in ``backend``'s entry in ``path``, keeping the other entries (and
+    this entry's figures a partial run, ``--only``, did not measure)."""
+    results: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text())
+            if isinstance(loaded, dict):
+                results = loaded
+        except ValueError:
+            pass  # a broken file is replaced, not fatal
+    previous = results.get(backend)
+    results[backend] = {**(previous if isinstance(previous, dict) else {}), **figures}
+    results["cores"], results["date"] = figures["cores"], figures["date"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results
+
+
+def table(backend: str, figures: dict[str, Any]) -> str:
+    """The figures as aligned text."""
+    sizes = []
+    if "events" in figures:
+        sizes.append(
+            f"{figures['events']:,} events (median of {figures['repetitions']} consume runs)"
+        )
+    if "invoices" in figures:
+        sizes.append(f"{figures['invoices']:,} invoices")
+    lines = [
+        f"make bench — {backend}: {', '.join(sizes)}; {figures['cores']} cores; {figures['date']}"
+    ]
+    if "runtime_handler" in figures:
+        lines.append(f"  runtime handler: {figures['runtime_handler']}")
+    for key, label, unit in ROWS:
+        if key not in figures:
+            continue
+        value = figures[key]
+        shown = (
+            f"{value:.3f}"
+            if unit == "ratio"
+            else f"{value:.1f}"
+            if value < 100
+            else f"{value:,.0f}"
+        )
+        lines.append(f"  {label:<40} {shown:>10} {unit}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -20,12 +112,28 @@ def main() -> None:
     parser.add_argument("--only", choices=["bus", "invoices"])
     parser.add_argument("--events", type=int, default=20_000, help="bus benchmark size")
     parser.add_argument("--invoices", type=int, default=20_000, help="invoice benchmark size")
+    parser.add_argument("--repeat", type=int, default=3, help="consume runs (the median counts)")
+    parser.add_argument(
+        "--profile", type=Path, help="profile one more runtime run into this file (pyinstrument)"
+    )
     args = parser.parse_args()
+    quiet_logs()
+    backend = backend_name(ServiceSettings(service_name="bench"))
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dunning-bench-") as tmp:
         if args.only in (None, "bus"):
-            asyncio.run(bus.run(args.events, Path(tmp) / "bus"))
+            figures.update(
+                asyncio.run(bus.run(args.events, args.repeat, Path(tmp) / "bus", args.profile))
+            )
         if args.only in (None, "invoices"):
-            asyncio.run(invoices.run(args.invoices, Path(tmp) / "invoices"))
+            figures["invoices"] = args.invoices
+            figures.update(asyncio.run(invoices.run(args.invoices, Path(tmp) / "invoices")))
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["cores"] = os.cpu_count()
+    figures["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    record(backend, figures)
+    print(table(backend, figures))
+    print(f"  written to {RESULTS}")
 
 
 if __name__ == "__main__":
