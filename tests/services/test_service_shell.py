@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
+from sqlalchemy import func, insert, select, update
 
 from dunning_runtime.app import ServiceSpec, create_app
 from dunning_runtime.bus import KafkaBus
 from dunning_runtime.bus.embedded import EmbeddedConsumer
 from dunning_runtime.bus.kafka import KafkaConsumer
 from dunning_runtime.http_guards import DEFAULT_BODY_LIMIT, BodyLimits
+from dunning_runtime.messaging_tables import idempotency_keys
+from dunning_runtime.messaging_tables import inbox as inbox_table
 from dunning_svc.main import SPEC as DUNNING
 from invoice_svc.main import SPEC as INVOICE
 from notify_svc.main import SPEC as NOTIFY
@@ -349,3 +353,61 @@ async def test_a_dead_consumer_is_named_by_readyz_restarted_and_applies_events(
 
 async def _ready(http: httpx.AsyncClient) -> bool:
     return (await http.get("/readyz")).status_code == 200
+
+
+# -- housekeeping --------------------------------------------------------------------
+
+
+async def test_housekeeping_purges_inbox_and_keys_past_their_retention(settings_factory) -> None:
+    settings = settings_factory("ledger-svc", clock="manual", inbox_retention_hours=24)
+    app = create_app(ledger_spec(), settings)
+    async with running(app) as http:
+        runtime = app.state.runtime
+        await runtime.bus.publish([message(overdue("acc-1", seq)) for seq in range(1, 4)])
+
+        async def applied() -> bool:
+            return await ledger.count_applied(runtime.database) == 3
+
+        await until(applied, what="events applied")
+        old = datetime.now(UTC) - timedelta(days=30)
+        async with runtime.database.transaction() as session:
+            # Two inbox rows and one key past their windows; the rest are recent.
+            await session.execute(
+                update(inbox_table)
+                .where(inbox_table.c.event_id.in_(select(inbox_table.c.event_id).limit(2)))
+                .values(received_at=old)
+            )
+            await session.execute(
+                insert(idempotency_keys),
+                [
+                    _key("old", old),
+                    _key("new", datetime.now(UTC)),
+                ],
+            )
+        tick = await http.post("/v1/admin/tick", headers=ADMIN)
+        assert tick.json()["jobs"] == ["ledger-svc-housekeeping"]
+        async with runtime.database.sessions() as session:
+            inbox_left = await session.execute(select(func.count()).select_from(inbox_table))
+            keys_left = (await session.execute(select(idempotency_keys.c.key))).scalars().all()
+        assert inbox_left.scalar_one() == 1
+        assert keys_left == ["new"]
+
+
+def _key(key: str, created_at: datetime) -> dict[str, object]:
+    return {
+        "tenant": "acme",
+        "key": key,
+        "request_hash": "0" * 64,
+        "status_code": 201,
+        "response": {},
+        "created_at": created_at,
+    }
+
+
+async def test_housekeeping_runs_as_a_supervised_task_on_the_system_clock(
+    settings_factory,
+) -> None:
+    app = create_app(ledger_spec(), settings_factory("ledger-svc"))
+    async with running(app) as http:
+        ready = await http.get("/readyz")
+        assert ready.json()["tasks"]["ledger-svc-housekeeping"] == "ok"

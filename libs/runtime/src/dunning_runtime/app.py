@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, field_validator
 
+from dunning_runtime import heap, housekeeping
 from dunning_runtime.auth import Admin
 from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import Bus
@@ -100,11 +101,23 @@ class Runtime:
     supervisor: Supervisor
     consumers: list[EventConsumer] = field(default_factory=list)
 
+    @property
+    def jobs(self) -> tuple[ScheduledJob, ...]:
+        """The service's scheduled jobs, then the built-in housekeeping every service runs."""
+        housekeeping_job = ScheduledJob(
+            f"{self.spec.name}-housekeeping", _housekeep, interval_s=housekeeping.INTERVAL_S
+        )
+        return (*self.spec.jobs, housekeeping_job)
+
     async def run_jobs(self) -> None:
         """Run every scheduled job once as of the clock, then publish what they wrote."""
-        for job in self.spec.jobs:
+        for job in self.jobs:
             await job.run(self)
         await self.relay.flush()
+
+
+async def _housekeep(runtime: Runtime) -> None:
+    await housekeeping.housekeep(runtime)
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -174,9 +187,12 @@ def service_settings(spec: ServiceSpec, settings: ServiceSettings | None) -> Ser
     return spec.settings_type(**values)
 
 
-#: How long a stop waits for cancelled tasks, and for the last outbox flush.
+#: Bounds of each step of a stop: cancelled tasks, the last outbox flush, closing the bus
+#: and the database. A step that overruns is logged and left behind, so a stop always
+#: ends within their sum even with the database or broker hanging.
 STOP_TASKS_TIMEOUT_S = 2.0
 FINAL_FLUSH_TIMEOUT_S = 1.0
+CLOSE_TIMEOUT_S = 2.0
 
 
 async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime:
@@ -213,8 +229,10 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
         runtime.consumers.append(consumer)
         supervisor.start(subscription.group, consumer.run)
     if settings.clock is ClockKind.SYSTEM:
-        for job in spec.jobs:
+        for job in runtime.jobs:
             supervisor.start(job.name, _job_loop(runtime, job))
+    # What is alive now lives as long as the process: keep the collector off it.
+    heap.settle()
     return runtime
 
 
@@ -226,25 +244,32 @@ async def stop_runtime(runtime: Runtime) -> None:
     left over stay for the next start), then the bus, and the database last,
     because consumers and relay use it until they are gone.
     """
+    name = runtime.spec.name
     await runtime.supervisor.stop(STOP_TASKS_TIMEOUT_S)
-    try:
-        await asyncio.wait_for(runtime.relay.flush(), FINAL_FLUSH_TIMEOUT_S)
-    except Exception as exc:
-        log.warning(
-            "%s: outbox not flushed at stop (%s: %s); it is published on the next start",
-            runtime.spec.name,
-            type(exc).__name__,
-            exc,
-        )
-    await _close(runtime.spec.name, runtime.bus, runtime.database)
+    await _bounded(name, "the last outbox flush", runtime.relay.flush(), FINAL_FLUSH_TIMEOUT_S)
+    await _close(name, runtime.bus, runtime.database)
 
 
 async def _close(service: str, bus: Bus, database: Database) -> None:
-    for name, close in (("bus", bus.close), ("database", database.dispose)):
-        try:
-            await close()
-        except Exception:
-            log.exception("%s: closing the %s failed", service, name)
+    await _bounded(service, "closing the bus", bus.close(), CLOSE_TIMEOUT_S)
+    await _bounded(service, "closing the database", database.dispose(), CLOSE_TIMEOUT_S)
+
+
+async def _bounded(service: str, step: str, work: Awaitable[object], timeout_s: float) -> bool:
+    """Run one step of a stop for at most ``timeout_s``; log and move on when it fails or
+    overruns. Unlike ``wait_for``, it does not wait for a cancelled step to unwind: a step
+    stuck in a driver call (a SQLite busy wait, an unreachable broker) cannot hold us."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        log.warning("%s: %s did not finish within %.1f s; going on", service, step, timeout_s)
+        return False
+    if task.exception() is not None:
+        exc = task.exception()
+        log.warning("%s: %s failed (%s: %s)", service, step, type(exc).__name__, exc)
+        return False
+    return True
 
 
 def _job_loop(runtime: Runtime, job: ScheduledJob) -> Callable[[], Awaitable[None]]:
@@ -333,7 +358,7 @@ def _admin_router() -> APIRouter:
         assert isinstance(runtime.clock, ManualClock)
         async with runtime.clock.lock:
             await runtime.run_jobs()
-        return {"now": runtime.clock.now(), "jobs": [job.name for job in runtime.spec.jobs]}
+        return {"now": runtime.clock.now(), "jobs": [job.name for job in runtime.jobs]}
 
     return router
 
