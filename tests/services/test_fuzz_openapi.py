@@ -26,6 +26,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from dunning_events.common import MAX_DAY, MIN_DAY, BoundedDay
 from dunning_events.money import Currency, Percent, PositiveAmount, PositiveMoney
 from dunning_runtime.app import ServiceSpec, create_app
 from dunning_runtime.openapi import ADMIN_SCHEME, PROBLEM_SCHEMA, TENANT_SCHEME
@@ -130,8 +132,8 @@ def schemathesis_command(base_url: str, config: Path) -> list[str]:
         "30",
     ]
     if os.environ.get("CI", "").lower() == "true":
+        # Deterministic generation keeps no example database either.
         command += ["--seed", "20261124", "--generation-deterministic"]
-        command += ["--generation-database", "none"]
     else:
         command += ["--generation-database", ":memory:"]
     return command
@@ -353,3 +355,17 @@ def test_positive_money_schema_refuses_zero_and_unknown_currencies() -> None:
     assert not validator.is_valid({"currency": "EUR", "amount": "0"})
     assert not validator.is_valid({"currency": "EUR", "amount": "0.00"})
     assert not validator.is_valid({"currency": "AAA", "amount": "1.00"})
+
+
+def test_the_bounded_day_schema_refuses_what_validation_refuses() -> None:
+    adapter: TypeAdapter[Any] = TypeAdapter(BoundedDay)
+    validator = jsonschema_rs.validator_for(adapter.json_schema())
+    inside = [MIN_DAY, MAX_DAY, date(2026, 2, 28)]
+    outside = [MIN_DAY - timedelta(days=1), MAX_DAY + timedelta(days=1), date(9999, 12, 31)]
+    for day in inside:
+        assert validator.is_valid(day.isoformat()), day
+        adapter.validate_python(day.isoformat())
+    for day in outside:
+        assert not validator.is_valid(day.isoformat()), day
+        with pytest.raises(ValidationError):
+            adapter.validate_python(day.isoformat())

@@ -101,6 +101,8 @@ BoundedDay = Annotated[
     WithJsonSchema(
         {
             **_DAY_SCHEMA,
+            # The years 2000-2199 (MIN_DAY to MAX_DAY), so the schema refuses what we refuse.
+            "pattern": r"^2[01][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
             "description": f"A date from {MIN_DAY.isoformat()} to {MAX_DAY.isoformat()}.",
         }
     ),

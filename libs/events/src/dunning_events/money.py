@@ -225,7 +225,7 @@ def _positive_amount(amount: Decimal) -> Decimal:
 
 def _percent(amount: Decimal) -> Decimal:
     if not 0 < amount <= 100:
-        raise ValueError("must be greater than 0 and at most 100")
+        raise ValueError("must be greater than 0 and less than or equal to 100")
     return amount
 
 

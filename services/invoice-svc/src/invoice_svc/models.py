@@ -30,6 +30,18 @@ def _places_fit(amount: Decimal, currency: str | None) -> None:
         check_money(amount, currency)
 
 
+def _keys_are_text(schema: dict[str, Any]) -> None:
+    # pydantic renders a pattern on dict keys as patternProperties, which lets any other key
+    # through; the keys' rule belongs in propertyNames, the values' in additionalProperties.
+    patterns = schema.pop("patternProperties", {})
+    if len(patterns) == 1:
+        [(pattern, values)] = patterns.items()
+        schema["propertyNames"] = {**schema.get("propertyNames", {}), "pattern": pattern}
+        schema["additionalProperties"] = values
+    else:
+        schema["patternProperties"] = patterns
+
+
 class _Body(BaseModel):
     # Unknown fields are an error: a typo must not silently drop data.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
@@ -43,6 +55,36 @@ class TermsIn(_Body):
 
 class InvoiceIn(_Body):
     """An invoice as the ERP posts it."""
+
+    # A valid example: the docs show it, and fuzzers start from it (a random body
+    # rarely passes the cross-field rules, so it would never reach the deeper code).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "invoice_id": "INV-2026-0042",
+                    "account_id": "ACME-7",
+                    "account_name": "Acme Tools GmbH",
+                    "contact": {"name": "Accounts payable", "email": "ap@acme.example"},
+                    "currency": "EUR",
+                    "amount_due": "1250.00",
+                    "issue_date": "2026-11-01",
+                    "due_date": "2026-12-01",
+                    "timezone": "Europe/Berlin",
+                    "locale": "de-DE",
+                    "late_fee": {"kind": "flat", "amount": "40.00"},
+                    "lines": [
+                        {
+                            "description": "Consulting, November",
+                            "quantity": "10",
+                            "unit_price": "125.00",
+                            "amount": "1250.00",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     invoice_id: Identifier
     account_id: Identifier
@@ -61,7 +103,7 @@ class InvoiceIn(_Body):
     lines: list[InvoiceLine] = Field(default_factory=list, max_length=500)
     metadata: dict[
         Annotated[FreeText, Field(max_length=100)], Annotated[FreeText, Field(max_length=1000)]
-    ] = Field(default_factory=dict, max_length=50)
+    ] = Field(default_factory=dict, max_length=50, json_schema_extra=_keys_are_text)
 
     @field_validator("amount_due")
     @classmethod
