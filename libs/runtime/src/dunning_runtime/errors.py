@@ -102,6 +102,11 @@ def is_transient(exc: BaseException) -> bool:
     Looks through the exception's causes, since drivers and SQLAlchemy wrap the
     underlying connection error.
     """
+    if not isinstance(exc, Exception):
+        # A cancellation (or exit) is never retried, whatever it interrupted: a retry
+        # loop that took a CancelledError raised while handling a ConnectionError for
+        # a transient failure would swallow the stop.
+        return False
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,11 +27,19 @@ from prometheus_client import Counter
 from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from dunning_events import Envelope
 from dunning_events.codec import to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database
+from dunning_runtime.errors import Outage, is_transient
 from dunning_runtime.messaging_tables import outbox, relay_lease
 from dunning_runtime.telemetry import current_trace_headers
 
@@ -104,6 +113,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
         lease_s: float = 15.0,
+        retry_max_s: float = 300.0,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -112,21 +122,38 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.lease = timedelta(seconds=lease_s)
+        self.retry_max_s = retry_max_s
         self.owner = str(uuid.uuid4())
+        self.outage = Outage(f"{service} relay", log)
         self._flush_lock = asyncio.Lock()
 
     async def run(self) -> None:
-        """Publish until cancelled; errors are logged and retried with a pause."""
+        """Publish until cancelled.
+
+        A transient failure (broker or database away) is retried with exponential
+        backoff and jitter, logged once per outage; past ``retry_max_s``, or on any
+        other error, it raises and the supervisor restarts it.
+        """
+
+        def note(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is not None:
+                self.outage.failed(exc)
+
         while True:
             self.outbox.wakeup.clear()
-            try:
-                await self.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s: outbox relay failed; retrying", self.service)
-                await asyncio.sleep(self.poll_interval_s)
-                continue
+            began = time.monotonic()
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_transient),
+                wait=wait_random_exponential(multiplier=0.2, max=5.0),
+                stop=stop_after_delay(self.retry_max_s),
+                before_sleep=note,
+                reraise=True,
+            ):
+                with attempt:
+                    began = time.monotonic()
+                    await self.flush()
+            self.outage.recovered(began)
             # The poll interval only matters for rows written by other processes.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.wakeup.wait(), self.poll_interval_s)
