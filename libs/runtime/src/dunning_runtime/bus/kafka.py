@@ -428,7 +428,8 @@ class KafkaConsumer:
                 offset=msg.offset,
                 key=msg.key or b"",
                 value=msg.value or b"",
-                headers=[(k, bytes(v)) for k, v in (msg.headers or ())],
+                # aiokafka hands (str, bytes) pairs already: no copy per header.
+                headers=list(msg.headers) if msg.headers else [],
                 timestamp_ms=msg.timestamp,
             )
             for tp, messages in sorted(batches.items())
