@@ -22,6 +22,8 @@ SPEC = ServiceSpec(
     routers=(api.router,),
     subscriptions=(consumers.payments,),
     jobs=(jobs.OVERDUE,),
+    # A batch carries up to 1,000 invoices; every other route keeps the default limit.
+    body_limits={"/v1/invoices/batch": 32 * 1024 * 1024},
     settings_type=InvoiceSettings,
 )
 
