@@ -42,8 +42,8 @@ schemas: install ## Regenerate the committed JSON Schemas and AsyncAPI document 
 	@$(UV) run --no-sync python -m dunning_events.generate
 
 .PHONY: bench
-bench: install ## Run the benchmarks (bus throughput, outbox relay) and print figures
-	@$(UV) run --no-sync python -m benchmarks
+bench: install ## Benchmarks on the configured backends: prints a table, writes bench/results.json (BENCH_ARGS=--help)
+	@$(UV) run --no-sync python -m benchmarks $(BENCH_ARGS)
 
 .PHONY: kafka-up
 kafka-up: ## Start a real Apache Kafka broker (KRaft, single node) on 127.0.0.1:9092 from Maven Central jars
