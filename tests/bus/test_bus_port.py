@@ -97,3 +97,29 @@ async def test_two_members_split_partitions_and_commits_are_owner_checked(settin
         await a.stop()
         await b.stop()
         await bus.close()
+
+
+async def test_embedded_fetch_is_fair_across_partitions(settings_factory, tmp_path) -> None:
+    """A backlog in the lowest partition does not starve the others."""
+    from dunning_runtime.bus import EmbeddedBus
+
+    bus = EmbeddedBus(tmp_path / "fair.sqlite", partitions=4)
+    await bus.start()
+    await bus.ensure_topics([topics.INVOICES])
+    keys: dict[int, str] = {}
+    n = 0
+    while len(keys) < 4:
+        keys.setdefault(partition_for(f"acme:acc-{n}".encode(), 4), f"acc-{n}")
+        n += 1
+    await bus.publish([message(overdue(keys[0], seq)) for seq in range(1, 1001)])
+    await bus.publish([message(overdue(keys[p], 1)) for p in (1, 2, 3)])
+    consumer = bus.consumer("fair", [topics.INVOICES])
+    await consumer.start()
+    try:
+        first = await consumer.poll(1.0, 100)
+    finally:
+        await consumer.stop()
+        await bus.close()
+    assert {r.partition for r in first} == {0, 1, 2, 3}
+    backlog = [r.offset for r in first if r.partition == 0]
+    assert backlog == list(range(len(backlog))), "one partition's records stay in order"
