@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from dunning_runtime.settings import ServiceSettings, load_settings, setting_env_names
+from dunning_runtime.settings import (
+    SERVICE_ORDER,
+    ServiceSettings,
+    load_settings,
+    setting_env_names,
+)
+from invoice_svc.main import SPEC as INVOICE
+from invoice_svc.settings import InvoiceSettings
+from notify_svc.main import SPEC as NOTIFY
+from notify_svc.settings import NotifySettings
+from payment_svc.main import SPEC as PAYMENT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_api_keys_map_keys_to_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,3 +81,77 @@ def test_bad_settings_stop_start_up_naming_the_variable(env: dict[str, str], mes
 
 def test_load_settings_returns_valid_settings() -> None:
     assert load_settings("notify-svc", port=9999).port == 9999
+
+
+def test_each_service_reads_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DUNNING_TENANT_GRACE_DAYS", "acme:3")
+    monkeypatch.setenv("DUNNING_SMTP_URL", "smtp://mail:25")
+    invoice = load_settings(INVOICE)
+    assert isinstance(invoice, InvoiceSettings)
+    assert invoice.grace_days_for("acme") == 3 and invoice.grace_days_for("globex") == 0
+    notify = load_settings(NOTIFY)
+    assert isinstance(notify, NotifySettings) and notify.smtp_url == "smtp://mail:25"
+    # The shared settings know neither: a service reads only what it uses.
+    assert not hasattr(load_settings(PAYMENT), "smtp_url")
+    assert not hasattr(notify, "grace_days")
+
+
+def test_setting_env_names_cover_every_service() -> None:
+    names = setting_env_names()
+    assert {"DUNNING_GRACE_DAYS", "DUNNING_TENANT_GRACE_DAYS", "DUNNING_SMTP_URL"} <= names
+    assert {"DUNNING_ADMIN_KEY", "DUNNING_BASE_PORT"} <= names
+    assert "DUNNING_SMTP_URL" not in setting_env_names(ServiceSettings)
+
+
+def test_settings_doc_lists_every_setting_and_who_reads_it() -> None:
+    text = (ROOT / "docs" / "settings.md").read_text()
+    missing = sorted(name for name in setting_env_names() if f"`{name}`" not in text)
+    assert not missing, f"docs/settings.md does not list {missing}"
+    invoice_part = text[text.index("## invoice-svc only") : text.index("## notify-svc only")]
+    assert "`DUNNING_GRACE_DAYS`" in invoice_part and "`DUNNING_TENANT_GRACE_DAYS`" in invoice_part
+    assert "`DUNNING_SMTP_URL`" in text[text.index("## notify-svc only") :]
+
+
+def test_base_port_moves_every_default_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in setting_env_names():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DUNNING_BASE_PORT", "9001")
+    ports = [load_settings(name).port for name in SERVICE_ORDER]
+    assert ports == [9001, 9002, 9003, 9004]
+    monkeypatch.setenv("DUNNING_PORT", "7000")
+    assert load_settings("invoice-svc").port == 7000
+
+
+def test_admin_key_is_a_secret_compared_in_constant_time() -> None:
+    settings = ServiceSettings(service_name="x", admin_key="s3cret", api_keys="acme:k1")
+    assert settings.is_admin_key("s3cret")
+    assert not settings.is_admin_key("k1") and not settings.is_admin_key("")
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.model_dump())
+    assert not ServiceSettings(service_name="x").is_admin_key("")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DUNNING_TENANT_GRACE_DAYS": "acme:400"}, "DUNNING_TENANT_GRACE_DAYS"),
+        ({"DUNNING_GRACE_DAYS": "-1"}, "DUNNING_GRACE_DAYS"),
+        ({"DUNNING_BASE_PORT": "70000"}, "DUNNING_BASE_PORT"),
+    ],
+)
+def test_bad_service_settings_stop_start_up_naming_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    code = (
+        "from invoice_svc.main import SPEC; "
+        "from dunning_runtime.settings import load_settings; load_settings(SPEC)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "invoice-svc: invalid settings" in result.stderr
+    assert message in result.stderr
