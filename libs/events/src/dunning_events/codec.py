@@ -152,7 +152,12 @@ def from_kafka(
     except TypeError:
         raise DecodeError("headers: not a list of (name, value) pairs") from None
     for pair in pairs:
-        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+        # type() first: exact tuples and str are what clients hand us, and cheaper to test.
+        if (
+            (type(pair) is not tuple and not isinstance(pair, tuple))
+            or len(pair) != 2
+            or not isinstance(pair[0], str)
+        ):
             raise DecodeError(f"headers: {pair!r:.60} is not a (name, value) pair")
         name, raw = pair
         # Producers write lower-case names; other spellings take the slower path.
@@ -167,7 +172,13 @@ def from_kafka(
                 continue
         if attribute in attributes:
             raise DecodeError(f"header {name}: appears more than once")
-        attributes[attribute] = _header_text(name, raw)
+        if type(raw) is bytes:
+            try:
+                attributes[attribute] = raw.decode()
+            except UnicodeDecodeError:
+                raise DecodeError(f"header {name}: not UTF-8 text") from None
+        else:
+            attributes[attribute] = _header_text(name, raw)
 
     if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
         raise DecodeError("value: not bytes")
