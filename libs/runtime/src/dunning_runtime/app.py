@@ -213,7 +213,9 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
         await _close(spec.name, bus, database)
         raise
     outbox = Outbox()
-    relay = OutboxRelay(database, bus, outbox, service=spec.name)
+    relay = OutboxRelay(
+        database, bus, outbox, service=spec.name, retry_max_s=settings.consumer_retry_max_s
+    )
     supervisor = Supervisor(spec.name)
     runtime = Runtime(spec, settings, clock, database, bus, outbox, relay, supervisor)
     supervisor.start(f"{spec.name}-relay", relay.run)
@@ -225,6 +227,8 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
             subscription,
             max_attempts=settings.consumer_max_attempts,
             batch_size=settings.consumer_batch_size,
+            concurrency=settings.consumer_concurrency,
+            retry_max_s=settings.consumer_retry_max_s,
         )
         runtime.consumers.append(consumer)
         supervisor.start(subscription.group, consumer.run)
