@@ -14,6 +14,7 @@ import builtins
 import re
 import uuid
 from datetime import datetime
+from functools import cache
 from typing import Annotated, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
@@ -117,6 +118,13 @@ class Event(BaseModel):
 E = TypeVar("E", bound=Event)
 
 
+@cache
+def _attributes_of(cls: type[Event]) -> tuple[str, str, int]:
+    """``type``, ``dataschema`` and ``schemaversion`` for payloads of ``cls`` (fixed per
+    class; an envelope checks them on every decode)."""
+    return cls.cloudevent_type(), cls.dataschema(), cls.version
+
+
 class Envelope(BaseModel):
     """One event as published: CloudEvents context attributes plus the payload.
 
@@ -180,15 +188,23 @@ class Envelope(BaseModel):
     @model_validator(mode="after")
     def _attributes_match_data(self) -> Self:
         data = self.data
-        expected = {
-            "type": data.cloudevent_type(),
-            "dataschema": data.dataschema(),
-            "schemaversion": data.version,
-            "subject": data.account_id,
-        }
-        for name, value in expected.items():
-            if getattr(self, name) != value:
-                raise ValueError(f"{name} must be {value!r} for this data")
+        type_, dataschema, version = _attributes_of(builtins.type(data))
+        # The common case in one comparison; the loop names the first attribute that differs.
+        if (self.type, self.dataschema, self.schemaversion, self.subject) != (
+            type_,
+            dataschema,
+            version,
+            data.account_id,
+        ):
+            expected = {
+                "type": type_,
+                "dataschema": dataschema,
+                "schemaversion": version,
+                "subject": data.account_id,
+            }
+            for name, value in expected.items():
+                if getattr(self, name) != value:
+                    raise ValueError(f"{name} must be {value!r} for this data")
         if self.tracestate is not None and self.traceparent is None:
             raise ValueError("tracestate needs a traceparent")
         return self
