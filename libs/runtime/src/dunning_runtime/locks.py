@@ -41,6 +41,9 @@ async def lock_accounts(session: AsyncSession, keys: Iterable[tuple[str, str]]) 
     so two transactions locking overlapping sets never wait for each other in a cycle.
     """
     if session.get_bind().dialect.name != "postgresql":
+        # Start the transaction now: its BEGIN IMMEDIATE takes SQLite's one write lock,
+        # which covers every account, before the caller reads anything.
+        await session.connection()
         return
     ids = sorted({account_lock_id(tenant, account) for tenant, account in keys})
     if not ids:

@@ -1,6 +1,9 @@
 """An index on ``idempotency_keys.created_at``, so retention purges without a full scan.
 
-Revision ID: messaging_0004
+The revision id is the file name (tests find the head by it) and fits alembic_version's 32
+characters.
+
+Revision ID: messaging_0004_idempotency
 Revises: messaging_0003
 """
 
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "messaging_0004"
+revision = "messaging_0004_idempotency"
 down_revision = "messaging_0003"
 branch_labels = None
 depends_on = None

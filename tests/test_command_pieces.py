@@ -1,0 +1,182 @@
+"""The shared command pieces in the runtime (issue 6, §6): cursors, account locks,
+Idempotency-Key storage and retention, on the active backend."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import func, insert, select
+
+from dunning_runtime import idempotency
+from dunning_runtime.db import Database
+from dunning_runtime.locks import account_lock_id, lock_account, lock_accounts
+from dunning_runtime.messaging_tables import idempotency_keys
+from dunning_runtime.pagination import MAX_POSITION, decode_cursor, encode_cursor
+from dunning_runtime.problems import Problem
+from tests.support import ledger
+
+# -- cursors -----------------------------------------------------------------
+
+
+@given(st.integers(min_value=0, max_value=MAX_POSITION))
+def test_a_cursor_carries_its_position(position: int) -> None:
+    cursor = encode_cursor(position)
+    assert decode_cursor(cursor) == position
+    assert cursor.isascii() and "=" not in cursor
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "%%%",
+        "",
+        "\u00e9t\u00e9",
+        _b64("s:" + str(MAX_POSITION + 1)),
+        _b64("s:" + "9" * 30),
+        _b64("1" * 30),
+        _b64("s:-5"),
+        _b64("s:1e3"),
+        "A" * 100,
+    ],
+)
+def test_a_cursor_the_api_did_not_make_is_a_422_naming_it(cursor: str) -> None:
+    with pytest.raises(Problem) as info:
+        decode_cursor(cursor)
+    assert info.value.status == 422
+    assert info.value.errors is not None
+    assert [e["field"] for e in info.value.errors] == ["query.cursor"]
+
+
+# -- account locks -----------------------------------------------------------
+
+
+def test_lock_ids_are_stable_signed_64_bit_and_per_key() -> None:
+    # Fixed across processes and releases: Python's hash() would be salted per process.
+    assert account_lock_id("acme", "ACME-42") == account_lock_id("acme", "ACME-42")
+    assert account_lock_id("acme", "ACME-42") == -5852516220059621114
+    ids = {account_lock_id(t, a) for t in ("acme", "globex") for a in ("A", "B", "ACME-42")}
+    assert len(ids) == 6
+    assert all(-(2**63) <= i < 2**63 for i in ids)
+
+
+@pytest.fixture
+async def database(settings_factory):
+    settings = settings_factory("pieces")
+    db = Database(settings.effective_database_url, schema=settings.effective_schema)
+    await db.migrate(ledger.VERSIONS)
+    yield db
+    await db.dispose()
+
+
+async def test_one_transaction_at_a_time_works_on_an_account(database: Database) -> None:
+    """The second writer of an account waits until the first has committed; on SQLite
+    the write lock of BEGIN IMMEDIATE does what the advisory lock does on PostgreSQL."""
+    order: list[str] = []
+    first_locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with database.transaction() as session:
+            await lock_account(session, "acme", "ACME-42")
+            order.append("first locked")
+            first_locked.set()
+            await release.wait()
+            order.append("first commits")
+
+    async def second() -> None:
+        await first_locked.wait()
+        async with database.transaction() as session:
+            await lock_accounts(session, [("acme", "ACME-42"), ("acme", "OTHER")])
+            order.append("second locked")
+
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    await first_locked.wait()
+    await asyncio.sleep(0.5)  # time for the second to (wrongly) get through
+    assert order == ["first locked"]
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert order == ["first locked", "first commits", "second locked"]
+
+
+# -- idempotency keys --------------------------------------------------------
+
+
+def test_the_fingerprint_reads_json_by_content() -> None:
+    one = idempotency.request_hash("POST", "/v1/x", "", b'{"a": 1, "b": [1, 2]}')
+    same = idempotency.request_hash("POST", "/v1/x", "", b'{"b":[1,2],"a":1}')
+    assert one == same
+    assert one != idempotency.request_hash("POST", "/v1/x", "", b'{"a": 2, "b": [1, 2]}')
+    assert one != idempotency.request_hash("POST", "/v1/y", "", b'{"a": 1, "b": [1, 2]}')
+    assert one != idempotency.request_hash("POST", "/v1/x", "q=1", b'{"a": 1, "b": [1, 2]}')
+
+
+async def test_a_claimed_key_is_replayed_refused_or_taken_over(database: Database) -> None:
+    now = datetime.now(UTC)
+    async with database.transaction() as session:
+        assert await idempotency.claim(session, "acme", "k", "h1", now) is None
+    async with database.transaction() as session:
+        with pytest.raises(Problem) as busy:
+            await idempotency.claim(session, "acme", "k", "h1", now)
+    assert (busy.value.status, busy.value.type.rsplit("/", 1)[1]) == (409, "idempotency-key-in-use")
+    # A claim whose request died is taken over once it is old enough.
+    later = now + idempotency.CLAIM_TIMEOUT + timedelta(seconds=1)
+    async with database.transaction() as session:
+        assert await idempotency.claim(session, "acme", "k", "h1", later) is None
+        await idempotency.remember(session, "acme", "k", 201, {"id": 1})
+    async with database.transaction() as session:
+        stored = await idempotency.claim(session, "acme", "k", "h1", later)
+        assert stored == idempotency.StoredResponse(201, {"id": 1})
+        with pytest.raises(Problem) as reused:
+            await idempotency.claim(session, "acme", "k", "h2", later)
+    assert reused.value.type.endswith("idempotency-key-reused")
+    # Released claims free their key; keys are per tenant.
+    async with database.transaction() as session:
+        assert await idempotency.claim(session, "globex", "k", "h2", later) is None
+        await idempotency.release(session, "globex", "k")
+        assert await idempotency.claim(session, "globex", "k", "h3", later) is None
+
+
+async def test_purge_forgets_keys_older_than_the_window_a_batch_at_a_time(
+    database: Database,
+) -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    rows = [
+        {
+            "tenant": "acme",
+            "key": f"k{i}",
+            "request_hash": "h",
+            "status_code": 200,
+            "response": {},
+            "created_at": now - timedelta(hours=i),
+        }
+        for i in range(30)
+    ]
+    async with database.transaction() as session:
+        await session.execute(insert(idempotency_keys), rows)
+    before = now - timedelta(hours=24)
+    async with database.transaction() as session:
+        assert await idempotency.purge(session, before, 4) == 4
+    async with database.transaction() as session:
+        assert await idempotency.purge(session, before, 100) == 1  # k25..k29 were > 24 h old
+    async with database.transaction() as session:
+        assert await idempotency.purge(session, before, 100) == 0
+        kept = (
+            await session.execute(select(func.count()).select_from(idempotency_keys))
+        ).scalar_one()
+        newest_gone = (
+            await session.execute(
+                select(func.count())
+                .select_from(idempotency_keys)
+                .where(idempotency_keys.c.created_at < before)
+            )
+        ).scalar_one()
+    assert (kept, newest_gone) == (25, 0)
