@@ -20,6 +20,7 @@ from dunning_events import (
     InvoiceIssued,
     Money,
     PaymentReceived,
+    make_envelope,
 )
 from dunning_runtime.scope import Scope
 from invoice_svc import commands, consumers
@@ -61,12 +62,10 @@ async def test_payment_for_an_invoice_being_created_is_never_left_pending(
         assert created.status == 201
 
         async def payment() -> None:
+            event = received("P1", "INV-1001", "1250.00")
+            envelope = make_envelope(event, tenant="acme", source="/payment-svc", time=now)
             async with runtime.database.transaction() as other:
-                await consumers.apply_payment_received(
-                    other,
-                    Scope("acme", now, runtime.outbox, SOURCE),
-                    received("P1", "INV-1001", "1250.00"),
-                )
+                await consumers.apply_payments(other, runtime.outbox, [envelope])
 
         paying = asyncio.create_task(payment())
         # Give the payment every chance to run ahead of the invoice's commit.

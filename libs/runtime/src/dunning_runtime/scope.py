@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events import Event, make_envelope
+from dunning_events import Envelope, Event, make_envelope
 from dunning_runtime.outbox import Outbox
 
 
@@ -29,15 +29,13 @@ class Scope:
     source: str
 
 
+def envelope_of(scope: Scope, event: Event) -> Envelope:
+    """``event`` in its envelope, stamped with the scope's tenant, source and instant."""
+    return make_envelope(event, tenant=scope.tenant, source=scope.source, time=scope.now)
+
+
 async def emit(session: AsyncSession, scope: Scope, *events: Event) -> None:
     """Stage ``events`` for the outbox in ``session``'s transaction, stamped with the
     scope's tenant, source and instant."""
-    if not events:
-        return
-    await scope.outbox.add(
-        session,
-        *(
-            make_envelope(e, tenant=scope.tenant, source=scope.source, time=scope.now)
-            for e in events
-        ),
-    )
+    if events:
+        await scope.outbox.add(session, *(envelope_of(scope, e) for e in events))

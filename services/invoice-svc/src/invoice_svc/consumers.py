@@ -1,92 +1,186 @@
 """invoice-svc's event handlers: payments move invoice balances.
 
-Each handler locks the account first, like every other writer, so a payment and
-an invoice being created for it never miss each other, and one account's events
+The payments subscription takes a partition's chunk at once (a batch handler):
+it locks every account the chunk touches, loads the chunk's allocations and
+invoices with one query each, folds the events through the rules in memory, in
+partition order, and writes the changes back with one statement per kind.
+Like every other writer it takes the account locks first, so a payment and an
+invoice being created for it never miss each other, and an account's events
 leave through the outbox in the order their transactions committed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events import Envelope, PaymentReceived, PaymentReversed, topics
-from dunning_events.money import from_minor
+from dunning_events import Envelope, Event, PaymentReceived, PaymentReversed, topics
+from dunning_events.money import check_money, from_minor, to_minor
 from dunning_runtime.app import Runtime
 from dunning_runtime.consumer import Subscription
+from dunning_runtime.errors import EventRejected
 from dunning_runtime.locks import lock_accounts
-from dunning_runtime.scope import Scope, emit
+from dunning_runtime.outbox import Outbox
+from dunning_runtime.scope import envelope_of
 from invoice_svc import domain, events, storage
 from invoice_svc.commands import scope_for
+from invoice_svc.storage import allocations, invoices
 from invoice_svc.views import balance_of
 
+Payment = PaymentReceived | PaymentReversed
+InvoiceKey = tuple[str, str]  # tenant, invoice_id
+AllocationKey = tuple[str, str, str]  # tenant, payment_id, invoice_id
 
-async def _lock_for(
-    session: AsyncSession, tenant: str, account_id: str, invoice_ids: list[str]
-) -> None:
-    # The event's account, and the accounts of the invoices it names (a payment may
-    # be allocated to another account's invoice), in the one lock order.
-    accounts = await storage.account_of_invoices(session, tenant, invoice_ids)
-    await lock_accounts(session, [(tenant, a) for a in {account_id, *accounts.values()}])
+#: The invoice columns a payment can change, written back for every changed invoice.
+_PAYMENT_COLUMNS = (
+    "amount_paid_minor",
+    "credited_minor",
+    "status",
+    "chase_pending",
+    "settled_at",
+    "overdue_notified_at",
+    "updated_at",
+)
 
 
-async def apply_payment_received(
-    session: AsyncSession, scope: Scope, event: PaymentReceived
-) -> None:
-    """Apply each allocation to its invoice; one whose invoice is unknown waits for it, one
-    in another currency is kept unapplied."""
-    invoice_ids = [a.invoice_id for a in event.allocations]
-    await _lock_for(session, scope.tenant, event.account_id, invoice_ids)
-    recorded = {
-        r["invoice_id"]
-        for r in await storage.allocations_of(session, scope.tenant, event.payment_id)
+@dataclass
+class _Chunk:
+    """The state a chunk of payments works on, loaded once and changed in memory."""
+
+    invoices: dict[InvoiceKey, dict[str, Any]]
+    allocations: dict[AllocationKey, dict[str, Any]]
+    changed_invoices: set[InvoiceKey] = field(default_factory=set)
+    new_allocations: list[AllocationKey] = field(default_factory=list)
+    reversed_allocations: set[AllocationKey] = field(default_factory=set)
+
+
+def _payments(envelopes: Sequence[Envelope]) -> list[tuple[Envelope, Payment]]:
+    return [(e, e.data) for e in envelopes if isinstance(e.data, PaymentReceived | PaymentReversed)]
+
+
+async def _load(session: AsyncSession, payments: list[tuple[Envelope, Payment]]) -> _Chunk:
+    """Lock the chunk's accounts, then load its allocations and invoices (one query each)."""
+    payment_keys = sorted({(e.tenant, p.payment_id) for e, p in payments})
+    recorded = await _allocations_of(session, payment_keys)
+    named = {(e.tenant, a.invoice_id) for e, p in payments for a in p.allocations}
+    named |= {(t, i) for t, _, i in recorded}
+    accounts = {(e.tenant, p.account_id) for e, p in payments}
+    accounts |= {
+        (row["tenant"], row["account_id"])
+        for row in (await _invoices(session, named, lock=False)).values()
     }
-    rows = await storage.get_invoices(session, scope.tenant, invoice_ids, for_update=True)
-    for allocation in event.allocations:
-        if allocation.invoice_id in recorded:
-            continue  # this allocation was already recorded (or reversed first)
-        recorded.add(allocation.invoice_id)
-        amount = allocation.amount
-        row = rows.get(allocation.invoice_id)
-        applies = domain.payment_applies(row["currency"] if row else None, amount.currency)
-        await storage.record_allocation(
-            session, scope.tenant, event.payment_id, allocation, applied=applies, reversed_=False
+    await lock_accounts(session, accounts)
+    # Read again under the locks: what was read before only chose the locks.
+    recorded = await _allocations_of(session, payment_keys)
+    named |= {(t, i) for t, _, i in recorded}
+    return _Chunk(invoices=await _invoices(session, named, lock=True), allocations=recorded)
+
+
+async def _allocations_of(
+    session: AsyncSession, payment_keys: list[tuple[str, str]]
+) -> dict[AllocationKey, dict[str, Any]]:
+    if not payment_keys:
+        return {}
+    rows = await session.execute(
+        select(allocations).where(
+            or_(
+                *(
+                    and_(allocations.c.tenant == t, allocations.c.payment_id == p)
+                    for t, p in payment_keys
+                )
+            )
         )
+    )
+    return {(r["tenant"], r["payment_id"], r["invoice_id"]): dict(r) for r in rows.mappings()}
+
+
+async def _invoices(
+    session: AsyncSession, keys: set[InvoiceKey], *, lock: bool
+) -> dict[InvoiceKey, dict[str, Any]]:
+    if not keys:
+        return {}
+    query = select(invoices).where(
+        or_(*(and_(invoices.c.tenant == t, invoices.c.invoice_id == i) for t, i in sorted(keys)))
+    )
+    if lock:
+        query = query.with_for_update()
+    rows = await session.execute(query)
+    return {(r["tenant"], r["invoice_id"]): dict(r) for r in rows.mappings()}
+
+
+def _received(chunk: _Chunk, envelope: Envelope, event: PaymentReceived) -> list[Event]:
+    """Apply each allocation to its invoice; one whose invoice is unknown waits for it,
+    one in another currency is kept unapplied."""
+    out: list[Event] = []
+    tenant, now = envelope.tenant, envelope.time
+    for allocation in event.allocations:
+        key = (tenant, event.payment_id, allocation.invoice_id)
+        if key in chunk.allocations:
+            continue  # already recorded (a redelivered payment), or reversed first
+        amount = allocation.amount
+        try:
+            check_money(amount.amount, amount.currency)
+        except ValueError as exc:
+            raise EventRejected(
+                f"allocation to {allocation.invoice_id}: {exc}", envelope.id
+            ) from exc
+        row = chunk.invoices.get((tenant, allocation.invoice_id))
+        applies = domain.payment_applies(row["currency"] if row else None, amount.currency)
+        chunk.allocations[key] = {
+            "tenant": tenant,
+            "payment_id": event.payment_id,
+            "invoice_id": allocation.invoice_id,
+            "currency": amount.currency,
+            "amount_minor": to_minor(amount.amount, amount.currency),
+            "applied": applies,
+            "reversed": False,
+        }
+        chunk.new_allocations.append(key)
         if row is None or not applies:
             continue
         before = balance_of(row)
         after = domain.apply_payment(before, amount.amount)
-        stored = await storage.store(session, row, scope.now, after)
-        rows[allocation.invoice_id] = stored  # type: ignore[assignment]
+        row.update(storage.changed_values(row, now, after))
+        chunk.changed_invoices.add((tenant, allocation.invoice_id))
         if domain.settles(before, after):
-            await emit(session, scope, events.settled(stored, scope.now))
+            out.append(events.settled(row, now))
+    return out
 
 
-async def apply_payment_reversed(
-    session: AsyncSession, scope: Scope, event: PaymentReversed
-) -> None:
+def _reversed(chunk: _Chunk, envelope: Envelope, event: PaymentReversed) -> None:
     """Undo the payment's allocations; an invoice it had settled reopens and is chased again."""
-    recorded = await storage.allocations_of(session, scope.tenant, event.payment_id)
-    invoice_ids = [r["invoice_id"] for r in recorded] or [a.invoice_id for a in event.allocations]
-    await _lock_for(session, scope.tenant, event.account_id, invoice_ids)
-    # Read again under the lock: a concurrent writer may have changed them meanwhile.
-    recorded = await storage.allocations_of(session, scope.tenant, event.payment_id)
+    tenant, now = envelope.tenant, envelope.time
+    recorded = [k for k in chunk.allocations if k[:2] == (tenant, event.payment_id)]
     if not recorded:
         # The reversal overtook the payment: remember it so the payment is never applied.
         for allocation in event.allocations:
-            await storage.record_allocation(
-                session, scope.tenant, event.payment_id, allocation, applied=False, reversed_=True
-            )
+            key = (tenant, event.payment_id, allocation.invoice_id)
+            if key in chunk.allocations:
+                continue
+            amount = allocation.amount
+            chunk.allocations[key] = {
+                "tenant": tenant,
+                "payment_id": event.payment_id,
+                "invoice_id": allocation.invoice_id,
+                "currency": amount.currency,
+                "amount_minor": to_minor(amount.amount, amount.currency),
+                "applied": False,
+                "reversed": True,
+            }
+            chunk.new_allocations.append(key)
         return
-    rows = await storage.get_invoices(
-        session, scope.tenant, [r["invoice_id"] for r in recorded], for_update=True
-    )
-    for allocated in recorded:
+    for key in recorded:
+        allocated = chunk.allocations[key]
         if allocated["reversed"]:
             continue
-        await storage.mark_reversed(
-            session, scope.tenant, event.payment_id, allocated["invoice_id"]
-        )
-        row = rows.get(allocated["invoice_id"])
+        allocated["reversed"] = True
+        if key not in chunk.new_allocations:
+            chunk.reversed_allocations.add(key)
+        row = chunk.invoices.get((tenant, key[2]))
         if not allocated["applied"] or row is None:
             continue
         before = balance_of(row)
@@ -95,20 +189,67 @@ async def apply_payment_reversed(
         )
         # A reopened invoice is owed an InvoiceOverdue again once it is past due.
         changes = {"overdue_notified_at": None} if domain.reopens(before, after) else {}
-        rows[allocated["invoice_id"]] = await storage.store(  # type: ignore[assignment]
-            session, row, scope.now, after, **changes
+        row.update(storage.changed_values(row, now, after, **changes))
+        chunk.changed_invoices.add((tenant, key[2]))
+
+
+async def _write_back(session: AsyncSession, chunk: _Chunk) -> None:
+    """One statement per kind of change, each run for all the rows it concerns."""
+    if chunk.new_allocations:
+        await session.execute(
+            insert(allocations), [chunk.allocations[k] for k in chunk.new_allocations]
         )
+    if chunk.reversed_allocations:
+        await session.execute(
+            update(allocations)
+            .where(
+                allocations.c.tenant == bindparam("k_tenant"),
+                allocations.c.payment_id == bindparam("k_payment"),
+                allocations.c.invoice_id == bindparam("k_invoice"),
+            )
+            .values(reversed=True),
+            [
+                {"k_tenant": t, "k_payment": p, "k_invoice": i}
+                for t, p, i in sorted(chunk.reversed_allocations)
+            ],
+        )
+    if chunk.changed_invoices:
+        await session.execute(
+            update(invoices)
+            .where(invoices.c.seq == bindparam("k_seq"))
+            .values({c: bindparam(f"v_{c}") for c in _PAYMENT_COLUMNS}),
+            [
+                {"k_seq": row["seq"], **{f"v_{c}": row[c] for c in _PAYMENT_COLUMNS}}
+                for row in (chunk.invoices[k] for k in sorted(chunk.changed_invoices))
+            ],
+        )
+
+
+async def apply_payments(
+    session: AsyncSession, outbox: Outbox, envelopes: Sequence[Envelope]
+) -> None:
+    """Apply a chunk of ``PaymentReceived`` and ``PaymentReversed`` events, in order, each
+    at its own time (a redelivery must produce the same state)."""
+    payments = _payments(envelopes)
+    if not payments:
+        return
+    chunk = await _load(session, payments)
+    staged = []
+    for envelope, event in payments:
+        scope = scope_for(envelope.tenant, envelope.time, outbox)
+        if isinstance(event, PaymentReceived):
+            staged += [envelope_of(scope, e) for e in _received(chunk, envelope, event)]
+        else:
+            _reversed(chunk, envelope, event)
+    await _write_back(session, chunk)
+    if staged:
+        await outbox.add(session, *staged)
 
 
 def payments(runtime: Runtime) -> Subscription:
     """Apply ``PaymentReceived`` and ``PaymentReversed`` to the invoices they name."""
 
-    async def handle(session: AsyncSession, envelope: Envelope) -> None:
-        # The event's own time: a redelivery must produce the same state.
-        scope = scope_for(envelope.tenant, envelope.time, runtime.outbox)
-        if isinstance(envelope.data, PaymentReceived):
-            await apply_payment_received(session, scope, envelope.data)
-        elif isinstance(envelope.data, PaymentReversed):
-            await apply_payment_reversed(session, scope, envelope.data)
+    async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        await apply_payments(session, runtime.outbox, envelopes)
 
-    return Subscription("invoice-svc", (topics.PAYMENTS,), handle)
+    return Subscription("invoice-svc", (topics.PAYMENTS,), batch_handler=handle)

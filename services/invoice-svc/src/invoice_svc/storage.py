@@ -33,7 +33,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events import Allocation
 from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import SequenceId
 from invoice_svc import domain
@@ -120,22 +119,6 @@ async def get_invoices(
         query = query.with_for_update()
     rows = await session.execute(query)
     return {row["invoice_id"]: row for row in rows.mappings()}
-
-
-async def get_invoices_of(
-    session: AsyncSession, keys: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], RowMapping]:
-    """Invoices by ``(tenant, invoice_id)`` across tenants, locked for update, in one query."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    query = (
-        select(invoices)
-        .where(or_(*(and_(invoices.c.tenant == t, invoices.c.invoice_id == i) for t, i in wanted)))
-        .with_for_update()
-    )
-    rows = await session.execute(query)
-    return {(row["tenant"], row["invoice_id"]): row for row in rows.mappings()}
 
 
 async def account_of_invoices(
@@ -276,56 +259,6 @@ async def store(
     values = changed_values(row, now, balance, **changes)
     await session.execute(update(invoices).where(invoices.c.seq == row["seq"]).values(**values))
     return {**dict(row), **values}
-
-
-async def record_allocation(
-    session: AsyncSession,
-    tenant: str,
-    payment_id: str,
-    allocation: Allocation,
-    *,
-    applied: bool,
-    reversed_: bool,
-) -> None:
-    """Remember one allocation of a payment, so it is applied once and can be undone."""
-    await session.execute(
-        insert(allocations).values(
-            tenant=tenant,
-            payment_id=payment_id,
-            invoice_id=allocation.invoice_id,
-            currency=allocation.amount.currency,
-            amount_minor=to_minor(allocation.amount.amount, allocation.amount.currency),
-            applied=applied,
-            reversed=reversed_,
-        )
-    )
-
-
-async def allocations_of(
-    session: AsyncSession, tenant: str, payment_id: str
-) -> Sequence[RowMapping]:
-    """Every recorded allocation of one payment."""
-    rows = await session.execute(
-        select(allocations).where(
-            allocations.c.tenant == tenant, allocations.c.payment_id == payment_id
-        )
-    )
-    return rows.mappings().all()
-
-
-async def mark_reversed(
-    session: AsyncSession, tenant: str, payment_id: str, invoice_id: str
-) -> None:
-    """Flag one allocation as undone."""
-    await session.execute(
-        update(allocations)
-        .where(
-            allocations.c.tenant == tenant,
-            allocations.c.payment_id == payment_id,
-            allocations.c.invoice_id == invoice_id,
-        )
-        .values(reversed=True)
-    )
 
 
 async def overdue_accounts(
