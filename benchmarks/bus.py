@@ -30,7 +30,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Column, Integer, MetaData, String, Table, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from dunning_events import Envelope, topics
 from dunning_events.codec import from_kafka, to_kafka
@@ -93,6 +93,18 @@ async def upsert_rows(session: AsyncSession, envelopes: Sequence[Envelope]) -> N
             _SQLITE_UPSERT,
             [{"event_id": e.id, "account": e.subject, "seq": _seq(e)} for e in envelopes],
         )
+
+
+async def drop_schema(settings: ServiceSettings) -> None:
+    """Drop the run's PostgreSQL schema, so runs leave no tables behind."""
+    if not settings.effective_schema:
+        return
+    engine = create_async_engine(settings.effective_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.effective_schema}" CASCADE'))
+    finally:
+        await engine.dispose()
 
 
 def _cpu_seconds() -> float:
@@ -171,6 +183,7 @@ async def run(
     finally:
         await bus.close()
         await database.dispose()
+        await drop_schema(settings)
     return figures
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 
+from benchmarks.bus import drop_schema
 from dunning_runtime.app import create_app
-from dunning_runtime.settings import ServiceSettings
 from invoice_svc.main import SPEC
 
 AUTH = {"Authorization": "Bearer bench-key"}
@@ -46,7 +47,7 @@ def body(i: int) -> dict[str, object]:
 async def run(count: int, data_dir: Path) -> dict[str, float]:
     """Post ``count`` invoices in batches of 1,000, then tick once past their due date;
     returns the figures."""
-    settings = ServiceSettings(
+    settings = SPEC.settings_type(
         service_name="invoice-svc",
         data_dir=data_dir,
         clock="manual",
@@ -55,7 +56,13 @@ async def run(count: int, data_dir: Path) -> dict[str, float]:
         topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
         database_schema=f"bench_invoice_{uuid.uuid4().hex[:8]}",
     )
-    app = create_app(SPEC, settings)
+    try:
+        return await _measure(count, create_app(SPEC, settings))
+    finally:
+        await drop_schema(settings)
+
+
+async def _measure(count: int, app: FastAPI) -> dict[str, float]:
     async with (
         LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
         httpx.AsyncClient(

@@ -1,0 +1,73 @@
+"""``make bench`` on a small scale: every figure is measured on the configured backend,
+and bench/results.json keeps what this run did not measure. No speed is asserted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import bus, invoices
+from benchmarks.__main__ import record, table
+
+BUS_FIGURES = {
+    "raw_consume_events_per_s",
+    "runtime_events_per_s",
+    "runtime_vs_raw_consume",
+    "runtime_cpu_us_per_event",
+    "decode_us_per_event",
+    "publish_events_per_s",
+    "outbox_write_events_per_s",
+    "relay_events_per_s",
+}
+
+
+async def test_the_bus_bench_measures_every_figure(tmp_path: Path) -> None:
+    figures = await bus.run(400, 1, tmp_path)
+    assert figures.keys() >= BUS_FIGURES
+    assert all(figures[key] > 0 for key in BUS_FIGURES), figures
+    assert figures["runtime_handler"] == "batch handler, one upsert per chunk"
+
+
+async def test_the_invoice_bench_posts_and_ticks_through_the_public_routes(
+    tmp_path: Path,
+) -> None:
+    figures = await invoices.run(50, tmp_path)
+    assert figures["ingest_invoices_per_s"] > 0
+    assert figures["overdue_tick_invoices_per_s"] > 0
+
+
+def test_results_keep_the_other_backend_and_figures_a_partial_run_did_not_measure(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bench" / "results.json"
+    common = {"cores": 2, "date": "2026-11-24T21:00:00+00:00"}
+    record("kafka_postgres", {**common, "runtime_events_per_s": 11_000.0}, path)
+    record("embedded", {**common, "runtime_events_per_s": 9_000.0, "peak_rss_mb": 200.0}, path)
+    later = {"cores": 2, "date": "2026-11-24T22:00:00+00:00"}
+    record("embedded", {**later, "ingest_invoices_per_s": 4_000.0}, path)
+
+    results = json.loads(path.read_text())
+    assert results["kafka_postgres"]["runtime_events_per_s"] == 11_000.0
+    assert results["embedded"] == {
+        **later,
+        "runtime_events_per_s": 9_000.0,
+        "peak_rss_mb": 200.0,
+        "ingest_invoices_per_s": 4_000.0,
+    }
+    assert (results["cores"], results["date"]) == (2, later["date"])
+
+
+def test_a_broken_results_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text("{not json")
+    record("embedded", {"cores": 2, "date": "d", "peak_rss_mb": 1.0}, path)
+    assert json.loads(path.read_text())["embedded"]["peak_rss_mb"] == 1.0
+
+
+def test_the_table_names_each_figure_with_its_unit() -> None:
+    text = table(
+        "embedded",
+        {"cores": 2, "date": "d", "runtime_events_per_s": 12_345.6, "runtime_vs_raw_consume": 0.1},
+    )
+    assert "runtime consume + upsert + inbox" in text and "12,346 events/s" in text
+    assert "0.100 ratio" in text
