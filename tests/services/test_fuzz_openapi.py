@@ -31,20 +31,22 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema_rs
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dunning_events.common import MAX_DAY, MIN_DAY, BoundedDay
 from dunning_events.money import Currency, Percent, PositiveAmount, PositiveMoney
 from dunning_runtime.app import ServiceSpec, create_app
+from dunning_runtime.auth import Tenant
 from dunning_runtime.openapi import ADMIN_SCHEME, PROBLEM_SCHEMA, TENANT_SCHEME
 from dunning_runtime.stack import SERVICES
-from tests.support.fixtures import backend_name, running
+from tests.support.fixtures import backend_name, ledger_spec, running
 
 #: Test cases per operation and phase; the run stays within a minute or two per service.
 MAX_EXAMPLES = int(os.environ.get("DUNNING_TEST_FUZZ_EXAMPLES", "60"))
@@ -105,10 +107,18 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
 
 
 def schemathesis_config(tenant_key: str, admin_key: str) -> str:
-    """A schemathesis.toml giving each security scheme of the documents its key."""
+    """A schemathesis.toml giving each security scheme of the documents its key.
+
+    A run where most requests are refused for their key would test nothing but the 401,
+    so schemathesis's "missing_auth" warning fails it; so do the warnings that say the
+    document itself cannot be used (a regex or reference it cannot read).
+    """
     return (
         f'[auth.openapi.{TENANT_SCHEME}]\nbearer = "{tenant_key}"\n\n'
-        f'[auth.openapi.{ADMIN_SCHEME}]\nbearer = "{admin_key}"\n'
+        f'[auth.openapi.{ADMIN_SCHEME}]\nbearer = "{admin_key}"\n\n'
+        "[warnings]\n"
+        'fail-on = ["missing_auth", "unsupported_regex", "unresolvable_reference",'
+        ' "missing_deserializer"]\n'
     )
 
 
@@ -140,22 +150,32 @@ def schemathesis_command(base_url: str, config: Path) -> list[str]:
     return command
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("module", SERVICE_PARAMS)
-async def test_fuzzing_finds_nothing_the_document_does_not_describe(
-    module: str, settings_factory: Any, tmp_path: Path
-) -> None:
-    spec = spec_of(module)
-    settings = settings_factory(spec.name, clock="manual")
+async def keys_are_accepted(base_url: str, tenant_key: str, admin_key: str) -> None:
+    """Fail unless every documented /v1 path takes its key (else the fuzz tests only 401s)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        document = (await client.get("/openapi.json")).json()
+        for method, path, _ in operations(document):
+            if not path.startswith("/v1/"):
+                continue
+            key = admin_key if path.startswith("/v1/admin/") else tenant_key
+            url = path.replace("{", "").replace("}", "")
+            # Only reads: a write with a valid key would change what the fuzzer starts from.
+            if method == "get":
+                response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
+                assert response.status_code not in (401, 403), f"GET {path}: {response.text}"
+
+
+async def fuzz(spec: ServiceSpec, settings: Any, workdir: Path) -> tuple[int, str]:
+    """Serve ``spec`` and run schemathesis against it: its exit code and report."""
     tenant_key = next(iter(settings.api_keys))
     admin_key = settings.admin_key.get_secret_value()
-    config = tmp_path / "schemathesis.toml"
+    config = workdir / "schemathesis.toml"
     config.write_text(schemathesis_config(tenant_key, admin_key))
-    started = time.monotonic()
     async with serving(create_app(spec, settings)) as base_url:
+        await keys_are_accepted(base_url, tenant_key, admin_key)
         process = await asyncio.create_subprocess_exec(
             *schemathesis_command(base_url, config),
-            cwd=tmp_path,
+            cwd=workdir,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -165,10 +185,46 @@ async def test_fuzzing_finds_nothing_the_document_does_not_describe(
             process.kill()
             await process.wait()
             raise
-    report = output.decode(errors="replace")
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", SERVICE_PARAMS)
+async def test_fuzzing_finds_nothing_the_document_does_not_describe(
+    module: str, settings_factory: Any, tmp_path: Path
+) -> None:
+    spec = spec_of(module)
+    started = time.monotonic()
+    code, report = await fuzz(spec, settings_factory(spec.name, clock="manual"), tmp_path)
     elapsed = time.monotonic() - started
     print(f"\n{spec.name} on {backend_name()}: fuzzed in {elapsed:.1f} s\n{report[-3000:]}")
-    assert process.returncode == 0, f"schemathesis found problems in {spec.name}:\n{report}"
+    assert code == 0, f"schemathesis found problems in {spec.name}:\n{report}"
+
+
+class Divisor(BaseModel):
+    """The body of the deliberately broken route."""
+
+    by: int
+
+
+def _broken_routes() -> APIRouter:
+    router = APIRouter(prefix="/v1/broken")
+
+    @router.post("/divide")
+    async def divide(body: Divisor, _tenant: Tenant) -> dict[str, float]:
+        return {"result": 100 / body.by}  # 0 is a ZeroDivisionError: a 500
+
+    return router
+
+
+async def test_the_fuzz_run_fails_on_a_server_error(settings_factory: Any, tmp_path: Path) -> None:
+    """The harness itself: keys, checks and exit code catch a route that can 500."""
+    spec = ledger_spec(_broken_routes(), name="broken-svc")
+    code, report = await fuzz(spec, settings_factory("broken-svc", clock="manual"), tmp_path)
+    assert code != 0, report
+    assert "POST /v1/broken/divide" in report
+    assert "Server error" in report, report
 
 
 # -- the rules the documents rely on, checked directly --------------------------------------
