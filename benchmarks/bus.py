@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Column, Integer, MetaData, String, Table, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -107,6 +108,21 @@ async def drop_schema(settings: ServiceSettings) -> None:
         await engine.dispose()
 
 
+async def drop_topics(settings: ServiceSettings) -> None:
+    """Delete the run's Kafka topics (every topic under its prefix), so runs do not pile
+    up topics on a shared broker."""
+    if settings.is_embedded_bus:
+        return  # the embedded log lives in the run's temporary directory
+    admin = AIOKafkaAdminClient(bootstrap_servers=",".join(settings.kafka_bootstrap))
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -184,6 +200,7 @@ async def run(
         await bus.close()
         await database.dispose()
         await drop_schema(settings)
+        await drop_topics(settings)
     return figures
 
 

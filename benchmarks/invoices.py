@@ -14,7 +14,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from benchmarks.bus import drop_schema
+from benchmarks.bus import drop_schema, drop_topics
 from dunning_runtime.app import create_app
 from invoice_svc.main import SPEC
 
@@ -60,6 +60,7 @@ async def run(count: int, data_dir: Path) -> dict[str, float]:
         return await _measure(count, create_app(SPEC, settings))
     finally:
         await drop_schema(settings)
+        await drop_topics(settings)
 
 
 async def _measure(count: int, app: FastAPI) -> dict[str, float]:
