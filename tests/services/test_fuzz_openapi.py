@@ -340,6 +340,10 @@ async def test_documents_describe_keys_and_problems(module: str, settings_factor
         if "requestBody" in operation:
             expected |= {"400", "413", "422"}
         for status, response in responses.items():
+            headers = set(response["headers"])
+            assert "X-Content-Type-Options" in headers, f"{label} {status}"
+            assert ("Cache-Control" in headers) == path.startswith("/v1/"), f"{label} {status}"
+            assert ("WWW-Authenticate" in headers) == (status == "401"), f"{label} {status}"
             if status[0] in "45":
                 assert list(response["content"]) == [PROBLEM_JSON], f"{label} {status}"
                 schema = response["content"][PROBLEM_JSON]["schema"]

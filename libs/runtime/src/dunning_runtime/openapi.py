@@ -125,6 +125,25 @@ _SECURITY_SCHEMES: dict[str, Any] = {
     },
 }
 
+# Headers the shell's request guards put on responses (http_guards.py).
+_HEADERS: dict[str, Any] = {
+    "X-Content-Type-Options": {
+        "description": "Always nosniff: clients must not guess another media type.",
+        "required": True,
+        "schema": {"type": "string", "const": "nosniff"},
+    },
+    "Cache-Control": {
+        "description": "no-store on every /v1 response: they carry tenant data such as emails.",
+        "required": True,
+        "schema": {"type": "string", "const": "no-store"},
+    },
+    "WWW-Authenticate": {
+        "description": "The scheme to authenticate with: Bearer.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer"},
+    },
+}
+
 _DESCRIPTIONS = {
     "400": "The request cannot be read, e.g. a body that is not JSON.",
     "401": "No API key, or not a valid one: send `Authorization: Bearer <key>`.",
@@ -164,7 +183,7 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
     requirement under /v1, 403 under /v1/admin, 404 when its path names a resource,
     409 for writes under /v1, 413 when it takes a body, 422 when it takes input, 500
     always); a 2xx response without content gets the content of its sibling 2xx (a
-    replay returns the first result).
+    replay returns the first result); the security headers every response carries.
     """
     doc = copy.deepcopy(generated)
     components = doc.setdefault("components", {})
@@ -175,6 +194,7 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             if method in _METHODS:
                 used_schemes |= _document_operation(path, method, operation)
+    components.setdefault("headers", {}).update(copy.deepcopy(_HEADERS))
     if used_schemes:
         schemes = components.setdefault("securitySchemes", {})
         for name in sorted(used_schemes):
@@ -228,6 +248,15 @@ def _document_operation(path: str, method: str, operation: dict[str, Any]) -> se
             response["description"] = _DESCRIPTIONS[status]
         response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
     _fill_replays(responses)
+    for status, response in responses.items():
+        names = ["X-Content-Type-Options"]
+        if path.startswith(_API_PREFIX):
+            names.append("Cache-Control")
+        if status == "401":
+            names.append("WWW-Authenticate")
+        headers = response.setdefault("headers", {})
+        for name in names:
+            headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
     operation["responses"] = dict(sorted(responses.items()))
     return schemes
 
