@@ -8,6 +8,7 @@ aiokafka calls to a dead broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -170,6 +171,33 @@ async def test_a_stopped_consumer_leaves_its_group_so_another_member_takes_over(
     finally:
         await bus.close()
         await database.dispose()
+
+
+async def test_a_swallowed_cancellation_still_stops_the_loop() -> None:
+    """aiokafka's client close() suppresses CancelledError, the caller's own included."""
+    from dunning_runtime.errors import raise_if_cancelled
+
+    steps: list[str] = []
+
+    async def close_like_aiokafka() -> None:
+        inner = asyncio.create_task(asyncio.sleep(3600))
+        await asyncio.sleep(0)
+        inner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.5)  # the caller's cancellation lands here and is eaten
+        await asyncio.gather(inner, return_exceptions=True)
+
+    async def loop() -> None:
+        while True:
+            raise_if_cancelled()
+            steps.append("step")
+            await close_like_aiokafka()
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0.1)
+    await stops_within_limit(task)
+    assert task.cancelled()
+    assert len(steps) == 1
 
 
 # An unclosed aiokafka client or aiosqlite connection warns from __del__: make it fail.

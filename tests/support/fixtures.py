@@ -94,6 +94,28 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
             for schema in schemas:
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await engine.dispose()
+    if BUS_URL.startswith("kafka"):
+        await _delete_topics(BUS_URL, f"{unique}.")
+
+
+async def _delete_topics(bus_url: str, prefix: str) -> None:
+    """Delete the test's topics: a broker keeping every test's 8-partition topics
+    (~17,000 partitions after a few runs) ran out of its 512 MB heap."""
+    from urllib.parse import urlsplit
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    bootstrap = urlsplit(bus_url).netloc
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    except Exception as exc:  # a cleanup failure must not fail the test
+        print(f"could not delete topics {prefix}*: {exc}", file=sys.stderr)
+    finally:
+        await admin.close()
 
 
 def ledger_spec(*routers: APIRouter, **changes: Any) -> ServiceSpec:

@@ -50,7 +50,13 @@ from dunning_events.topics import dead_letter_topic
 from dunning_runtime import inbox
 from dunning_runtime.bus.port import Bus, BusConsumer, OutgoingMessage, Record, TopicPartition
 from dunning_runtime.db import Database
-from dunning_runtime.errors import EventRejected, Outage, describe, is_transient
+from dunning_runtime.errors import (
+    EventRejected,
+    Outage,
+    describe,
+    is_transient,
+    raise_if_cancelled,
+)
 from dunning_runtime.telemetry import consume_span
 
 log = logging.getLogger(__name__)
@@ -141,6 +147,7 @@ class EventConsumer:
             await self.consumer.start()
             self.started.set()
             while True:
+                raise_if_cancelled()
                 # Poll briefly while chunks are in hand: a finished partition is resumed
                 # and read again without waiting out a long poll.
                 await self._dispatch(0.05 if self._workers else 1.0)
@@ -235,6 +242,7 @@ class EventConsumer:
                 reraise=True,
             ):
                 with attempt:
+                    raise_if_cancelled()
                     began = time.monotonic()
                     # The slot and the partition are held only while trying, not while
                     # waiting: other partitions go on and a rebalance need not wait.

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -123,6 +124,19 @@ def is_transient(exc: BaseException) -> bool:
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
     return False
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if the current task was cancelled and someone swallowed it.
+
+    Some library code awaits its own cleanup under ``suppress(CancelledError)`` (aiokafka's
+    client ``close()`` does), which also eats a cancellation aimed at the caller's task;
+    the task then carries on as if never stopped. ``Task.cancelling()`` still counts the
+    request, so loops call this between steps to stop as they were asked to.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def describe(exc: BaseException) -> str:

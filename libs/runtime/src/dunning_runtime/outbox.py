@@ -39,7 +39,7 @@ from dunning_events import Envelope
 from dunning_events.codec import to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database
-from dunning_runtime.errors import Outage, is_transient
+from dunning_runtime.errors import Outage, is_transient, raise_if_cancelled
 from dunning_runtime.messaging_tables import outbox, relay_lease
 from dunning_runtime.telemetry import current_trace_headers
 
@@ -141,6 +141,7 @@ class OutboxRelay:
                 self.outage.failed(exc)
 
         while True:
+            raise_if_cancelled()
             self.outbox.wakeup.clear()
             began = time.monotonic()
             async for attempt in AsyncRetrying(
