@@ -61,6 +61,8 @@ BROKER = Outage("kafka broker", log)
 #: stay under the supervisor's 1.5 s for a task to stop.
 STOP_TIMEOUT_S = 0.6
 _LOCAL_CLOSE_S = 0.25
+#: How long a cancelled start may go on to finish its bootstrap (see ``_start``).
+_START_GRACE_S = 0.4
 
 #: aiokafka messages that mean "the broker cannot be reached" (an outage).
 _UNREACHABLE_WORDS = (
@@ -114,6 +116,24 @@ async def _close_quietly(what: str, close: Any, timeout_s: float = STOP_TIMEOUT_
         log.warning("%s did not close within %.1f s; dropped", what, timeout_s)
     except Exception as exc:
         log.warning("closing %s failed: %s", what, exc)
+
+
+async def _start(start: Any) -> None:
+    """Await an aiokafka client's ``start()`` without ever cutting it short.
+
+    aiokafka's bootstrap leaks its connection ("Unclosed AIOKafkaConnection") when it
+    is cancelled while waiting for the metadata answer. So a cancellation lets the
+    start finish first (for at most ``_START_GRACE_S``) and is raised after it; the
+    caller then stops the client as for any failed start.
+    """
+    task = asyncio.ensure_future(start())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, _START_GRACE_S)
+        raise
 
 
 def _retry_publish(exc: BaseException) -> bool:
@@ -170,7 +190,7 @@ class KafkaBus:
             request_timeout_ms=30_000,
         )
         try:
-            await producer.start()
+            await _start(producer.start)
         except BaseException:
             await _close_quietly("a producer that failed to start", producer.stop)
             raise
@@ -193,7 +213,7 @@ class KafkaBus:
                     bootstrap_servers=self.bootstrap, request_timeout_ms=5_000
                 )
                 try:
-                    await admin.start()
+                    await _start(admin.start)
                 except BaseException:
                     await _close_quietly("an admin client that failed to start", admin.close)
                     raise
@@ -219,7 +239,7 @@ class KafkaBus:
         names = {self.physical(t) for t in with_dead_letter_topics(topics)}
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
         try:
-            await admin.start()
+            await _start(admin.start)
             existing = set(await admin.list_topics())
             missing = [
                 NewTopic(name, self.partitions, self.replication_factor)
@@ -292,7 +312,7 @@ class KafkaBus:
         """Next offset per partition of a logical topic (for lag and tests)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
         try:
-            await consumer.start()
+            await _start(consumer.start)
             parts = consumer.partitions_for_topic(self.physical(topic)) or set()
             if not parts:
                 await consumer._client.force_metadata_update()
@@ -355,7 +375,7 @@ class KafkaConsumer:
         consumer.subscribe(self.topics, listener=_Rebalance(self))
         self._consumer = consumer
         try:
-            await consumer.start()
+            await _start(consumer.start)
             raise_if_cancelled()
         except BaseException:
             await self.stop()
