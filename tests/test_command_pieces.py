@@ -14,7 +14,13 @@ from sqlalchemy import func, insert, select
 
 from dunning_runtime import idempotency
 from dunning_runtime.db import Database
-from dunning_runtime.locks import account_lock_id, lock_account, lock_accounts
+from dunning_runtime.locks import (
+    MAX_ACCOUNT_LOCKS,
+    account_lock_id,
+    lock_account,
+    lock_accounts,
+    tenant_lock_id,
+)
 from dunning_runtime.messaging_tables import idempotency_keys
 from dunning_runtime.pagination import MAX_POSITION, decode_cursor, encode_cursor
 from dunning_runtime.problems import Problem
@@ -64,7 +70,8 @@ def test_lock_ids_are_stable_signed_64_bit_and_per_key() -> None:
     assert account_lock_id("acme", "ACME-42") == account_lock_id("acme", "ACME-42")
     assert account_lock_id("acme", "ACME-42") == -5852516220059621114
     ids = {account_lock_id(t, a) for t in ("acme", "globex") for a in ("A", "B", "ACME-42")}
-    assert len(ids) == 6
+    ids |= {tenant_lock_id("acme"), tenant_lock_id("globex")}
+    assert len(ids) == 8
     assert all(-(2**63) <= i < 2**63 for i in ids)
 
 
@@ -105,6 +112,48 @@ async def test_one_transaction_at_a_time_works_on_an_account(database: Database)
     release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert order == ["first locked", "first commits", "second locked"]
+
+
+@pytest.mark.parametrize("many", [False, True])
+async def test_a_transaction_of_many_accounts_excludes_the_few(
+    database: Database, many: bool
+) -> None:
+    """More than MAX_ACCOUNT_LOCKS accounts lock the tenant whole: a writer of one of
+    them, or of another account of the tenant, waits; another tenant does not."""
+    accounts = [("acme", f"A-{i}") for i in range(MAX_ACCOUNT_LOCKS + 1 if many else 2)]
+    big_locked = asyncio.Event()
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def big() -> None:
+        async with database.transaction() as session:
+            await lock_accounts(session, accounts)
+            big_locked.set()
+            await release.wait()
+            order.append("big commits")
+
+    async def small(tenant: str, account: str) -> None:
+        await big_locked.wait()
+        async with database.transaction() as session:
+            await lock_account(session, tenant, account)
+            order.append(f"{tenant}:{account}")
+
+    tasks = [
+        asyncio.create_task(big()),
+        asyncio.create_task(small("acme", "A-0")),
+        asyncio.create_task(small("acme", "ELSEWHERE")),
+    ]
+    await big_locked.wait()
+    await asyncio.sleep(0.5)
+    if database.is_sqlite:
+        assert order == []  # one writer at a time, whatever the accounts
+    elif many:
+        assert order == []  # the whole tenant is locked
+    else:
+        assert order == ["acme:ELSEWHERE"]  # only the big writer's accounts are
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert order.index("big commits") < order.index("acme:A-0")
 
 
 # -- idempotency keys --------------------------------------------------------

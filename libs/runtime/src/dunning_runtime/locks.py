@@ -8,9 +8,10 @@ concurrent payment is looking for. So every command, event handler and job that
 changes an account's state first calls ``lock_account`` in its transaction.
 
 On PostgreSQL that is a transaction-scoped advisory lock on a stable 64-bit hash
-of the key, released at commit or rollback. On SQLite it is a no-op: every write
-transaction starts with ``BEGIN IMMEDIATE`` and so already holds the database's
-single write lock.
+of the key, released at commit or rollback (under a shared lock on the tenant, which
+a transaction touching very many accounts takes exclusively instead). On SQLite
+nothing more is needed: every write transaction starts with ``BEGIN IMMEDIATE`` and
+so holds the database's single write lock.
 """
 
 from __future__ import annotations
@@ -21,11 +22,26 @@ from collections.abc import Iterable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+#: Past this many accounts in one transaction, it locks its tenants whole instead:
+#: PostgreSQL's lock table is finite (``max_locks_per_transaction``, 64 per connection
+#: by default), and a batch of 1,000 invoices may name 1,000 accounts.
+MAX_ACCOUNT_LOCKS = 32
+
 
 def account_lock_id(tenant: str, account_id: str) -> int:
     """The advisory lock id of ``tenant:account_id``: a signed 64-bit integer that is the
     same in every process and release (Python's ``hash()`` is salted per process)."""
-    digest = hashlib.blake2b(f"{tenant}:{account_id}".encode(), digest_size=8).digest()
+    return _lock_id(f"{tenant}:{account_id}")
+
+
+def tenant_lock_id(tenant: str) -> int:
+    """The advisory lock id of a whole tenant (a NUL never occurs in a tenant name, so it
+    cannot collide with an account's)."""
+    return _lock_id(f"{tenant}\0")
+
+
+def _lock_id(key: str) -> int:
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -35,23 +51,34 @@ async def lock_account(session: AsyncSession, tenant: str, account_id: str) -> N
 
 
 async def lock_accounts(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> None:
-    """``lock_account`` for several ``(tenant, account_id)`` keys in one round trip.
+    """``lock_account`` for several ``(tenant, account_id)`` keys; call it once per
+    transaction, before reading what the accounts' changes depend on.
 
-    The locks are taken in ascending lock-id order, the one order every caller uses,
-    so two transactions locking overlapping sets never wait for each other in a cycle.
+    Two levels, always taken in the same order so writers never wait in a cycle: first
+    each tenant's lock (sorted by id), shared by writers of a few accounts and exclusive
+    for one of more than ``MAX_ACCOUNT_LOCKS`` accounts; then, for the few, each
+    account's lock (sorted by id). On SQLite the transaction just begins: its BEGIN
+    IMMEDIATE takes the one write lock, which covers every account.
     """
     if session.get_bind().dialect.name != "postgresql":
-        # Start the transaction now: its BEGIN IMMEDIATE takes SQLite's one write lock,
-        # which covers every account, before the caller reads anything.
         await session.connection()
         return
-    ids = sorted({account_lock_id(tenant, account) for tenant, account in keys})
-    if not ids:
+    wanted = set(keys)
+    if not wanted:
         return
-    # The ordered subquery fixes the order in which the locks are acquired.
+    tenants = sorted({tenant_lock_id(t) for t, _ in wanted})
+    whole = len(wanted) > MAX_ACCOUNT_LOCKS
+    function = "pg_advisory_xact_lock" if whole else "pg_advisory_xact_lock_shared"
+    await _take(session, function, tenants)
+    if not whole:
+        await _take(session, "pg_advisory_xact_lock", sorted({account_lock_id(*k) for k in wanted}))
+
+
+async def _take(session: AsyncSession, function: str, ids: list[int]) -> None:
+    # One round trip; the ordered subquery fixes the order the locks are acquired in.
     await session.execute(
         text(
-            "SELECT count(pg_advisory_xact_lock(id)) FROM "
+            f"SELECT count({function}(id)) FROM "
             "(SELECT unnest(CAST(:ids AS bigint[])) AS id ORDER BY id) AS wanted"
         ),
         {"ids": ids},
