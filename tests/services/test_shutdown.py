@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from dunning_events import topics
 from dunning_runtime.app import Runtime, ServiceSpec, start_runtime, stop_runtime
@@ -29,8 +30,9 @@ from dunning_runtime.db import Database
 from dunning_runtime.messaging_tables import outbox
 from dunning_runtime.settings import ServiceSettings
 from invoice_svc.main import SPEC as INVOICE
-from tests.support.events import overdue
+from tests.support.events import message, overdue
 from tests.support.fixtures import ledger_spec, until
+from tests.support.tcp_proxy import TcpProxy
 
 #: Generous: a stop takes well under a second; this only catches a hang.
 STOP_LIMIT_S = 5.0
@@ -168,6 +170,47 @@ async def test_stop_while_the_bus_is_unreachable(
         finally:
             blocker.rollback()
             blocker.close()
+
+
+async def test_stop_while_the_database_is_unreachable(
+    settings_factory: Callable[..., ServiceSettings],
+) -> None:
+    spec: ServiceSpec = SPECS["ledger-svc"]
+    settings = settings_factory(spec.name)
+    proxy: TcpProxy | None = None
+    blocker: sqlite3.Connection | None = None
+    if settings.effective_database_url.startswith("postgresql"):
+        # A proxy between the service and PostgreSQL that the test cuts: a real outage
+        # for this service only, while the shared server keeps serving everyone else.
+        url = make_url(settings.effective_database_url)
+        proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+        await proxy.start()
+        proxied = url.set(host="127.0.0.1", port=proxy.port)
+        settings = settings_factory(
+            spec.name, database_url=proxied.render_as_string(hide_password=False)
+        )
+    try:
+        async with watched():
+            runtime = await start_runtime(spec, settings)
+            await running_tasks(runtime)
+            if proxy is not None:
+                proxy.cut()
+            else:  # another process holds the database's write lock
+                path = make_url(settings.effective_database_url).database or ""
+                blocker = sqlite3.connect(path, isolation_level=None)
+                blocker.execute("BEGIN IMMEDIATE")
+            # The consumer now tries to apply these and waits on (or retries) the database.
+            await runtime.bus.publish([message(overdue("acc-1", i)) for i in range(1, 20)])
+            await asyncio.sleep(1.5)
+            try:
+                await stop_in_time(runtime)
+            finally:
+                if blocker is not None:
+                    blocker.rollback()
+                    blocker.close()
+    finally:
+        if proxy is not None:
+            await proxy.stop()
 
 
 async def test_start_with_no_broker_fails_promptly_and_leaves_nothing(

@@ -190,9 +190,9 @@ def service_settings(spec: ServiceSpec, settings: ServiceSettings | None) -> Ser
 #: Bounds of each step of a stop: cancelled tasks, the last outbox flush, closing the bus
 #: and the database. A step that overruns is logged and left behind, so a stop always
 #: ends within their sum even with the database or broker hanging.
-STOP_TASKS_TIMEOUT_S = 2.0
-FINAL_FLUSH_TIMEOUT_S = 1.0
-CLOSE_TIMEOUT_S = 2.0
+STOP_TASKS_TIMEOUT_S = 1.5
+FINAL_FLUSH_TIMEOUT_S = 0.5
+CLOSE_TIMEOUT_S = 1.0
 
 
 async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime:

@@ -87,6 +87,11 @@ def _create_engine(url: str, *, schema: str | None, echo: bool) -> AsyncEngine:
         # pysqlite's own transaction handling defers BEGIN; we take the write
         # lock when the transaction starts so two writers never deadlock.
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        # A connection invalidated by a cancellation is "terminated": a graceful close,
+        # then, if that is cancelled too, aiosqlite's stop(). The graceful close queues a
+        # stop of its own, which the worker thread, gone after the first, never answers:
+        # the task waits forever and the event loop cannot close. A plain close is enough.
+        engine.dialect.do_terminate = engine.dialect.do_close  # type: ignore[method-assign]
     return engine
 
 
