@@ -35,7 +35,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -109,9 +109,23 @@ def _now_ms() -> int:
 
 
 #: How long one attempt at SQLite's write lock waits (the connection's busy timeout).
-_LOCK_SLICE_MS = 500
+_LOCK_SLICE_MS = 100
 #: How long a writer keeps trying before the "database is locked" error is raised.
 _LOCK_WAIT_S = 60.0
+
+
+async def _shielded(work: Awaitable[None]) -> None:
+    """Run ``work`` to its end even if the caller is cancelled, so a transaction is never
+    cut in half while aiosqlite's thread goes on with it. Its outcome is always
+    retrieved: a caller that was cancelled no longer waits for it."""
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_retrieve)
+    await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a write finished after its caller left: %s", task.exception())
 
 
 async def _begin(conn: aiosqlite.Connection, closing: Callable[[], bool]) -> None:
@@ -263,11 +277,13 @@ class EmbeddedBus:
             placed.append((topic, partition_for(msg.key, await self.partition_count(topic)), msg))
         # Shielded: a cancelled caller must not cut a transaction in half, because
         # aiosqlite's thread would go on with it while we tried to roll back.
-        await asyncio.shield(self._append(placed))
+        await _shielded(self._append(placed))
 
     async def _append(self, placed: list[tuple[str, int, OutgoingMessage]]) -> None:
         now = _now_ms()
         async with self._write_lock:
+            if self._conn is None:
+                raise RuntimeError("the embedded bus is closed")
             await _begin(self.conn, self._closing)
             try:
                 heads: dict[tuple[str, int], int] = {}
@@ -511,10 +527,12 @@ class EmbeddedConsumer:
 
     async def _rebalance(self) -> None:
         """Heartbeat, then claim the partitions due to us and release the others."""
-        await asyncio.shield(self._rebalance_now())
+        await _shielded(self._rebalance_now())
 
     async def _rebalance_now(self) -> None:
         async with self._lock:
+            if self._conn is None:
+                return  # stopped while this waited for the lock
             now = _now_ms()
             timeout_ms = int(self.bus.session_timeout_s * 1000)
             await _begin(self.conn, self._closing)
@@ -668,10 +686,12 @@ class EmbeddedConsumer:
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Store next offsets for partitions whose lease this member still holds."""
         if offsets:
-            await asyncio.shield(self._commit(offsets))
+            await _shielded(self._commit(offsets))
 
     async def _commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         async with self._lock:
+            if self._conn is None:
+                raise RuntimeError("the consumer is stopped")
             statements: list[tuple[str, tuple[Any, ...]]] = []
             for (topic, partition), offset in offsets.items():
                 physical = self.bus.physical(topic)
