@@ -123,3 +123,22 @@ async def test_embedded_fetch_is_fair_across_partitions(settings_factory, tmp_pa
     assert {r.partition for r in first} == {0, 1, 2, 3}
     backlog = [r.offset for r in first if r.partition == 0]
     assert backlog == list(range(len(backlog))), "one partition's records stay in order"
+
+
+async def test_seek_rereads_from_the_offset_given(settings_factory) -> None:
+    settings = settings_factory()
+    bus = create_bus(settings)
+    await bus.start()
+    await bus.ensure_topics([topics.INVOICES])
+    await bus.publish([message(overdue("acc-seek", seq)) for seq in range(1, 11)])
+    consumer = bus.consumer("seeker", [topics.INVOICES])
+    await consumer.start()
+    try:
+        records = await drain(consumer, 10)
+        partition = records[0].partition
+        await consumer.seek({(topics.INVOICES, partition): records[4].offset})
+        again = await drain(consumer, 6)
+    finally:
+        await consumer.stop()
+        await bus.close()
+    assert [r.offset for r in again] == [r.offset for r in records[4:]]
