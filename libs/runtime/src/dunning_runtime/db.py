@@ -6,6 +6,7 @@ schema (principle 1); on SQLite each service has its own file.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -90,9 +91,21 @@ def _create_engine(url: str, *, schema: str | None, echo: bool) -> AsyncEngine:
         # A connection invalidated by a cancellation is "terminated": a graceful close,
         # then, if that is cancelled too, aiosqlite's stop(). The graceful close queues a
         # stop of its own, which the worker thread, gone after the first, never answers:
-        # the task waits forever and the event loop cannot close. A plain close is enough.
-        engine.dialect.do_terminate = engine.dialect.do_close  # type: ignore[method-assign]
+        # the task waits forever and the event loop cannot close. A plain close is enough,
+        # after a rollback: see _sqlite_close.
+        engine.dialect.do_terminate = _sqlite_close  # type: ignore[method-assign,assignment]
+        engine.dialect.do_close = _sqlite_close  # type: ignore[method-assign,assignment]
     return engine
+
+
+def _sqlite_close(dbapi_conn: Any) -> None:
+    """Roll back, then close. A connection closed while a cancelled statement still has
+    its cursor open is only half-closed by sqlite3 (a "zombie" until that statement is
+    finalized) and would keep its transaction, so the write lock, for every other
+    connection to wait on for the whole busy timeout."""
+    with contextlib.suppress(Exception):
+        dbapi_conn.rollback()
+    dbapi_conn.close()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
