@@ -88,8 +88,6 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
         return settings_type(service_name=service, **values)  # type: ignore[arg-type]
 
     yield make
-    if BUS_URL.startswith("kafka"):
-        await _delete_topics(BUS_URL, prefix=f"{unique}.")
     if DATABASE_URL and schemas:
         engine = create_async_engine(DATABASE_URL)
         async with engine.begin() as conn:
@@ -116,25 +114,6 @@ async def _delete_topics(bus_url: str, prefix: str) -> None:
             await admin.delete_topics(mine)
     except Exception as exc:  # a cleanup failure must not fail the test
         print(f"could not delete topics {prefix}*: {exc}", file=sys.stderr)
-    finally:
-        await admin.close()
-
-
-async def _delete_topics(bus_url: str, prefix: str) -> None:
-    """Delete a test's topics: thousands of left-over partitions exhaust the broker's
-    file descriptors and heap over a day of test runs."""
-    from urllib.parse import urlsplit
-
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=urlsplit(bus_url).netloc.split(","))
-    try:
-        await admin.start()
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-    except Exception as exc:  # cleanup only: never fail the test for it
-        print(f"could not delete test topics {prefix}*: {exc}", file=sys.stderr)
     finally:
         await admin.close()
 
