@@ -24,10 +24,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    and_,
     insert,
-    or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import RowMapping
@@ -289,12 +288,8 @@ async def claim_overdue(
                 .where(
                     invoices.c.chase_pending.is_(True),
                     invoices.c.overdue_at <= now,
-                    or_(
-                        *(
-                            and_(invoices.c.tenant == t, invoices.c.account_id == a)
-                            for t, a in accounts
-                        )
-                    ),
+                    # One row-value IN: an OR of ANDs costs seconds to build for 500 accounts.
+                    tuple_(invoices.c.tenant, invoices.c.account_id).in_(list(accounts)),
                 )
                 .order_by(invoices.c.overdue_at, invoices.c.seq)
                 .limit(limit)
