@@ -128,3 +128,21 @@ async def test_only_one_relay_publishes_at_a_time(settings_factory) -> None:
     assert await first.flush() == 1
     await bus.close()
     await database.dispose()
+
+
+async def test_a_stopping_relay_hands_its_lease_over_at_once(settings_factory) -> None:
+    database, bus = await open_ledger(settings_factory("ledger"))
+    outbox = Outbox()
+    first = OutboxRelay(database, bus, outbox, service="ledger", lease_s=60)
+    second = OutboxRelay(database, bus, outbox, service="ledger", lease_s=60)
+    async with database.transaction() as session:
+        await outbox.add(session, overdue("acc-h", 1))
+    assert await first.flush() == 1
+    async with database.transaction() as session:
+        await outbox.add(session, overdue("acc-h", 2))
+    await second.release_lease()  # not the owner: changes nothing
+    assert await second.flush() == 0, "the first relay still holds its lease"
+    await first.release_lease()
+    assert await second.flush() == 1, "a released lease is taken without waiting 60 s"
+    await bus.close()
+    await database.dispose()

@@ -251,6 +251,7 @@ async def stop_runtime(runtime: Runtime) -> None:
     name = runtime.spec.name
     await runtime.supervisor.stop(STOP_TASKS_TIMEOUT_S)
     await _bounded(name, "the last outbox flush", runtime.relay.flush(), FINAL_FLUSH_TIMEOUT_S)
+    await _bounded(name, "releasing the relay lease", runtime.relay.release_lease(), 0.5)
     await _close(name, runtime.bus, runtime.database)
 
 

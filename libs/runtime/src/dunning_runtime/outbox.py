@@ -225,6 +225,16 @@ class OutboxRelay:
         except IntegrityError:
             return False  # another instance's relay holds it
 
+    async def release_lease(self) -> None:
+        """Give the lease up at a stop, so another instance's relay (or the next start)
+        publishes what is left at once instead of waiting for the lease to expire."""
+        async with self.database.transaction() as session:
+            await session.execute(
+                delete(relay_lease).where(
+                    relay_lease.c.name == "outbox", relay_lease.c.owner == self.owner
+                )
+            )
+
     async def pending(self) -> int:
         """Rows waiting to be published."""
         from sqlalchemy import func
