@@ -148,10 +148,16 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: we issue BEGIN ourselves, so writers take the lock up front.
     conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=60)
-    await conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: an acknowledged publish survives an OS crash, not only a process crash.
-    await conn.execute("PRAGMA synchronous=FULL")
-    await conn.execute(f"PRAGMA busy_timeout={_LOCK_SLICE_MS}")
+    try:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged publish survives an OS crash, not only a process crash.
+        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.execute(f"PRAGMA busy_timeout={_LOCK_SLICE_MS}")
+    except BaseException:
+        # A stop that cancels us here would otherwise leave the connection's worker
+        # thread (not a daemon) running: the process could not exit.
+        await asyncio.shield(conn.close())
+        raise
     return conn
 
 
