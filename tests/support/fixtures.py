@@ -12,8 +12,9 @@ import asyncio
 import os
 import sys
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,23 @@ def backend_name() -> str:
 
 def pytest_report_header() -> str:
     return f"dunning backend: {backend_name()}"
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind() -> Iterator[None]:
+    """Fail the test that leaves a non-daemon thread running (an aiosqlite connection
+    nobody closed, say): it would keep a stopped service's process from exiting."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and not t.daemon]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if left:
+        names = ", ".join(f"{t.name} ({type(t).__name__})" for t in left)
+        pytest.fail(f"the test left {len(left)} non-daemon thread(s) running: {names}")
 
 
 @pytest.fixture
