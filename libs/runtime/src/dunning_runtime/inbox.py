@@ -49,26 +49,6 @@ async def seen_among(session: AsyncSession, group: str, event_ids: list[str]) ->
     return {row.event_id for row in rows}
 
 
-async def record_all(session: AsyncSession, group: str, events: list[tuple[str, str]]) -> None:
-    """Remember every ``(event_id, topic)`` in one statement, in the caller's transaction."""
-    if not events:
-        return
-    now = datetime.now(UTC)
-    await session.execute(
-        insert(inbox),
-        [
-            {
-                "consumer_group": group,
-                "event_id": event_id,
-                "topic": topic,
-                "outcome": APPLIED,
-                "received_at": now,
-            }
-            for event_id, topic in events
-        ],
-    )
-
-
 async def record_new(
     session: AsyncSession, group: str, events: Sequence[tuple[str, str]]
 ) -> set[str]:

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events import Envelope, Event, PaymentReceived, PaymentReversed, topics
+from dunning_events import Envelope, Event, Money, PaymentReceived, PaymentReversed, topics
 from dunning_events.money import check_money, from_minor, to_minor
 from dunning_runtime.app import Runtime
 from dunning_runtime.consumer import Subscription
@@ -87,12 +87,7 @@ async def _allocations_of(
         return {}
     rows = await session.execute(
         select(allocations).where(
-            or_(
-                *(
-                    and_(allocations.c.tenant == t, allocations.c.payment_id == p)
-                    for t, p in payment_keys
-                )
-            )
+            tuple_(allocations.c.tenant, allocations.c.payment_id).in_(sorted(payment_keys))
         )
     )
     return {(r["tenant"], r["payment_id"], r["invoice_id"]): dict(r) for r in rows.mappings()}
@@ -104,7 +99,7 @@ async def _invoices(
     if not keys:
         return {}
     query = select(invoices).where(
-        or_(*(and_(invoices.c.tenant == t, invoices.c.invoice_id == i) for t, i in sorted(keys)))
+        tuple_(invoices.c.tenant, invoices.c.invoice_id).in_(sorted(keys))
     )
     if lock:
         query = query.with_for_update()
@@ -130,15 +125,7 @@ def _received(chunk: _Chunk, envelope: Envelope, event: PaymentReceived) -> list
             ) from exc
         row = chunk.invoices.get((tenant, allocation.invoice_id))
         applies = domain.payment_applies(row["currency"] if row else None, amount.currency)
-        chunk.allocations[key] = {
-            "tenant": tenant,
-            "payment_id": event.payment_id,
-            "invoice_id": allocation.invoice_id,
-            "currency": amount.currency,
-            "amount_minor": to_minor(amount.amount, amount.currency),
-            "applied": applies,
-            "reversed": False,
-        }
+        chunk.allocations[key] = _allocation_row(key, amount, applied=applies, reversed_=False)
         chunk.new_allocations.append(key)
         if row is None or not applies:
             continue
@@ -151,6 +138,22 @@ def _received(chunk: _Chunk, envelope: Envelope, event: PaymentReceived) -> list
     return out
 
 
+def _allocation_row(
+    key: tuple[str, str, str], amount: Money, *, applied: bool, reversed_: bool
+) -> dict[str, Any]:
+    """One allocation of a payment as stored: applied to its invoice, or waiting for it."""
+    tenant, payment_id, invoice_id = key
+    return {
+        "tenant": tenant,
+        "payment_id": payment_id,
+        "invoice_id": invoice_id,
+        "currency": amount.currency,
+        "amount_minor": to_minor(amount.amount, amount.currency),
+        "applied": applied,
+        "reversed": reversed_,
+    }
+
+
 def _reversed(chunk: _Chunk, envelope: Envelope, event: PaymentReversed) -> None:
     """Undo the payment's allocations; an invoice it had settled reopens and is chased again."""
     tenant, now = envelope.tenant, envelope.time
@@ -161,16 +164,9 @@ def _reversed(chunk: _Chunk, envelope: Envelope, event: PaymentReversed) -> None
             key = (tenant, event.payment_id, allocation.invoice_id)
             if key in chunk.allocations:
                 continue
-            amount = allocation.amount
-            chunk.allocations[key] = {
-                "tenant": tenant,
-                "payment_id": event.payment_id,
-                "invoice_id": allocation.invoice_id,
-                "currency": amount.currency,
-                "amount_minor": to_minor(amount.amount, amount.currency),
-                "applied": False,
-                "reversed": True,
-            }
+            chunk.allocations[key] = _allocation_row(
+                key, allocation.amount, applied=False, reversed_=True
+            )
             chunk.new_allocations.append(key)
         return
     for key in recorded:
