@@ -52,18 +52,6 @@ async def test_create_returns_the_open_invoice(client: httpx.AsyncClient) -> Non
     assert fetched.json() == body
 
 
-async def test_an_invoice_called_batch_can_be_read(client: httpx.AsyncClient) -> None:
-    # /v1/invoices/batch is documented for POST only, yet GET there is this invoice.
-    created = await client.post("/v1/invoices", json=invoice(invoice_id="batch"), headers=ACME)
-    assert created.status_code == 201, created.text
-    fetched = await client.get("/v1/invoices/batch", headers=ACME)
-    assert fetched.status_code == 200, fetched.text
-    assert fetched.json()["invoice_id"] == "batch"
-    deleted = await client.delete("/v1/invoices/batch", headers=ACME)
-    assert deleted.status_code == 405
-    assert set(deleted.headers["allow"].split(", ")) == {"GET", "POST"}
-
-
 async def test_same_request_again_returns_the_first_result(client: httpx.AsyncClient) -> None:
     first = await client.post("/v1/invoices", json=invoice(), headers=ACME)
     again = await client.post("/v1/invoices", json=invoice(), headers=ACME)

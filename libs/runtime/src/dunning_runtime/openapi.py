@@ -285,13 +285,17 @@ def path_pattern(template: str) -> re.Pattern[str]:
 
 
 #: A documented path: its pattern, whether it is concrete (no parameter), its methods.
-PathMethods = tuple[re.Pattern[str], frozenset[str]]
+PathMethods = tuple[re.Pattern[str], bool, frozenset[str]]
 
 
 def methods_table(paths: Mapping[str, Mapping[str, Any]]) -> list[PathMethods]:
     """Each documented path as a pattern, with the methods it is documented for."""
     return [
-        (path_pattern(path), frozenset(method.upper() for method in item if method in _METHODS))
+        (
+            path_pattern(path),
+            not _PARAMETER.search(path),
+            frozenset(method.upper() for method in item if method in _METHODS),
+        )
         for path, item in paths.items()
     ]
 
@@ -299,14 +303,15 @@ def methods_table(paths: Mapping[str, Mapping[str, Any]]) -> list[PathMethods]:
 def methods_at(table: Iterable[PathMethods], path: str) -> set[str]:
     """The methods documented for ``path`` (empty: no documented path matches it).
 
-    Every documented path that matches counts, concrete and templated alike, because
-    the router serves them all: ``GET /v1/invoices/batch`` is the ``{invoice_id}``
-    route for an invoice called ``batch``, although ``/v1/invoices/batch`` itself is
-    documented only for POST.
+    As OpenAPI says, a concrete path is matched before templated ones: with
+    ``/v1/invoices/batch`` documented, ``GET /v1/invoices/batch`` is not the
+    ``{invoice_id}`` route. Templated paths that match are taken together.
     """
     methods: set[str] = set()
-    for pattern, allowed in table:
+    for pattern, concrete, allowed in table:
         if pattern.fullmatch(path):
+            if concrete:
+                return set(allowed)
             methods |= allowed
     return methods
 
