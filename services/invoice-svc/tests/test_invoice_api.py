@@ -52,6 +52,18 @@ async def test_create_returns_the_open_invoice(client: httpx.AsyncClient) -> Non
     assert fetched.json() == body
 
 
+async def test_an_id_that_names_a_route_is_refused(client: httpx.AsyncClient) -> None:
+    # GET /v1/invoices/batch is the batch route's path, so an invoice called "batch"
+    # could be created but never read.
+    refused = await client.post("/v1/invoices", json=invoice(invoice_id="batch"), headers=ACME)
+    assert "body.invoice_id" in fields(problem(refused, 422))
+    batch = await client.post(
+        "/v1/invoices/batch", json={"invoices": [invoice(invoice_id="batch")]}, headers=ACME
+    )
+    assert batch.json()["results"][0]["status"] == 422
+    assert await count(client) == 0
+
+
 async def test_same_request_again_returns_the_first_result(client: httpx.AsyncClient) -> None:
     first = await client.post("/v1/invoices", json=invoice(), headers=ACME)
     again = await client.post("/v1/invoices", json=invoice(), headers=ACME)

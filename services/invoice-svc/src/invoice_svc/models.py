@@ -42,6 +42,10 @@ def _keys_are_text(schema: dict[str, Any]) -> None:
         schema["patternProperties"] = patterns
 
 
+#: Path segments of /v1/invoices/... routes that an invoice id may not take.
+ROUTE_WORDS = frozenset({"batch"})
+
+
 class _Body(BaseModel):
     # Unknown fields are an error: a typo must not silently drop data.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
@@ -86,7 +90,11 @@ class InvoiceIn(_Body):
         }
     )
 
-    invoice_id: Identifier
+    invoice_id: Identifier = Field(
+        # GET /v1/invoices/batch would not reach an invoice called "batch": the batch
+        # route's path comes first (OpenAPI matches concrete paths before templates).
+        json_schema_extra={"not": {"enum": sorted(ROUTE_WORDS)}},
+    )
     account_id: Identifier
     account_name: FreeText = Field(min_length=1, max_length=200)
     contact: Contact
@@ -104,6 +112,13 @@ class InvoiceIn(_Body):
     metadata: dict[
         Annotated[FreeText, Field(max_length=100)], Annotated[FreeText, Field(max_length=1000)]
     ] = Field(default_factory=dict, max_length=50, json_schema_extra=_keys_are_text)
+
+    @field_validator("invoice_id")
+    @classmethod
+    def _addressable(cls, value: str) -> str:
+        if value in ROUTE_WORDS:
+            raise ValueError(f"{value!r} names a route (/v1/invoices/{value}); choose another id")
+        return value
 
     @field_validator("amount_due")
     @classmethod
