@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -93,7 +94,7 @@ class InvoiceIn(_Body):
     invoice_id: Identifier = Field(
         # GET /v1/invoices/batch would not reach an invoice called "batch": the batch
         # route's path comes first (OpenAPI matches concrete paths before templates).
-        json_schema_extra={"not": {"enum": sorted(ROUTE_WORDS)}},
+        json_schema_extra={"not": {"enum": list[JsonValue](sorted(ROUTE_WORDS))}},
     )
     account_id: Identifier
     account_name: FreeText = Field(min_length=1, max_length=200)
