@@ -330,6 +330,14 @@ class ClockBody(BaseModel):
 
     now: AwareDatetime
 
+    @field_validator("now", mode="before")
+    @classmethod
+    def _an_instant_text(cls, value: object) -> object:
+        # pydantic would also take a number as Unix seconds; the document says a string.
+        if not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 instant with an offset, as a string")
+        return value
+
     @field_validator("now")
     @classmethod
     def _within_range(cls, value: datetime) -> datetime:
