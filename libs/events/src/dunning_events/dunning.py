@@ -72,12 +72,23 @@ class NotificationRequested(Event):
     topic: ClassVar[str] = topics.DUNNING_COMMANDS
 
     notification_id: Identifier = Field(
-        description="Id of this notice; repeated on NotificationSent/NotificationFailed."
+        description=(
+            "Id of this notice and its idempotency key: one per contact moment and channel, "
+            "the same on every redelivery, so notify-svc sends it at most once. Repeated on "
+            "NotificationSent/NotificationFailed/NotificationSuppressed."
+        )
     )
     account_name: str = Field(
         min_length=1, max_length=200, description="Customer's name, as the notice addresses it."
     )
     stage: Stage = Field(description="The policy stage that asked for the notice.")
+    stage_sequence: int = Field(
+        ge=0,
+        description=(
+            "The account's stage-change sequence (DunningStageChanged.sequence) when the "
+            "notice was requested; a later change back to current makes it obsolete."
+        ),
+    )
     channel: Channel = Field(description="How to send it.")
     template: str = Field(
         min_length=1, max_length=100, description="Template name, e.g. overdue_1 or thank_you."
@@ -85,6 +96,11 @@ class NotificationRequested(Event):
     locale: Locale = "en"
     timezone: TimeZone = "UTC"
     recipient: Contact = Field(description="Who to send it to.")
+    cc: list[Contact] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Who gets a copy, e.g. the account's escalation contact from overdue_3.",
+    )
     invoices: list[NoticeInvoice] = Field(
         default_factory=list,
         max_length=1000,
@@ -92,6 +108,13 @@ class NotificationRequested(Event):
     )
     total_overdue: BalancesByCurrency = Field(
         default_factory=list, description="Overdue balance of the account, one entry per currency."
+    )
+    total_open: BalancesByCurrency = Field(
+        default_factory=list,
+        description="Open balance of the account (overdue or not), one entry per currency.",
+    )
+    fee: PositiveMoney | None = Field(
+        default=None, description="Late fee assessed at this step, if the notice states one."
     )
     next_step: str | None = Field(
         default=None,
@@ -116,6 +139,13 @@ class DunningStageChanged(Event):
         min_length=1, max_length=1000, description="Why, e.g. INV-1001 is 1 day past due."
     )
     segment: Segment = Field(description="Policy segment of the account.")
+    sequence: int = Field(
+        ge=1,
+        description=(
+            "Counts the account's stage changes, 1 for the first; a NotificationRequested "
+            "with a lower stage_sequence was requested before this change."
+        ),
+    )
 
     @model_validator(mode="after")
     def _moved(self) -> Self:

@@ -116,6 +116,7 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         "notification_id": "NTF-9",
         "account_name": "ACME GmbH",
         "stage": "overdue_1",
+        "stage_sequence": 2,
         "channel": "email",
         "template": "overdue_1",
         "locale": "de-DE",
@@ -132,6 +133,7 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
             }
         ],
         "total_overdue": [_eur("1250.00")],
+        "total_open": [_eur("1250.00")],
         "next_step": "a firmer reminder and an SMS in 7 days",
         "not_before": WHEN,
     },
@@ -140,6 +142,7 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         "to_stage": "overdue_1",
         "reason": "INV-1001 is 1 day past due",
         "segment": "standard",
+        "sequence": 2,
     },
     dunning.CollectionsHandoffRequested: {
         "overdue_balance": [_eur("1250.00")],
