@@ -36,13 +36,6 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from dunning_events import Envelope
 from dunning_events.codec import DecodeError, from_kafka
@@ -56,6 +49,7 @@ from dunning_runtime.errors import (
     describe,
     is_transient,
     raise_if_cancelled,
+    transient_retries,
 )
 from dunning_runtime.telemetry import consume_span
 
@@ -225,21 +219,14 @@ class EventConsumer:
 
     async def _apply_retrying(self, tp: TopicPartition, records: Sequence[Record]) -> bool:
         """Apply and commit a chunk, retrying transient failures; False if ``tp`` was lost."""
-
-        def note(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            if exc is not None:
-                RETRIED.labels(self.group).inc()
-                self.outage.failed(exc)
-
         began = time.monotonic()
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_transient),
-                wait=wait_random_exponential(multiplier=self.retry_backoff_s, max=MAX_RETRY_WAIT_S),
-                stop=stop_after_delay(self.retry_max_s),
-                before_sleep=note,
-                reraise=True,
+            async for attempt in transient_retries(
+                self.outage,
+                max_s=self.retry_max_s,
+                backoff_s=self.retry_backoff_s,
+                max_wait_s=MAX_RETRY_WAIT_S,
+                on_retry=RETRIED.labels(self.group).inc,
             ):
                 with attempt:
                     raise_if_cancelled()

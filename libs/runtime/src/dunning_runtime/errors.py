@@ -15,9 +15,17 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 
 from aiokafka import errors as kafka_errors
 from sqlalchemy import exc as sa_exc
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +191,37 @@ class Outage:
         self.log.warning(
             "%s: outage over after %.1f s (cause was: %s)", self.component, lasted, self.cause
         )
+
+
+def transient_retries(
+    outage: Outage,
+    *,
+    max_s: float,
+    backoff_s: float,
+    max_wait_s: float,
+    retry: Callable[[BaseException], bool] = is_transient,
+    on_retry: Callable[[], None] | None = None,
+) -> AsyncRetrying:
+    """The runtime's one retry policy: ``async for attempt in transient_retries(...)``.
+
+    Errors for which ``retry`` is true are retried with exponential backoff and full
+    jitter (``backoff_s`` doubling, at most ``max_wait_s`` a wait) until ``max_s`` have
+    passed since the first try; then, or on any other error, the error is raised. Each
+    failed try is reported to ``outage`` (which logs the first of an outage only) and to
+    ``on_retry``, e.g. a metric.
+    """
+
+    def note(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None:
+            if on_retry is not None:
+                on_retry()
+            outage.failed(exc)
+
+    return AsyncRetrying(
+        retry=retry_if_exception(retry),
+        wait=wait_random_exponential(multiplier=backoff_s, max=max_wait_s),
+        stop=stop_after_delay(max_s),
+        before_sleep=note,
+        reraise=True,
+    )

@@ -27,19 +27,12 @@ from prometheus_client import Counter
 from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from dunning_events import Envelope
 from dunning_events.codec import to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database
-from dunning_runtime.errors import Outage, is_transient, raise_if_cancelled
+from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.messaging_tables import outbox, relay_lease
 from dunning_runtime.telemetry import current_trace_headers
 
@@ -134,22 +127,12 @@ class OutboxRelay:
         backoff and jitter, logged once per outage; past ``retry_max_s``, or on any
         other error, it raises and the supervisor restarts it.
         """
-
-        def note(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            if exc is not None:
-                self.outage.failed(exc)
-
         while True:
             raise_if_cancelled()
             self.outbox.wakeup.clear()
             began = time.monotonic()
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(is_transient),
-                wait=wait_random_exponential(multiplier=0.2, max=5.0),
-                stop=stop_after_delay(self.retry_max_s),
-                before_sleep=note,
-                reraise=True,
+            async for attempt in transient_retries(
+                self.outage, max_s=self.retry_max_s, backoff_s=0.2, max_wait_s=5.0
             ):
                 with attempt:
                     began = time.monotonic()

@@ -40,17 +40,10 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 from aiokafka.structs import OffsetAndMetadata
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from dunning_runtime.bus.port import BatchGate, OutgoingMessage, Record, with_dead_letter_topics
 from dunning_runtime.bus.port import TopicPartition as TP
-from dunning_runtime.errors import Outage, is_transient, raise_if_cancelled
+from dunning_runtime.errors import Outage, is_transient, raise_if_cancelled, transient_retries
 
 log = logging.getLogger(__name__)
 
@@ -261,18 +254,12 @@ class KafkaBus:
         """
         if not messages:
             return
-
-        def note(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            if exc is not None:
-                BROKER.failed(exc)
-
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_retry_publish),
-            wait=wait_random_exponential(multiplier=0.1, max=2.0),
-            stop=stop_after_delay(self.publish_retry_s),
-            before_sleep=note,
-            reraise=True,
+        async for attempt in transient_retries(
+            BROKER,
+            max_s=self.publish_retry_s,
+            backoff_s=0.1,
+            max_wait_s=2.0,
+            retry=_retry_publish,
         ):
             with attempt:
                 try:
