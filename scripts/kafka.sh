@@ -35,7 +35,7 @@ die() { echo "kafka: $*" >&2; exit 1; }
 pid() {
   local p
   [[ -f "$pidfile" ]] && p="$(cat "$pidfile")" && [[ -n "$p" ]] || return 1
-  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $config" || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "kafka.Kafka $config" || return 1
   echo "$p"
 }
 running() { pid >/dev/null; }
