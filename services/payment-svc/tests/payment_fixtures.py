@@ -100,10 +100,15 @@ async def feed(client: httpx.AsyncClient, *envelopes: Envelope) -> None:
         await consumers.apply_invoice_events(session, runtime.outbox, list(envelopes))
 
 
-def signed(secret: str, body: dict[str, Any] | bytes, timestamp: int) -> tuple[bytes, dict[str, str]]:
+def signed(
+    secret: str, body: dict[str, Any] | bytes, timestamp: int
+) -> tuple[bytes, dict[str, str]]:
     """A webhook body and its headers, signed with ``secret`` at ``timestamp``."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return raw, {"Dunning-Signature": sign(secret, timestamp, raw), "Content-Type": "application/json"}
+    return raw, {
+        "Dunning-Signature": sign(secret, timestamp, raw),
+        "Content-Type": "application/json",
+    }
 
 
 async def get(client: httpx.AsyncClient, payment_id: str) -> dict[str, Any]:
@@ -111,3 +116,31 @@ async def get(client: httpx.AsyncClient, payment_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def published(client: httpx.AsyncClient, count: int, *, timeout: float = 30) -> list[Any]:
+    """The payloads of the first ``count`` events on the payments topic, and any more
+    that arrive within a second after them (callers check there are none)."""
+    import asyncio
+    import uuid
+
+    from dunning_events import topics
+    from dunning_events.codec import from_kafka
+    from dunning_runtime.bus import create_bus
+
+    settings = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    bus = create_bus(settings)
+    await bus.start()
+    reader = bus.consumer(f"reader-{uuid.uuid4().hex[:8]}", [topics.PAYMENTS])
+    await reader.start()
+    records: list[Any] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while len(records) < count and loop.time() < deadline:
+            records += await reader.poll(0.5, 1000)
+        records += await reader.poll(1.0, 1000)
+    finally:
+        await reader.stop()
+        await bus.close()
+    return [from_kafka(r.key, r.value, r.headers).data for r in records]

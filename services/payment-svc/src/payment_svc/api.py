@@ -24,6 +24,7 @@ from dunning_events.common import Identifier
 from dunning_events.money import from_minor
 from dunning_runtime import signing
 from dunning_runtime.app import runtime_of
+from dunning_runtime.db import utc
 from dunning_runtime.auth import Tenant
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.pagination import decode_cursor, encode_cursor
@@ -272,7 +273,7 @@ async def account_credit(
                 payments=[
                     CreditSourceOut(
                         payment_id=r["payment_id"],
-                        received_at=r["received_at"],
+                        received_at=utc(r["received_at"]),
                         credit=from_minor(r["credit_minor"], currency),
                         held=from_minor(r["held_minor"], currency),
                     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -156,7 +156,8 @@ async def receive_payments(
             "account_id": item.account_id,
             "currency": currency,
             "amount_minor": to_minor(item.amount, currency),
-            "received_at": item.received_at,
+            # Stored in UTC: SQLite keeps no offset, and every stored instant is UTC.
+            "received_at": item.received_at.astimezone(UTC),
             "method": item.method,
             "reference": item.reference,
             "metadata": dict(item.metadata),
