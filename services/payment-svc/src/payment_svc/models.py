@@ -245,20 +245,11 @@ class AccountCreditOut(BaseModel):
 # -- webhooks ----------------------------------------------------------------
 
 
-class WebhookPayment(_Body):
-    """The payment fields of a processor's notice."""
+class WebhookPayment(PaymentIn):
+    """The payment fields of a processor's notice: a payment as the ERP posts it, with
+    ``method`` defaulting to ``card``."""
 
-    payment_id: Identifier
-    account_id: Identifier
-    currency: Currency
-    amount: PositiveAmount
-    received_at: AwareDatetime
     method: Method = "card"
-    reference: FreeText | None = Field(default=None, max_length=200)
-    allocations: list[AllocationIn] | None = Field(default=None, max_length=MAX_ALLOCATIONS)
-    metadata: Metadata = Field(
-        default_factory=dict, max_length=50, json_schema_extra=_keys_are_text
-    )
 
 
 class WebhookReversal(_Body):
