@@ -263,7 +263,7 @@ def test_allocations_never_exceed_the_payment_or_a_balance_and_money_is_conserve
     for part in plan.applied:
         target = known[part.invoice_id]
         assert target.currency == "EUR" and not target.void
-        assert ZERO < part.amount and part.settles <= target.balance
+        assert part.amount > ZERO and part.settles <= target.balance
         assert part.discount <= earned_discount(target, payment.received_at)
     assert len({a.invoice_id for a in plan.applied}) == len(plan.applied)
 

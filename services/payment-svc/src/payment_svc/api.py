@@ -24,8 +24,8 @@ from dunning_events.common import Identifier
 from dunning_events.money import from_minor
 from dunning_runtime import signing
 from dunning_runtime.app import runtime_of
-from dunning_runtime.db import utc
 from dunning_runtime.auth import Tenant
+from dunning_runtime.db import utc
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.pagination import decode_cursor, encode_cursor
 from dunning_runtime.problems import Problem, validation_errors
