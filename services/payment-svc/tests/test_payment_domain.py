@@ -397,3 +397,42 @@ def test_any_arrival_order_leaves_the_same_open_total_and_credit(
     assert one.credit() == other.credit()
     assert open_total(one) == ZERO or one.credit() == ZERO
     assert open_total(one) - one.credit() == sum(amounts, ZERO) - sum(paid, ZERO)
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+def test_webhook_secrets_parse_into_providers_and_tenants() -> None:
+    from payment_svc.settings import PaymentSettings
+
+    settings = PaymentSettings(
+        service_name="payment-svc",
+        webhook_secrets="acme:stripe:whsec_a_0123456789ab, acme:stripe:whsec_b:with:colons1,"
+        "globex:adyen:adyen_globex_0123",
+    )
+    assert settings.webhook_providers() == {"stripe", "adyen"}
+    assert settings.secrets_for("stripe") == [
+        ("acme", "whsec_a_0123456789ab"),
+        ("acme", "whsec_b:with:colons1"),
+    ]
+    assert settings.secrets_for("paypal") == []
+    assert "whsec_a" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("acme:stripe", "tenant:provider:secret"),
+        ("acme:Stripe!:whsec_0123456789ab", "provider"),
+        ("acme:stripe:short", "shorter than 16"),
+        ("acme:stripe:whsec_0123456789ab,globex:stripe:whsec_0123456789ab", "acme and globex"),
+        ("a/b:stripe:whsec_0123456789ab", "tenant"),
+    ],
+)
+def test_bad_webhook_secrets_stop_the_service_naming_the_problem(value: str, words: str) -> None:
+    from pydantic import ValidationError
+
+    from payment_svc.settings import PaymentSettings
+
+    with pytest.raises(ValidationError, match=words):
+        PaymentSettings(service_name="payment-svc", webhook_secrets=value)
