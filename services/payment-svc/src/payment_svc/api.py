@@ -51,7 +51,7 @@ from payment_svc.models import (
 )
 from payment_svc.settings import PaymentSettings
 from payment_svc.storage import payments
-from payment_svc.views import payment_view
+from payment_svc.views import by_payment, payment_view
 
 
 def problem_of(error: PaymentRuleError) -> Problem:
@@ -218,8 +218,9 @@ async def list_payments(
         ]
         page = rows[:limit]
         apps = await storage.applications_of(session, [(tenant, r["payment_id"]) for r in page])
+    grouped = by_payment(apps)
     return PaymentPage(
-        items=[payment_view(row, apps) for row in page],
+        items=[payment_view(row, grouped.get(row["payment_id"], [])) for row in page],
         next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
     )
 

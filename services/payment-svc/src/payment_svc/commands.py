@@ -28,7 +28,7 @@ from payment_svc.domain import ZERO, Applied, PaymentNotFound, PaymentRuleError,
 from payment_svc.models import PaymentIn, PaymentOut, WebhookIn, WebhookOut, WebhookPayment
 from payment_svc.models import WebhookReversal as WebhookReversalIn
 from payment_svc.storage import Row, applications, payments, webhook_events
-from payment_svc.views import payment_view
+from payment_svc.views import by_payment, payment_view
 
 SOURCE = "/payment-svc"
 
@@ -100,7 +100,7 @@ async def receive_payments(
     tenant, now = scope.tenant, scope.now
     await lock_accounts(session, [(tenant, i.account_id) for i in items])
     existing = await storage.payments_by_id(session, tenant, [i.payment_id for i in items])
-    known_apps = await storage.applications_of(session, [(tenant, p) for p in existing])
+    known_apps = by_payment(await storage.applications_of(session, [(tenant, p) for p in existing]))
     fresh = [i for i in items if i.payment_id not in existing]
     rows = await storage.account_invoices(
         session,
@@ -124,7 +124,10 @@ async def receive_payments(
         if item.payment_id in accepted:
             row = accepted[item.payment_id]
             fields = domain.changed_fields(row["request"], body)
-            view = payment_view(row, known_apps + new_apps)
+            mine = known_apps.get(item.payment_id) or [
+                a for a in new_apps if a["payment_id"] == item.payment_id
+            ]
+            view = payment_view(row, mine)
             if fields and not any_content_replays:
                 results.append(Received(409, problem=_conflict(item.payment_id, fields)))
             else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from dunning_events.money import from_minor
@@ -11,8 +11,17 @@ from payment_svc.models import AllocationOut, HeldOut, PaymentOut
 from payment_svc.storage import Row
 
 
+def by_payment(applications: Iterable[Row]) -> dict[str, list[Row]]:
+    """Applications grouped by payment id, each group oldest first (as given)."""
+    grouped: dict[str, list[Row]] = {}
+    for application in applications:
+        grouped.setdefault(application["payment_id"], []).append(application)
+    return grouped
+
+
 def payment_view(row: Row, applications: Sequence[Row]) -> PaymentOut:
-    """A payment with its allocations (and credit applications) and what it holds."""
+    """A payment with its allocations (and credit applications) and what it holds;
+    ``applications`` may include other payments' (they are left out)."""
     currency = row["currency"]
 
     def amount(minor: int) -> Decimal:
