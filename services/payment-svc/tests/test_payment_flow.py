@@ -252,3 +252,60 @@ async def test_sixteen_concurrent_payments_for_one_account_never_over_allocate(
     assert per_invoice == {f"INV-{n}": Decimal("100.00") for n in range(10)}
     credit = sum(Decimal(b["credit"]) for b in results)
     assert credit == Decimal("1200.00") - Decimal("1000.00")
+
+
+async def balances_in_payment_svc(stack: Stack) -> dict[str, str]:
+    """Each invoice's balance as payment-svc's own view has it."""
+    from sqlalchemy import select
+
+    from payment_svc.storage import invoice_state, invoices
+
+    runtime = stack.payments._transport.app.state.runtime  # type: ignore[attr-defined]
+    async with runtime.database.sessions() as session:
+        rows = (await session.execute(select(invoices))).mappings().all()
+    return {r["invoice_id"]: f"{invoice_state(dict(r)).balance:.2f}" for r in rows}
+
+
+async def test_both_services_end_with_the_same_balance_for_every_invoice(stack: Stack) -> None:
+    """Invoices and payments interleaved, by age, by name, before their invoice, with a
+    discount and a reversal: invoice-svc and payment-svc agree on every balance."""
+    discount = {"early_payment_discount": {"percent": "2", "within_days": 10}}
+    await stack.invoice("INV-A", "1000.00", due_date="2026-03-11", **discount)
+    await stack.invoice("INV-B", "300.00", due_date="2026-03-20")
+    await payment_view_has_invoice(stack, "INV-B")
+    await stack.pay(payment_id="P1", amount="500.00")  # by age: INV-A
+    await stack.pay(
+        payment_id="P2", amount="200.00", allocations=[{"invoice_id": "INV-C", "amount": "200.00"}]
+    )
+    await stack.invoice(
+        "INV-C", "150.00", due_date="2026-03-25"
+    )  # held 200.00: 150.00 + credit 50.00
+    await stack.invoice("INV-D", "400.00", due_date="2026-03-30")  # takes P2's 50.00
+    await payment_view_has_invoice(stack, "INV-D")
+    await stack.pay(
+        payment_id="P3",
+        amount="480.00",
+        received_at="2026-03-06T10:00:00+01:00",
+        allocations=[{"invoice_id": "INV-A", "amount": "480.00"}],  # 20.00 discount settles A
+    )
+    await stack.pay(payment_id="P4", amount="1000.00")  # B 300.00, D 350.00, credit 350.00
+    reversed_ = await stack.payments.post(
+        "/v1/payments/P1/reverse", json={"reason": "bounced check"}, headers=ACME
+    )
+    assert reversed_.status_code == 200
+    await stack.invoice("INV-E", "200.00", due_date="2026-04-05")  # P4's credit pays it
+    expected = {
+        "INV-A": ("partially_paid", "500.00"),
+        "INV-B": ("paid", "0.00"),
+        "INV-C": ("paid", "0.00"),
+        "INV-D": ("paid", "0.00"),
+        "INV-E": ("paid", "0.00"),
+    }
+    await stack.settles_to(expected)
+
+    async def agree() -> bool:
+        return await balances_in_payment_svc(stack) == {k: v[1] for k, v in expected.items()}
+
+    await until(agree, what="payment-svc's view matching invoice-svc")
+    credit = (await stack.payments.get("/v1/accounts/ACME-42/credit", headers=ACME)).json()
+    assert [(c["currency"], c["credit"]) for c in credit["credit"]] == [("EUR", "150.00")]
