@@ -176,3 +176,18 @@ async def test_a_reversal_notice_reverses_once(client: httpx.AsyncClient) -> Non
     unknown = await post(client, notice("evt_r3", "payment.reversed", payment_id="nope"))
     assert unknown.status_code == 404
     assert [type(e) for e in await published(client, 2)] == [PaymentReceived, PaymentReversed]
+
+
+async def test_outcomes_are_counted_for_operators(client: httpx.AsyncClient) -> None:
+    def count(text: str, outcome: str) -> float:
+        label = f'dunning_webhooks_total{{outcome="{outcome}",provider="stripe"}}'
+        lines = [line for line in text.splitlines() if line.startswith(label)]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    before = (await client.get("/metrics")).text
+    await post(client, notice())
+    await post(client, notice())
+    await post(client, notice("evt_x"), secret="whsec_someone_else_0000")
+    after = (await client.get("/metrics")).text
+    for outcome in ("recorded", "replayed", "invalid_signature"):
+        assert count(after, outcome) == count(before, outcome) + 1, outcome

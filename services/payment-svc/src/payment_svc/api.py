@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -287,6 +288,14 @@ async def account_credit(
 
 # -- webhooks ----------------------------------------------------------------------
 
+WEBHOOKS = Counter(
+    "dunning_webhooks_total",
+    "Processor webhooks by provider (configured ones; 'unknown' otherwise) and outcome "
+    "(recorded, already_recorded, reversed, already_reversed, replayed, "
+    "invalid_signature, invalid, refused)",
+    ["provider", "outcome"],
+)
+
 Provider = Annotated[
     str,
     Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", description="The processor, e.g. stripe"),
@@ -327,6 +336,7 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
     assert isinstance(settings, PaymentSettings)  # ServiceSpec.settings_type
     secrets = settings.secrets_for(provider)
     if not secrets:
+        WEBHOOKS.labels("unknown", "refused").inc()
         raise Problem(404, f"No webhook secret is configured for {provider!r}.", type_="not-found")
     raw = await request.body()
     now = runtime.clock.now().timestamp()
@@ -339,15 +349,29 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
             settings.webhook_tolerance_s,
         )
     except signing.SignatureError as error:
+        WEBHOOKS.labels(provider, "invalid_signature").inc()
         raise _unsigned(str(error)) from error
     tenant = next(t for t, s in secrets if s == secret)
-    notice = _notice(raw)
+    try:
+        notice = _notice(raw)
+    except Problem:
+        WEBHOOKS.labels(provider, "invalid").inc()
+        raise
     scope = scope_of(request, tenant)
+    replayed = False
 
     async def work(session: AsyncSession) -> WebhookOut:
-        return await commands.record_webhook(session, scope, provider, notice)
+        nonlocal replayed
+        out, replayed = await commands.record_webhook(session, scope, provider, notice)
+        return out
 
-    return await in_transaction(runtime.database, work)
+    try:
+        out = await in_transaction(runtime.database, work)
+    except (Problem, PaymentRuleError):
+        WEBHOOKS.labels(provider, "refused").inc()
+        raise
+    WEBHOOKS.labels(provider, "replayed" if replayed else out.outcome).inc()
+    return out
 
 
 def _notice(raw: bytes) -> WebhookIn:

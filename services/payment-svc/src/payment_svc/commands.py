@@ -305,9 +305,9 @@ async def reverse_payment(
 
 async def record_webhook(
     session: AsyncSession, scope: Scope, provider: str, notice: WebhookIn
-) -> WebhookOut:
+) -> tuple[WebhookOut, bool]:
     """Apply a verified processor notice once per event id: a replay returns the first
-    result. A payment the ERP already posted (same payment_id) counts once."""
+    result (and True). A payment the ERP already posted (same payment_id) counts once."""
     tenant = scope.tenant
     stored = (
         await session.execute(
@@ -319,7 +319,7 @@ async def record_webhook(
         )
     ).scalar_one_or_none()
     if stored is not None:
-        return WebhookOut.model_validate(stored)
+        return WebhookOut.model_validate(stored), True
     if notice.type == "payment.succeeded":
         payment = WebhookPayment.model_validate(notice.data)
         [result] = await receive_payments(
@@ -357,7 +357,7 @@ async def record_webhook(
             }
         ],
     )
-    return out
+    return out, False
 
 
 # -- credit --------------------------------------------------------------------------
