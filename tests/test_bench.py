@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import bus, invoices
+from benchmarks import bus, invoices, payments
 from benchmarks.__main__ import record, table
 
 BUS_FIGURES = {
@@ -34,6 +34,11 @@ async def test_the_invoice_bench_posts_and_ticks_through_the_public_routes(
     figures = await invoices.run(50, tmp_path)
     assert figures["ingest_invoices_per_s"] > 0
     assert figures["overdue_tick_invoices_per_s"] > 0
+
+
+async def test_the_payment_bench_posts_batches_through_the_public_route(tmp_path: Path) -> None:
+    figures = await payments.run(50, tmp_path)
+    assert figures["ingest_payments_per_s"] > 0
 
 
 def test_results_keep_the_other_backend_and_figures_a_partial_run_did_not_measure(

@@ -132,6 +132,7 @@ def test_any_payment_round_trips_exactly(amount: Money, share: Fraction, when: d
         amount=amount,
         allocations=allocations,
         unapplied=Money(amount=amount.amount - allocated, currency=currency),
+        held=[],
         received_at=when,
     )
     envelope = sample_envelope(PaymentReceived).model_copy(update={"data": payment})

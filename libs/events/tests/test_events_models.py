@@ -174,7 +174,7 @@ def test_topics_follow_the_producers() -> None:
             "InvoiceDisputeResolved",
             "InvoiceSettled",
         },
-        "payments": {"PaymentReceived", "PaymentReversed"},
+        "payments": {"PaymentReceived", "PaymentReversed", "CreditApplied"},
         "dunning.commands": {"NotificationRequested"},
         "dunning.events": {
             "DunningStageChanged",

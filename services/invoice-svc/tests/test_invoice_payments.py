@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from test_invoice_flow import of, published
 
 from dunning_events import (
     Allocation,
+    CreditApplied,
     Envelope,
     InvoiceSettled,
     Money,
@@ -123,3 +125,85 @@ async def test_an_allocation_beyond_the_money_limit_rejects_its_event(
             await consumers.apply_payments(session, runtime.outbox, [huge])
     assert info.value.event_id == huge.id
     assert "below 10^12" in info.value.reason
+
+
+async def test_discount_and_credit_applied_settle_and_a_reversal_gives_both_back(
+    client: httpx.AsyncClient, invoice_settings
+) -> None:
+    """payment-svc's discount (2/10) and its CreditApplied move the balance like an
+    allocation; the reversal reopens both invoices by amount + discount."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    batch = [
+        invoice(invoice_id="INV-D", amount_due="1000.00", lines=[]),
+        invoice(invoice_id="INV-C", amount_due="100.00", lines=[]),
+    ]
+    await client.post("/v1/invoices/batch", json={"invoices": batch}, headers=ACME)
+    payment = PaymentReceived(
+        account_id="ACME-42",
+        payment_id="P-D",
+        amount=money("1080.00"),
+        received_at=AT,  # type: ignore[arg-type]
+        method="sepa",
+        allocations=[
+            Allocation(invoice_id="INV-D", amount=money("980.00"), discount=money("20.00"))
+        ],
+        unapplied=money("100.00"),
+    )
+    credit = CreditApplied(
+        account_id="ACME-42",
+        payment_id="P-D",
+        invoice_id="INV-C",
+        amount=money("98.00"),
+        discount=money("2.00"),
+        credit_left=money("2.00"),
+        applied_at=AT,  # type: ignore[arg-type]
+    )
+    chunk = [
+        make_envelope(payment, tenant="acme", source="/payment-svc", time=payment.received_at),
+        make_envelope(credit, tenant="acme", source="/payment-svc", time=credit.applied_at),
+    ]
+    async with runtime.database.transaction() as session:
+        await consumers.apply_payments(session, runtime.outbox, chunk)
+    d, c = await get(client, "INV-D"), await get(client, "INV-C")
+    assert (d["status"], d["amount_paid"], d["credited"], d["balance"]) == (
+        "paid",
+        "980.00",
+        "20.00",
+        "0.00",
+    )
+    assert (c["status"], c["amount_paid"], c["credited"]) == ("paid", "98.00", "2.00")
+    settled = of(InvoiceSettled, await published(invoice_settings, 2 + 2))
+    assert {s.invoice_id: s.amount_paid.amount for s in settled} == {
+        "INV-D": Decimal("980.00"),
+        "INV-C": Decimal("98.00"),
+    }
+
+    reversal = PaymentReversed(
+        account_id="ACME-42",
+        payment_id="P-D",
+        amount=money("1080.00"),
+        reason="chargeback",
+        reversed_at="2026-03-03T10:00:00Z",  # type: ignore[arg-type]
+        allocations=[
+            Allocation(invoice_id="INV-D", amount=money("980.00"), discount=money("20.00")),
+            Allocation(invoice_id="INV-C", amount=money("98.00"), discount=money("2.00")),
+        ],
+    )
+    async with runtime.database.transaction() as session:
+        await consumers.apply_payments(
+            session,
+            runtime.outbox,
+            [
+                make_envelope(
+                    reversal, tenant="acme", source="/payment-svc", time=reversal.reversed_at
+                )
+            ],
+        )
+    d, c = await get(client, "INV-D"), await get(client, "INV-C")
+    assert (d["status"], d["amount_paid"], d["credited"], d["balance"]) == (
+        "open",
+        "0.00",
+        "0.00",
+        "1000.00",
+    )
+    assert (c["status"], c["balance"]) == ("open", "100.00")

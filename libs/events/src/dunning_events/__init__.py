@@ -47,7 +47,13 @@ from dunning_events.money import (
     quantize,
 )
 from dunning_events.notifications import NotificationFailed, NotificationSent
-from dunning_events.payments import Allocation, PaymentReceived, PaymentReversed
+from dunning_events.payments import (
+    Allocation,
+    CreditApplied,
+    HeldAllocation,
+    PaymentReceived,
+    PaymentReversed,
+)
 from dunning_events.registry import EVENT_CLASSES, EVENT_TYPES, event_class
 
 __all__ = [
@@ -57,12 +63,14 @@ __all__ = [
     "Channel",
     "CollectionsHandoffRequested",
     "Contact",
+    "CreditApplied",
     "Currency",
     "DecodeError",
     "DunningStageChanged",
     "EarlyPaymentDiscount",
     "Envelope",
     "Event",
+    "HeldAllocation",
     "Installment",
     "InvoiceDisputeResolved",
     "InvoiceDisputed",

@@ -27,7 +27,7 @@ from dunning_events.invoices import (
     InvoiceVoided,
 )
 from dunning_events.notifications import NotificationFailed, NotificationSent
-from dunning_events.payments import PaymentReceived, PaymentReversed
+from dunning_events.payments import CreditApplied, PaymentReceived, PaymentReversed
 
 __all__ = ["EVENT_CLASSES", "EVENT_TYPES", "UnknownEventTypeError", "event_class", "events_on"]
 
@@ -41,6 +41,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     InvoiceSettled,
     PaymentReceived,
     PaymentReversed,
+    CreditApplied,
     NotificationRequested,
     DunningStageChanged,
     CollectionsHandoffRequested,

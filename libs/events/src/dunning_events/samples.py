@@ -102,15 +102,29 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         "received_at": WHEN,
         "method": "bank_transfer",
         "reference": _INVOICE,
-        "allocations": [{"invoice_id": _INVOICE, "amount": _eur("400.00")}],
+        "allocations": [
+            {"invoice_id": _INVOICE, "amount": _eur("400.00"), "discount": _eur("8.00")}
+        ],
         "unapplied": _eur("100.00"),
+        "held": [{"invoice_id": "INV-1002", "amount": _eur("50.00")}],
+    },
+    payments.CreditApplied: {
+        "payment_id": "PAY-77",
+        "invoice_id": "INV-1002",
+        "amount": _eur("50.00"),
+        "discount": _eur("0.00"),
+        "credit_left": _eur("50.00"),
+        "applied_at": WHEN,
     },
     payments.PaymentReversed: {
         "payment_id": "PAY-77",
         "amount": _eur("500.00"),
         "reason": "chargeback",
         "reversed_at": WHEN,
-        "allocations": [{"invoice_id": _INVOICE, "amount": _eur("400.00")}],
+        "allocations": [
+            {"invoice_id": _INVOICE, "amount": _eur("400.00"), "discount": _eur("8.00")}
+        ],
+        "credit_voided": _eur("100.00"),
     },
     dunning.NotificationRequested: {
         "notification_id": "NTF-9",

@@ -85,6 +85,10 @@ class ServiceSpec:
     #: Largest request body per route path (templates like ``/v1/x/{id}`` allowed);
     #: every other route accepts ``DEFAULT_BODY_LIMIT`` bytes.
     body_limits: Mapping[str, int] = field(default_factory=dict)
+    #: Path prefixes under /v1 whose requests authenticate themselves (a signed webhook
+    #: from a processor that cannot send a Bearer key): the key check lets them through
+    #: and the route must verify them.
+    signed_prefixes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -165,7 +169,11 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     install_openapi(app)
     # Outermost of the app's own middleware: nothing reads a body before the key and size checks.
     app.add_middleware(
-        RequestGuards, settings=settings, body_limits=spec.body_limits, service=spec.name
+        RequestGuards,
+        settings=settings,
+        body_limits=spec.body_limits,
+        service=spec.name,
+        signed_prefixes=spec.signed_prefixes,
     )
     app.include_router(_health_router())
     for router in spec.routers:

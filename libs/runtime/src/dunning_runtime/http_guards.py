@@ -142,9 +142,11 @@ class RequestGuards:
         settings: ServiceSettings,
         body_limits: Mapping[str, int] | None = None,
         service: str = "",
+        signed_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.settings = settings
+        self.signed_prefixes = signed_prefixes
         self.limits = BodyLimits(body_limits or {})
         self.service = service or settings.service_name
 
@@ -159,7 +161,11 @@ class RequestGuards:
         if is_api_path(path):
             extra_headers.append((b"cache-control", b"no-store"))
 
-        problem = authorization_problem(self.settings, path, headers.get("authorization", ""))
+        problem = (
+            None
+            if self._signed(path)
+            else authorization_problem(self.settings, path, headers.get("authorization", ""))
+        )
         limit = self.limits.for_path(path)
         declared = headers.get("content-length", "")
         if problem is None and declared.isdigit() and int(declared) > limit:
@@ -217,6 +223,10 @@ class RequestGuards:
                 error_id=error_id,
             )
             await _send_problem(send, problem, path, extra_headers)
+
+    def _signed(self, path: str) -> bool:
+        """Whether ``path`` authenticates itself (``ServiceSpec.signed_prefixes``)."""
+        return any(path.startswith(prefix) for prefix in self.signed_prefixes)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

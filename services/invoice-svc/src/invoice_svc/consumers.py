@@ -1,5 +1,10 @@
 """invoice-svc's event handlers: payments move invoice balances.
 
+``PaymentReceived`` allocations and ``CreditApplied`` (credit of an earlier payment
+applied to an invoice that arrived later) both pay an invoice: the amount is paid,
+the early-payment discount taken with it is credited. ``PaymentReversed`` gives back
+both, for every allocation of the payment, whichever event brought it.
+
 The payments subscription takes a partition's chunk at once (a batch handler):
 it locks every account the chunk touches, loads the chunk's allocations and
 invoices with one query each, folds the events through the rules in memory, in
@@ -13,12 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events import Envelope, Event, Money, PaymentReceived, PaymentReversed, topics
+from dunning_events import (
+    Allocation,
+    CreditApplied,
+    Envelope,
+    Event,
+    Money,
+    PaymentReceived,
+    PaymentReversed,
+    topics,
+)
 from dunning_events.money import check_money, from_minor, to_minor
 from dunning_runtime.app import Runtime
 from dunning_runtime.consumer import Subscription
@@ -31,7 +46,7 @@ from invoice_svc.commands import scope_for
 from invoice_svc.storage import allocations, invoices
 from invoice_svc.views import balance_of
 
-Payment = PaymentReceived | PaymentReversed
+Payment = PaymentReceived | PaymentReversed | CreditApplied
 InvoiceKey = tuple[str, str]  # tenant, invoice_id
 AllocationKey = tuple[str, str, str]  # tenant, payment_id, invoice_id
 
@@ -59,14 +74,27 @@ class _Chunk:
 
 
 def _payments(envelopes: Sequence[Envelope]) -> list[tuple[Envelope, Payment]]:
-    return [(e, e.data) for e in envelopes if isinstance(e.data, PaymentReceived | PaymentReversed)]
+    return [
+        (e, e.data)
+        for e in envelopes
+        if isinstance(e.data, PaymentReceived | PaymentReversed | CreditApplied)
+    ]
+
+
+def _allocations(event: Payment) -> list[Allocation]:
+    """What an event pays or undoes: a credit application is one more allocation."""
+    if isinstance(event, CreditApplied):
+        return [
+            Allocation(invoice_id=event.invoice_id, amount=event.amount, discount=event.discount)
+        ]
+    return list(event.allocations)
 
 
 async def _load(session: AsyncSession, payments: list[tuple[Envelope, Payment]]) -> _Chunk:
     """Lock the chunk's accounts, then load its allocations and invoices (one query each)."""
     payment_keys = sorted({(e.tenant, p.payment_id) for e, p in payments})
     recorded = await _allocations_of(session, payment_keys)
-    named = {(e.tenant, a.invoice_id) for e, p in payments for a in p.allocations}
+    named = {(e.tenant, a.invoice_id) for e, p in payments for a in _allocations(p)}
     named |= {(t, i) for t, _, i in recorded}
     accounts = {(e.tenant, p.account_id) for e, p in payments}
     accounts |= {
@@ -107,30 +135,41 @@ async def _invoices(
     return {(r["tenant"], r["invoice_id"]): dict(r) for r in rows.mappings()}
 
 
-def _received(chunk: _Chunk, envelope: Envelope, event: PaymentReceived) -> list[Event]:
-    """Apply each allocation to its invoice; one whose invoice is unknown waits for it,
-    one in another currency is kept unapplied."""
+def _received(
+    chunk: _Chunk, envelope: Envelope, event: PaymentReceived | CreditApplied
+) -> list[Event]:
+    """Apply each allocation to its invoice (amount paid, discount credited); one whose
+    invoice is unknown waits for it, one in another currency is kept unapplied."""
     out: list[Event] = []
     tenant, now = envelope.tenant, envelope.time
-    for allocation in event.allocations:
+    for allocation in _allocations(event):
         key = (tenant, event.payment_id, allocation.invoice_id)
         if key in chunk.allocations:
             continue  # already recorded (a redelivered payment), or reversed first
         amount = allocation.amount
+        discount = (
+            allocation.discount.amount if allocation.discount else from_minor(0, amount.currency)
+        )
         try:
             check_money(amount.amount, amount.currency)
+            check_money(discount, amount.currency)
         except ValueError as exc:
             raise EventRejected(
                 f"allocation to {allocation.invoice_id}: {exc}", envelope.id
             ) from exc
         row = chunk.invoices.get((tenant, allocation.invoice_id))
         applies = domain.payment_applies(row["currency"] if row else None, amount.currency)
-        chunk.allocations[key] = _allocation_row(key, amount, applied=applies, reversed_=False)
-        chunk.new_allocations.append(key)
         if row is None or not applies:
+            chunk.allocations[key] = _allocation_row(key, amount, applied=False, reversed_=False)
+            chunk.new_allocations.append(key)
             continue
         before = balance_of(row)
-        after = domain.apply_payment(before, amount.amount)
+        after = domain.apply_payment(before, amount.amount, discount)
+        granted = after.credited - before.credited
+        chunk.allocations[key] = _allocation_row(
+            key, amount, applied=True, reversed_=False, discount=granted
+        )
+        chunk.new_allocations.append(key)
         row.update(storage.changed_values(row, now, after))
         chunk.changed_invoices.add((tenant, allocation.invoice_id))
         if domain.settles(before, after):
@@ -139,9 +178,15 @@ def _received(chunk: _Chunk, envelope: Envelope, event: PaymentReceived) -> list
 
 
 def _allocation_row(
-    key: tuple[str, str, str], amount: Money, *, applied: bool, reversed_: bool
+    key: tuple[str, str, str],
+    amount: Money,
+    *,
+    applied: bool,
+    reversed_: bool,
+    discount: Decimal | None = None,
 ) -> dict[str, Any]:
-    """One allocation of a payment as stored: applied to its invoice, or waiting for it."""
+    """One allocation of a payment as stored: applied to its invoice (with the discount
+    it credited), or waiting for it."""
     tenant, payment_id, invoice_id = key
     return {
         "tenant": tenant,
@@ -149,6 +194,7 @@ def _allocation_row(
         "invoice_id": invoice_id,
         "currency": amount.currency,
         "amount_minor": to_minor(amount.amount, amount.currency),
+        "discount_minor": to_minor(discount, amount.currency) if discount else 0,
         "applied": applied,
         "reversed": reversed_,
     }
@@ -158,17 +204,15 @@ def _reversed(chunk: _Chunk, envelope: Envelope, event: PaymentReversed) -> None
     """Undo the payment's allocations; an invoice it had settled reopens and is chased again."""
     tenant, now = envelope.tenant, envelope.time
     recorded = [k for k in chunk.allocations if k[:2] == (tenant, event.payment_id)]
-    if not recorded:
-        # The reversal overtook the payment: remember it so the payment is never applied.
-        for allocation in event.allocations:
-            key = (tenant, event.payment_id, allocation.invoice_id)
-            if key in chunk.allocations:
-                continue
-            chunk.allocations[key] = _allocation_row(
-                key, allocation.amount, applied=False, reversed_=True
-            )
-            chunk.new_allocations.append(key)
-        return
+    # An allocation the reversal overtook is remembered, so it is never applied.
+    for allocation in event.allocations:
+        key = (tenant, event.payment_id, allocation.invoice_id)
+        if key in chunk.allocations:
+            continue
+        chunk.allocations[key] = _allocation_row(
+            key, allocation.amount, applied=False, reversed_=True
+        )
+        chunk.new_allocations.append(key)
     for key in recorded:
         allocated = chunk.allocations[key]
         if allocated["reversed"]:
@@ -181,7 +225,9 @@ def _reversed(chunk: _Chunk, envelope: Envelope, event: PaymentReversed) -> None
             continue
         before = balance_of(row)
         after = domain.reverse_payment(
-            before, from_minor(allocated["amount_minor"], row["currency"])
+            before,
+            from_minor(allocated["amount_minor"], row["currency"]),
+            from_minor(allocated.get("discount_minor") or 0, row["currency"]),
         )
         # A reopened invoice is owed an InvoiceOverdue again once it is past due.
         changes = {"overdue_notified_at": None} if domain.reopens(before, after) else {}
@@ -224,8 +270,8 @@ async def _write_back(session: AsyncSession, chunk: _Chunk) -> None:
 async def apply_payments(
     session: AsyncSession, outbox: Outbox, envelopes: Sequence[Envelope]
 ) -> None:
-    """Apply a chunk of ``PaymentReceived`` and ``PaymentReversed`` events, in order, each
-    at its own time (a redelivery must produce the same state)."""
+    """Apply a chunk of ``PaymentReceived``, ``CreditApplied`` and ``PaymentReversed``
+    events, in order, each at its own time (a redelivery must produce the same state)."""
     payments = _payments(envelopes)
     if not payments:
         return
@@ -233,17 +279,18 @@ async def apply_payments(
     staged = []
     for envelope, event in payments:
         scope = scope_for(envelope.tenant, envelope.time, outbox)
-        if isinstance(event, PaymentReceived):
-            staged += [envelope_of(scope, e) for e in _received(chunk, envelope, event)]
-        else:
+        if isinstance(event, PaymentReversed):
             _reversed(chunk, envelope, event)
+        else:
+            staged += [envelope_of(scope, e) for e in _received(chunk, envelope, event)]
     await _write_back(session, chunk)
     if staged:
         await outbox.add(session, *staged)
 
 
 def payments(runtime: Runtime) -> Subscription:
-    """Apply ``PaymentReceived`` and ``PaymentReversed`` to the invoices they name."""
+    """Apply ``PaymentReceived``, ``CreditApplied`` and ``PaymentReversed`` to the invoices
+    they name."""
 
     async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         await apply_payments(session, runtime.outbox, envelopes)

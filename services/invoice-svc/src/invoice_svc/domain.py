@@ -110,18 +110,32 @@ class Balance:
         return InvoiceStatus.OPEN
 
 
-def apply_payment(balance: Balance, amount: Decimal) -> Balance:
-    """``balance`` after a payment allocation of ``amount`` (> 0)."""
+def apply_payment(balance: Balance, amount: Decimal, discount: Decimal = ZERO) -> Balance:
+    """``balance`` after a payment allocation of ``amount`` (> 0) and the early-payment
+    ``discount`` taken with it, which is credited (capped at what is then owed; see
+    ``discount_granted``)."""
     if amount <= ZERO:
         raise InvoiceRuleError("a payment allocation must be positive", field="amount")
-    return replace(balance, amount_paid=balance.amount_paid + amount)
+    paid = replace(balance, amount_paid=balance.amount_paid + amount)
+    return replace(paid, credited=paid.credited + discount_granted(paid, discount))
 
 
-def reverse_payment(balance: Balance, amount: Decimal) -> Balance:
-    """``balance`` after a bounced or charged-back allocation of ``amount``."""
+def discount_granted(balance: Balance, discount: Decimal) -> Decimal:
+    """The part of an early-payment ``discount`` that ``balance`` (already paid) can take:
+    a discount never makes the invoice owe less than nothing."""
+    return max(ZERO, min(discount, balance.owed))
+
+
+def reverse_payment(balance: Balance, amount: Decimal, discount: Decimal = ZERO) -> Balance:
+    """``balance`` after a bounced or charged-back allocation of ``amount``; the
+    ``discount`` it had granted is owed again too."""
     if amount <= ZERO:
         raise InvoiceRuleError("a reversed allocation must be positive", field="amount")
-    return replace(balance, amount_paid=max(ZERO, balance.amount_paid - amount))
+    return replace(
+        balance,
+        amount_paid=max(ZERO, balance.amount_paid - amount),
+        credited=max(ZERO, balance.credited - discount),
+    )
 
 
 def void(balance: Balance) -> Balance:

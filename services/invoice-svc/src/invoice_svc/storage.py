@@ -90,6 +90,9 @@ allocations = Table(
     Column("invoice_id", String(100), primary_key=True),
     Column("currency", String(3), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
+    # Early-payment discount the allocation took (credited to the invoice), given back
+    # with the allocation on a reversal.
+    Column("discount_minor", BigInteger, nullable=False, default=0),
     Column("applied", Boolean, nullable=False),
     Column("reversed", Boolean, nullable=False, default=False),
     Index("ix_allocations_invoice", "tenant", "invoice_id"),

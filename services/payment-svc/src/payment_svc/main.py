@@ -6,13 +6,27 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
+from payment_svc import api, consumers
+from payment_svc.settings import PaymentSettings
 
 SPEC = ServiceSpec(
     name="payment-svc",
     title="Payment service",
-    description="Payments and their allocation to invoices, reversals and processor webhooks.",
+    description=(
+        "Cash application: payments from the ERP and from processors' signed webhooks, "
+        "allocation to invoices, unapplied credit, early-payment discounts and reversals. "
+        "Every /v1 route needs `Authorization: Bearer <key>`, except /v1/webhooks/{provider}, "
+        "which is authenticated by its `Dunning-Signature`; errors are RFC 9457 "
+        "problem+json naming the field; every POST is idempotent."
+    ),
     versions=Path(__file__).parent / "migrations" / "versions",
     produces=(topics.PAYMENTS,),
+    routers=(api.router,),
+    subscriptions=(consumers.invoice_view,),
+    # A batch carries up to 1,000 payments; every other route keeps the default limit.
+    body_limits={"/v1/payments/batch": 32 * 1024 * 1024},
+    settings_type=PaymentSettings,
+    signed_prefixes=("/v1/webhooks/",),
 )
 
 

@@ -1,0 +1,406 @@
+"""payment-svc's HTTP routes: payments from the ERP, notices from processors.
+
+Every POST here is idempotent under an ``Idempotency-Key`` by the runtime's
+middleware; the routes add the natural idempotency of payment ids (and of a
+processor's event ids). Rule errors from ``domain`` become problems in one place,
+``_RuleErrorsAsProblems``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from dunning_events.common import Identifier
+from dunning_events.money import from_minor
+from dunning_runtime import signing
+from dunning_runtime.app import runtime_of
+from dunning_runtime.auth import Tenant
+from dunning_runtime.db import utc
+from dunning_runtime.idempotency import in_transaction
+from dunning_runtime.pagination import decode_cursor, encode_cursor
+from dunning_runtime.problems import Problem, validation_errors
+from dunning_runtime.scope import Scope
+from payment_svc import commands, storage
+from payment_svc.commands import Received
+from payment_svc.domain import AlreadyReversed, PaymentNotFound, PaymentRuleError
+from payment_svc.models import (
+    AccountCreditOut,
+    BatchIn,
+    BatchItemResult,
+    BatchOut,
+    CreditSourceOut,
+    CurrencyCredit,
+    PaymentIn,
+    PaymentOut,
+    PaymentPage,
+    ReverseIn,
+    WebhookIn,
+    WebhookOut,
+    WebhookPayment,
+    WebhookReversal,
+)
+from payment_svc.settings import PaymentSettings
+from payment_svc.storage import payments
+from payment_svc.views import by_payment, payment_view
+
+
+def problem_of(error: PaymentRuleError) -> Problem:
+    """The one mapping of payment rule errors to problems."""
+    if isinstance(error, PaymentNotFound):
+        return Problem(404, str(error), type_=error.code)
+    if isinstance(error, AlreadyReversed):
+        return Problem(409, str(error), type_=error.code)
+    return commands.rule_problem(error)
+
+
+class _RuleErrorsAsProblems(APIRoute):
+    """A route whose ``PaymentRuleError``s are answered as problems."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except PaymentRuleError as error:
+                raise problem_of(error) from error
+
+        return handle
+
+
+router = APIRouter(route_class=_RuleErrorsAsProblems)
+
+PaymentId = Annotated[Identifier, Path(description="The payment's id.")]
+AccountId = Annotated[Identifier, Path(description="The customer account.")]
+
+
+def scope_of(request: Request, tenant: str) -> Scope:
+    """The tenant and instant a request acts at."""
+    runtime = runtime_of(request)
+    return commands.scope_for(tenant, runtime.clock.now(), runtime.outbox)
+
+
+@router.post(
+    "/v1/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="Record a payment and apply it",
+    responses={
+        200: {"description": "The same payment again: the first result"},
+        409: {"description": "Same payment_id, other content: the fields that differ"},
+        422: {"description": "Invalid body or allocation: errors name each field"},
+    },
+)
+async def create_payment(body: PaymentIn, request: Request, tenant: Tenant) -> JSONResponse:
+    """Record one payment. Its allocations are honoured; without them it pays the open
+    invoices oldest due date first; the rest is credit for the account's next invoices."""
+    runtime = runtime_of(request)
+    scope = scope_of(request, tenant)
+
+    async def work(session: AsyncSession) -> Received:
+        [result] = await commands.receive_payments(session, scope, [body])
+        return result
+
+    result = await in_transaction(runtime.database, work)
+    if result.problem is not None:
+        raise result.problem
+    assert result.payment is not None
+    return JSONResponse(result.payment.model_dump(mode="json"), status_code=result.status)
+
+
+@router.post(
+    "/v1/payments/batch",
+    response_model=BatchOut,
+    tags=["payments"],
+    summary="Record up to 1,000 payments, each on its own, in order",
+)
+async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> BatchOut:
+    """One result per item, in order: 201 created, 200 already accepted, 409 conflict,
+    422 invalid. Valid items are accepted even when others are not; each sees the
+    allocations of the items before it."""
+    runtime = runtime_of(request)
+    scope = scope_of(request, tenant)
+    results: list[BatchItemResult | None] = [None] * len(body.payments)
+    valid: list[tuple[int, PaymentIn]] = []
+    for index, raw in enumerate(body.payments):
+        try:
+            valid.append((index, PaymentIn.model_validate(raw)))
+        except ValidationError as exc:
+            raw_id = raw.get("payment_id") if isinstance(raw, dict) else None
+            results[index] = BatchItemResult(
+                index=index,
+                payment_id=raw_id if isinstance(raw_id, str) else None,
+                status=422,
+                problem=_item_problem(index, validation_errors(exc.errors())),
+            )
+
+    async def work(session: AsyncSession) -> list[Received]:
+        return await commands.receive_payments(session, scope, [item for _, item in valid])
+
+    outcomes = await in_transaction(runtime.database, work) if valid else []
+    for (index, item), outcome in zip(valid, outcomes, strict=True):
+        problem = outcome.problem.body() if outcome.problem else None
+        if problem is not None:
+            for error in problem.get("errors") or []:
+                error["field"] = error["field"].replace("body", f"body.payments[{index}]", 1)
+        results[index] = BatchItemResult(
+            index=index,
+            payment_id=item.payment_id,
+            status=outcome.status,
+            payment=outcome.payment,
+            problem=problem,
+        )
+    final = [r for r in results if r is not None]
+    accepted = sum(1 for r in final if r.status in (200, 201))
+    return BatchOut(accepted=accepted, rejected=len(final) - accepted, results=final)
+
+
+def _item_problem(index: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    for error in errors:
+        error["field"] = f"body.payments[{index}].{error['field']}".rstrip(".")
+    return Problem(422, "The payment is not valid.", type_="validation-error", errors=errors).body()
+
+
+@router.get(
+    "/v1/payments/{payment_id}",
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="One payment with its allocations, credit and status",
+)
+async def get_payment(payment_id: PaymentId, request: Request, tenant: Tenant) -> PaymentOut:
+    """The payment, each invoice it paid (when received or later from its credit) and
+    the discount taken there, what it holds for invoices not yet known, its credit."""
+    async with runtime_of(request).database.sessions() as session:
+        return await commands.load(session, tenant, payment_id)
+
+
+@router.get(
+    "/v1/payments",
+    response_model=PaymentPage,
+    tags=["payments"],
+    summary="Payments, filtered, a page at a time",
+)
+async def list_payments(
+    request: Request,
+    tenant: Tenant,
+    account_id: Annotated[Identifier | None, Query(description="Only this account's")] = None,
+    status: Literal["applied", "partially_applied", "unapplied", "reversed"] | None = None,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> PaymentPage:
+    """Payments in the order they were recorded; ``next_cursor`` is null on the last page."""
+    query = select(payments).where(payments.c.tenant == tenant)
+    if account_id is not None:
+        query = query.where(payments.c.account_id == account_id)
+    if status is not None:
+        query = query.where(payments.c.status == status)
+    if cursor:
+        query = query.where(payments.c.seq > decode_cursor(cursor))
+    async with runtime_of(request).database.sessions() as session:
+        rows = [
+            dict(r)
+            for r in (await session.execute(query.order_by(payments.c.seq).limit(limit + 1)))
+            .mappings()
+            .all()
+        ]
+        page = rows[:limit]
+        apps = await storage.applications_of(session, [(tenant, r["payment_id"]) for r in page])
+    grouped = by_payment(apps)
+    return PaymentPage(
+        items=[payment_view(row, grouped.get(row["payment_id"], [])) for row in page],
+        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+    )
+
+
+@router.post(
+    "/v1/payments/{payment_id}/reverse",
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="Reverse a payment (bounced check, chargeback)",
+    responses={409: {"description": "The payment is already reversed"}},
+)
+async def reverse_payment(
+    payment_id: PaymentId, body: ReverseIn, request: Request, tenant: Tenant
+) -> PaymentOut:
+    """Every invoice the payment paid owes that money again, and the discount taken with
+    it; its credit is gone. A second reversal is a 409."""
+    scope = scope_of(request, tenant)
+    async with runtime_of(request).database.transaction() as session:
+        return await commands.reverse_payment(session, scope, payment_id, body.reason)
+
+
+@router.get(
+    "/v1/accounts/{account_id}/credit",
+    response_model=AccountCreditOut,
+    tags=["credit"],
+    summary="An account's unapplied credit per currency",
+)
+async def account_credit(
+    account_id: AccountId, request: Request, tenant: Tenant
+) -> AccountCreditOut:
+    """Credit per currency, with the payments it comes from (oldest first, the order it
+    is used in). An account without credit has an empty list."""
+    async with runtime_of(request).database.sessions() as session:
+        rows = await commands.account_credit(session, tenant, account_id)
+    by_currency: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_currency.setdefault(row["currency"], []).append(row)
+    credit = []
+    for currency, found in sorted(by_currency.items()):
+
+        def total(
+            column: str, found: list[dict[str, Any]] = found, currency: str = currency
+        ) -> Any:
+            return from_minor(sum(r[column] for r in found), currency)
+
+        credit.append(
+            CurrencyCredit(
+                currency=currency,
+                credit=total("credit_minor"),
+                held=total("held_minor"),
+                payments=[
+                    CreditSourceOut(
+                        payment_id=r["payment_id"],
+                        received_at=utc(r["received_at"]),
+                        credit=from_minor(r["credit_minor"], currency),
+                        held=from_minor(r["held_minor"], currency),
+                    )
+                    for r in found
+                ],
+            )
+        )
+    return AccountCreditOut(account_id=account_id, credit=credit)
+
+
+# -- webhooks ----------------------------------------------------------------------
+
+WEBHOOKS = Counter(
+    "dunning_webhooks_total",
+    "Processor webhooks by provider (configured ones; 'unknown' otherwise) and outcome "
+    "(recorded, already_recorded, reversed, already_reversed, replayed, "
+    "invalid_signature, invalid, refused)",
+    ["provider", "outcome"],
+)
+
+Provider = Annotated[
+    str,
+    Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,49}$", description="The processor, e.g. stripe"),
+]
+
+
+def _unsigned(detail: str) -> Problem:
+    return Problem(
+        401,
+        detail,
+        type_="invalid-signature",
+        headers={"WWW-Authenticate": f'{signing.HEADER} realm="webhooks"'},
+    )
+
+
+@router.post(
+    "/v1/webhooks/{provider}",
+    response_model=WebhookOut,
+    tags=["webhooks"],
+    summary="A processor's signed payment notice",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": WebhookIn.model_json_schema()}},
+        }
+    },
+    responses={
+        401: {"description": "Missing, malformed, stale (over 5 minutes) or wrong signature"},
+        404: {"description": "No tenant has a secret for this provider, or unknown payment"},
+    },
+)
+async def webhook(provider: Provider, request: Request) -> WebhookOut:
+    """A notice signed with ``Dunning-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
+    "<t>.<body>">`` under a secret of the provider (docs/payment-svc.md). The secret that
+    verifies names the tenant. A replayed event id returns the first result (200)."""
+    runtime = runtime_of(request)
+    settings = runtime.settings
+    assert isinstance(settings, PaymentSettings)  # ServiceSpec.settings_type
+    secrets = settings.secrets_for(provider)
+    if not secrets:
+        WEBHOOKS.labels("unknown", "refused").inc()
+        raise Problem(404, f"No webhook secret is configured for {provider!r}.", type_="not-found")
+    raw = await request.body()
+    now = runtime.clock.now().timestamp()
+    try:
+        secret = signing.verify(
+            [s for _, s in secrets],
+            request.headers.get(signing.HEADER),
+            raw,
+            now,
+            settings.webhook_tolerance_s,
+        )
+    except signing.SignatureError as error:
+        WEBHOOKS.labels(provider, "invalid_signature").inc()
+        raise _unsigned(str(error)) from error
+    tenant = next(t for t, s in secrets if s == secret)
+    try:
+        notice = _notice(raw)
+    except Problem:
+        WEBHOOKS.labels(provider, "invalid").inc()
+        raise
+    scope = scope_of(request, tenant)
+    replayed = False
+
+    async def work(session: AsyncSession) -> WebhookOut:
+        nonlocal replayed
+        out, replayed = await commands.record_webhook(session, scope, provider, notice)
+        return out
+
+    try:
+        out = await in_transaction(runtime.database, work)
+    except (Problem, PaymentRuleError):
+        WEBHOOKS.labels(provider, "refused").inc()
+        raise
+    WEBHOOKS.labels(provider, "replayed" if replayed else out.outcome).inc()
+    return out
+
+
+def _notice(raw: bytes) -> WebhookIn:
+    """The verified body as a notice; a 422 naming the fields otherwise."""
+    try:
+        notice = WebhookIn.model_validate(json.loads(raw))
+    except ValidationError as exc:
+        raise _invalid(exc, "body") from None
+    except ValueError:  # not JSON at all
+        raise _invalid(None, "body") from None
+    model = WebhookPayment if notice.type == "payment.succeeded" else WebhookReversal
+    try:
+        model.model_validate(notice.data)
+    except ValidationError as exc:
+        raise _invalid(exc, "body.data") from None
+    return notice
+
+
+def _invalid(exc: ValidationError | None, prefix: str) -> Problem:
+    if exc is None:
+        errors = [{"field": prefix, "message": "is not JSON", "type": "json_invalid"}]
+    else:
+        errors = validation_errors(exc.errors())
+        for error in errors:
+            error["field"] = f"{prefix}.{error['field']}".rstrip(".")
+    return Problem(
+        422,
+        "The notice is not valid.",
+        type_="validation-error",
+        title="Invalid request",
+        errors=errors,
+    )

@@ -1,0 +1,252 @@
+"""payment-svc's tables and the set-based queries on them.
+
+Amounts are integers of the currency's minor unit. ``invoices`` is payment-svc's own
+view of the invoices, built from invoice events: it never reads invoice-svc's tables.
+``applications`` holds what each payment paid (``allocation`` when received,
+``credit`` when applied later) and what it holds for invoices not yet known (``held``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.money import from_minor
+from dunning_runtime.db import SequenceId
+from payment_svc.domain import DiscountTerms, InvoiceState
+
+metadata = MetaData()
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("seq", SequenceId, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("payment_id", String(100), nullable=False),
+    Column("account_id", String(100), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("method", String(20), nullable=False),
+    Column("reference", Text),
+    Column("metadata", JSON, nullable=False),
+    Column("request", JSON, nullable=False),  # the accepted body, for idempotency checks
+    Column("source", String(120), nullable=False),
+    # Free credit: neither applied nor held for a named invoice.
+    Column("credit_minor", BigInteger, nullable=False),
+    Column("held_minor", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reversed_at", DateTime(timezone=True)),
+    Column("reversal_reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant", "payment_id", name="uq_payments_tenant_payment"),
+    Index("ix_payments_tenant_account", "tenant", "account_id"),
+)
+
+applications = Table(
+    "applications",
+    metadata,
+    Column("seq", SequenceId, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("payment_id", String(100), nullable=False),
+    Column("invoice_id", String(100), nullable=False),
+    Column("account_id", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),  # allocation, credit, held
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("discount_minor", BigInteger, nullable=False),
+    Column("reversed", Boolean, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant", "payment_id", "invoice_id", name="uq_applications_payment_invoice"),
+    Index("ix_applications_invoice", "tenant", "invoice_id"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("seq", SequenceId, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("invoice_id", String(100), nullable=False),
+    Column("account_id", String(100), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_due_minor", BigInteger, nullable=False),
+    Column("paid_minor", BigInteger, nullable=False),
+    Column("discount_minor", BigInteger, nullable=False),
+    Column("credited_minor", BigInteger, nullable=False),
+    Column("void", Boolean, nullable=False),
+    Column("issue_date", Date, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("discount_percent", String(20)),
+    Column("discount_days", Integer),
+    # When invoice-svc announced it settled (InvoiceSettled), for the record.
+    Column("settled_seen_at", DateTime(timezone=True)),
+    UniqueConstraint("tenant", "invoice_id", name="uq_pinvoices_tenant_invoice"),
+    Index("ix_pinvoices_tenant_account", "tenant", "account_id"),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("provider", String(50), primary_key=True),
+    Column("event_id", String(100), primary_key=True),
+    Column("response", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+Row = dict[str, Any]
+InvoiceKey = tuple[str, str]  # tenant, invoice_id
+
+
+def invoice_state(row: Row) -> InvoiceState:
+    """The domain's view of a stored invoice."""
+    currency = row["currency"]
+    terms = None
+    if row["discount_percent"] is not None and row["discount_days"] is not None:
+        terms = DiscountTerms(Decimal(row["discount_percent"]), int(row["discount_days"]))
+    issue: date = row["issue_date"]
+    due: date = row["due_date"]
+    return InvoiceState(
+        invoice_id=row["invoice_id"],
+        currency=currency,
+        amount_due=from_minor(row["amount_due_minor"], currency),
+        issue_date=issue,
+        due_date=due,
+        timezone=row["timezone"],
+        discount_terms=terms,
+        paid=from_minor(row["paid_minor"], currency),
+        discounted=from_minor(row["discount_minor"], currency),
+        credited=from_minor(row["credited_minor"], currency),
+        void=bool(row["void"]),
+        account_id=row["account_id"],
+    )
+
+
+async def payments_by_id(session: AsyncSession, tenant: str, ids: Iterable[str]) -> dict[str, Row]:
+    """Payments of ``tenant`` among ``ids``, by id (one query)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(payments).where(payments.c.tenant == tenant, payments.c.payment_id.in_(wanted))
+    )
+    return {r["payment_id"]: dict(r) for r in rows.mappings()}
+
+
+async def account_invoices(
+    session: AsyncSession, keys: Iterable[tuple[str, str]], named: Iterable[InvoiceKey] = ()
+) -> dict[InvoiceKey, Row]:
+    """The open invoices of the ``(tenant, account)`` keys, and the ``named`` ones
+    whatever their state (one query)."""
+    accounts = sorted(set(keys))
+    names = sorted(set(named))
+    if not accounts and not names:
+        return {}
+    conditions = []
+    if accounts:
+        conditions.append(
+            and_(
+                tuple_(invoices.c.tenant, invoices.c.account_id).in_(accounts),
+                invoices.c.void.is_(False),
+                invoices.c.amount_due_minor
+                > invoices.c.paid_minor + invoices.c.discount_minor + invoices.c.credited_minor,
+            )
+        )
+    if names:
+        conditions.append(tuple_(invoices.c.tenant, invoices.c.invoice_id).in_(names))
+
+    rows = await session.execute(select(invoices).where(or_(*conditions)))
+    return {(r["tenant"], r["invoice_id"]): dict(r) for r in rows.mappings()}
+
+
+async def applications_of(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> list[Row]:
+    """Every application of the ``(tenant, payment_id)`` keys, oldest first."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return []
+    rows = await session.execute(
+        select(applications)
+        .where(tuple_(applications.c.tenant, applications.c.payment_id).in_(wanted))
+        .order_by(applications.c.seq)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def payments_with_credit(
+    session: AsyncSession, accounts: Iterable[tuple[str, str]]
+) -> list[Row]:
+    """Payments of the ``(tenant, account)`` keys with money not applied yet, oldest
+    received first (the order credit is used in)."""
+    wanted = sorted(set(accounts))
+    if not wanted:
+        return []
+    rows = await session.execute(
+        select(payments)
+        .where(
+            tuple_(payments.c.tenant, payments.c.account_id).in_(wanted),
+            (payments.c.credit_minor > 0) | (payments.c.held_minor > 0),
+            payments.c.status != "reversed",
+        )
+        .order_by(payments.c.received_at, payments.c.seq)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
+    """One INSERT for all ``rows``."""
+    if rows:
+        await session.execute(insert(table), list(rows))
+
+
+async def update_rows(
+    session: AsyncSession, table: Table, rows: Sequence[Row], columns: Sequence[str]
+) -> None:
+    """One UPDATE by ``seq`` for all ``rows``, writing ``columns``."""
+    if not rows:
+        return
+    await session.execute(
+        update(table)
+        .where(table.c.seq == bindparam("k_seq"))
+        .values({c: bindparam(f"v_{c}") for c in columns}),
+        [{"k_seq": r["seq"], **{f"v_{c}": r[c] for c in columns}} for r in rows],
+    )
+
+
+#: Columns a payment, an invoice or an application changes after it is stored.
+PAYMENT_COLUMNS = (
+    "credit_minor",
+    "held_minor",
+    "status",
+    "reversed_at",
+    "reversal_reason",
+    "updated_at",
+)
+INVOICE_COLUMNS = ("paid_minor", "discount_minor", "credited_minor", "void", "settled_seen_at")
+APPLICATION_COLUMNS = ("kind", "amount_minor", "discount_minor", "reversed", "applied_at")
