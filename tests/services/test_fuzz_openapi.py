@@ -44,7 +44,7 @@ from dunning_events.common import MAX_DAY, MIN_DAY, BoundedDay
 from dunning_events.money import Currency, Percent, PositiveAmount, PositiveMoney
 from dunning_runtime.app import ServiceSpec, create_app
 from dunning_runtime.auth import Tenant
-from dunning_runtime.openapi import ADMIN_SCHEME, PROBLEM_SCHEMA, TENANT_SCHEME
+from dunning_runtime.openapi import ADMIN_SCHEME, PROBLEM_SCHEMA, SIGNATURE_SCHEME, TENANT_SCHEME
 from dunning_runtime.stack import SERVICES
 from tests.support.fixtures import backend_name, ledger_spec, running
 
@@ -326,7 +326,15 @@ async def test_documents_describe_keys_and_problems(module: str, settings_factor
         responses = operation["responses"]
         label = f"{method.upper()} {path}"
         expected = {"500"}
-        if path.startswith("/v1/"):
+        if path.startswith("/v1/webhooks/"):
+            # Processors sign their notices; they have no key of ours.
+            assert operation["security"] == [{SIGNATURE_SCHEME: []}], label
+            assert schemes[SIGNATURE_SCHEME]["type"] == "apiKey"
+            assert schemes[SIGNATURE_SCHEME]["name"] == "Dunning-Signature"
+            expected.add("401")
+            if method in ("post", "put", "patch", "delete"):
+                expected.add("409")
+        elif path.startswith("/v1/"):
             scheme = ADMIN_SCHEME if path.startswith("/v1/admin/") else TENANT_SCHEME
             assert operation["security"] == [{scheme: []}], label
             assert schemes[scheme] == {**schemes[scheme], "type": "http", "scheme": "bearer"}

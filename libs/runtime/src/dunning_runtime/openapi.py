@@ -25,6 +25,7 @@ from dunning_runtime.problems import PROBLEM_JSON, Problem, problem_response
 __all__ = [
     "ADMIN_SCHEME",
     "PROBLEM_SCHEMA",
+    "SIGNATURE_SCHEME",
     "TENANT_SCHEME",
     "AllowedMethods",
     "PathMethods",
@@ -38,6 +39,10 @@ __all__ = [
 #: Names of the bearer security schemes in ``components.securitySchemes``.
 TENANT_SCHEME = "tenantKey"
 ADMIN_SCHEME = "adminKey"
+#: Name of the scheme of signed webhooks (``ServiceSpec.signed_prefixes``): a route that
+#: authenticates its caller by signature declares ``openapi_extra={"security":
+#: [{SIGNATURE_SCHEME: []}]}`` and keeps it; every other /v1 route gets a bearer scheme.
+SIGNATURE_SCHEME = "webhookSignature"
 #: Name of the shared error schema in ``components.schemas``.
 PROBLEM_SCHEMA = "ProblemDetails"
 
@@ -113,6 +118,15 @@ _SECURITY_SCHEMES: dict[str, Any] = {
         "description": (
             "A tenant's API key (setting DUNNING_API_KEYS): `Authorization: Bearer <key>`. "
             "Every resource is scoped to the key's tenant."
+        ),
+    },
+    SIGNATURE_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Dunning-Signature",
+        "description": (
+            'A processor\'s signature, `t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, '
+            "under a secret shared per tenant and provider; no Bearer key."
         ),
     },
     ADMIN_SCHEME: {
@@ -234,6 +248,8 @@ def _document_operation(path: str, method: str, operation: dict[str, Any]) -> se
         statuses.append("404")
     if path.startswith(_API_PREFIX):
         scheme = ADMIN_SCHEME if path.startswith(_ADMIN_PREFIX) else TENANT_SCHEME
+        if operation.get("security") == [{SIGNATURE_SCHEME: []}]:
+            scheme = SIGNATURE_SCHEME
         operation["security"] = [{scheme: []}]
         schemes.add(scheme)
         statuses.append("401")

@@ -28,6 +28,7 @@ from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
 from dunning_runtime.db import utc
 from dunning_runtime.idempotency import in_transaction
+from dunning_runtime.openapi import SIGNATURE_SCHEME
 from dunning_runtime.pagination import decode_cursor, encode_cursor
 from dunning_runtime.problems import Problem, validation_errors
 from dunning_runtime.scope import Scope
@@ -320,7 +321,9 @@ def _unsigned(detail: str) -> Problem:
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": WebhookIn.model_json_schema()}},
-        }
+        },
+        # Signed, not keyed: the document must not ask a processor for a Bearer key.
+        "security": [{SIGNATURE_SCHEME: []}],
     },
     responses={
         401: {"description": "Missing, malformed, stale (over 5 minutes) or wrong signature"},
