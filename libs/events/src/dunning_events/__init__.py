@@ -46,7 +46,12 @@ from dunning_events.money import (
     minor_units,
     quantize,
 )
-from dunning_events.notifications import NotificationFailed, NotificationSent
+from dunning_events.notifications import (
+    CollectorTaskCompleted,
+    NotificationFailed,
+    NotificationSent,
+    NotificationSuppressed,
+)
 from dunning_events.payments import Allocation, PaymentReceived, PaymentReversed
 from dunning_events.registry import EVENT_CLASSES, EVENT_TYPES, event_class
 
@@ -56,6 +61,7 @@ __all__ = [
     "Allocation",
     "Channel",
     "CollectionsHandoffRequested",
+    "CollectorTaskCompleted",
     "Contact",
     "Currency",
     "DecodeError",
@@ -79,6 +85,7 @@ __all__ = [
     "NotificationFailed",
     "NotificationRequested",
     "NotificationSent",
+    "NotificationSuppressed",
     "PaymentPlanAgreed",
     "PaymentReceived",
     "PaymentReversed",
