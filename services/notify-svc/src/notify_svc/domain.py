@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from dunning_events import Contact, NotificationRequested
@@ -135,10 +135,10 @@ def suppression(
 
 
 def due_at(request: NotificationRequested, now: datetime) -> datetime:
-    """When a notice may go out: its ``not_before``, or now."""
+    """When a notice may go out, in UTC: its ``not_before``, or now."""
     if request.not_before is not None and request.not_before > now:
-        return request.not_before
-    return now
+        return request.not_before.astimezone(UTC)
+    return now.astimezone(UTC)
 
 
 def obsolete_after(stage_sequence: int, to_stage: str, sequence: int) -> bool:

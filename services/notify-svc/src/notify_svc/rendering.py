@@ -204,14 +204,20 @@ def render(
     message = parts_of(f"{name}.{language}", overrides)
     layout = parts_of(f"{LAYOUT}.{language}", overrides)
     values = {**context, "language": language}
-    subject = " ".join(_render("subject", message["subject"], values).split())
+    subject = _one_line(_render("subject", message["subject"], values))
     values["subject"] = subject
     values["intro"] = _render("intro", message["intro"], values).strip()
     values["closing"] = _render("closing", message["closing"], values).strip()
     text = _render("text", layout["text"], values)
     html = _render("html", layout["html"], values, html=True)
-    sms = " ".join(_render("sms", layout["sms"], values).split())
+    sms = _one_line(_render("sms", layout["sms"], values))
     return Rendered(subject=subject, text=_tidy(text), html=html, sms=sms)
+
+
+def _one_line(text: str) -> str:
+    """Runs of ASCII white space as one space (a no-break space, as in ``1.250,00 €``,
+    stays)."""
+    return re.sub(r"[ \t\r\n]+", " ", text).strip()
 
 
 def _tidy(text: str) -> str:
