@@ -28,7 +28,9 @@ async def http() -> AsyncIterator[HttpServer]:
 
 
 @pytest.fixture
-def notify_settings(settings_factory: Callable[..., Any], smtp: SmtpServer, http: HttpServer) -> Any:
+def notify_settings(
+    settings_factory: Callable[..., Any], smtp: SmtpServer, http: HttpServer
+) -> Any:
     return settings_factory(
         "notify-svc",
         clock="manual",

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 import uvicorn
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -145,7 +146,9 @@ async def http_server() -> AsyncIterator[HttpServer]:
     """A real HTTP server (uvicorn) on a free local port."""
     recorder = HttpServer(port=free_port())
     app = Starlette(routes=[Route("/{path:path}", recorder.receive, methods=["POST"])])
-    config = uvicorn.Config(app, host="127.0.0.1", port=recorder.port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=recorder.port, log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -187,7 +190,9 @@ def three_invoices(locale: str = "de-DE", **changes: Any) -> NotificationRequest
     )
 
 
-async def publish(settings: Any, *events: Any, tenant: str = "acme", traceparent: str | None = TRACEPARENT) -> list[Envelope]:
+async def publish(
+    settings: Any, *events: Any, tenant: str = "acme", traceparent: str | None = TRACEPARENT
+) -> list[Envelope]:
     """Publish events as dunning-svc would, each in its own envelope."""
     envelopes = [
         make_envelope(e, tenant=tenant, source="/dunning-svc", time=START, traceparent=traceparent)  # type: ignore[arg-type]
@@ -199,7 +204,9 @@ async def publish(settings: Any, *events: Any, tenant: str = "acme", traceparent
         messages = []
         for envelope in envelopes:
             kafka = to_kafka(envelope)
-            messages.append(OutgoingMessage(envelope.data.topic, kafka.key, kafka.value, kafka.headers))
+            messages.append(
+                OutgoingMessage(envelope.data.topic, kafka.key, kafka.value, kafka.headers)
+            )
         await bus.publish(messages)
     finally:
         await bus.close()
@@ -225,7 +232,9 @@ async def published(settings: Any, count: int, *, timeout: float = 30) -> list[E
     return [from_kafka(r.key, r.value, r.headers) for r in records]
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30, what: str = "it") -> None:
+async def until(
+    check: Callable[[], Awaitable[bool]], timeout: float = 30, what: str = "it"
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not await check():
@@ -233,7 +242,9 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30, what:
         await asyncio.sleep(0.05)
 
 
-async def settled(client: httpx.AsyncClient, notification_id: str, headers: dict[str, str] = ACME) -> dict[str, Any]:
+async def settled(
+    client: httpx.AsyncClient, notification_id: str, headers: dict[str, str] = ACME
+) -> dict[str, Any]:
     """The notice once it is no longer pending."""
     found: dict[str, Any] = {}
 

@@ -11,8 +11,8 @@ from notify_fixtures import (
     ACME,
     GLOBEX,
     SmtpServer,
-    published,
     publish,
+    published,
     settled,
     three_invoices,
     until,
@@ -42,9 +42,7 @@ async def test_a_consolidated_german_notice_arrives_once_and_is_published(
     assert message["To"] == "ap@acme.example"
     assert message["Message-ID"] == body["message_id"]
     assert message["Message-ID"].startswith("<ntf.") and message["Date"]
-    assert message["Subject"] == (
-        "Zahlungserinnerung: 3 überfällige Rechnungen (4.230,50\xa0€)"
-    )
+    assert message["Subject"] == ("Zahlungserinnerung: 3 überfällige Rechnungen (4.230,50\xa0€)")
     text, html = parts(message)
     assert text.startswith("Guten Tag Dana Fischer,")
     for number, amount, due in (
@@ -88,7 +86,9 @@ async def test_the_english_notice_formats_for_english(
     assert message["Subject"] == "Payment reminder: 3 overdue invoices (€4,230.50)"
     text, html = parts(message)
     assert text.startswith("Dear Dana Fischer,")
-    assert "- Invoice 2026-1002, due Mar 2, 2026: €980.50 open of €980.50 (13 days past due)" in text
+    assert (
+        "- Invoice 2026-1002, due Mar 2, 2026: €980.50 open of €980.50 (13 days past due)" in text
+    )
     assert "Total overdue: €4,230.50" in text
     assert '<html lang="en">' in html
 
@@ -112,7 +112,11 @@ async def test_a_permanent_smtp_failure_is_not_retried(
     assert (body["status"], body["attempts"], body["permanent"]) == ("failed", 1, True)
     assert "550" in body["error"]
     assert smtp.messages == []
-    [failed] = [e.data for e in await published(notify_settings, 1) if isinstance(e.data, NotificationFailed)]
+    [failed] = [
+        e.data
+        for e in await published(notify_settings, 1)
+        if isinstance(e.data, NotificationFailed)
+    ]
     assert failed.permanent and failed.attempts == 1 and "550" in failed.error
 
 
@@ -124,7 +128,11 @@ async def test_temporary_failures_until_the_time_runs_out_fail_the_notice(
     body = await settled(client, "NTF-G")
     assert body["status"] == "failed" and body["permanent"] is False
     assert body["attempts"] > 1 and "421" in body["error"]
-    [failed] = [e.data for e in await published(notify_settings, 1) if isinstance(e.data, NotificationFailed)]
+    [failed] = [
+        e.data
+        for e in await published(notify_settings, 1)
+        if isinstance(e.data, NotificationFailed)
+    ]
     assert not failed.permanent and failed.attempts == body["attempts"]
 
 

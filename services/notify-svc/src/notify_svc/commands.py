@@ -109,8 +109,14 @@ async def put_template(
     allowed = rendering.part_names(key)
     for part in parts:
         if part not in allowed:
+            other = (
+                "the layout (layout.<language>)"
+                if part in rendering.LAYOUT_PARTS
+                else ("a message template (<template>.<language>)")
+            )
             raise NotifyRuleError(
-                f"{key} has the parts {', '.join(allowed)}, not {part}", f"body.{part}"
+                f"{key} has the parts {', '.join(allowed)}; {part} belongs to {other}",
+                f"body.{part}",
             )
     if not parts:
         raise NotifyRuleError(f"give at least one of {', '.join(allowed)}", "body")
