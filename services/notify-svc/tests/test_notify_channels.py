@@ -79,6 +79,9 @@ async def test_opted_out_and_unreachable_contacts_are_suppressed_and_published(
     assert out.status_code == 200, out.text
     assert out.json()["address"] == "ap@acme.example"
     assert [o["channel"] for o in out.json()["opted_out"]] == ["email"]
+    assert out.json()["opted_out"][0]["since"] == "2026-03-15T09:00:00Z"
+    profile = (await client.get("/v1/profile", headers=ACME)).json()
+    assert profile["updated_at"] is None and profile["company_name"]
     no_phone = {"name": "Dana Fischer", "email": "ap@acme.example"}
     await publish(
         notify_settings,

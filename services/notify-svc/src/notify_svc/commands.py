@@ -16,6 +16,7 @@ from dunning_events import Money, NotificationRequested
 from dunning_events.money import to_minor
 from dunning_events.notifications import CollectorTaskCompleted
 from dunning_events.samples import sample_event
+from dunning_runtime.db import utc
 from dunning_runtime.locks import lock_account
 from dunning_runtime.outbox import Outbox
 from notify_svc import domain, events, rendering, storage
@@ -166,7 +167,7 @@ async def get_profile(session: AsyncSession, tenant: str) -> ProfileOut:
     if row is None:
         defaults = {k: v for k, v in rendering.DEFAULT_PROFILE.items() if v is not None}
         return ProfileOut.model_validate({**defaults, "updated_at": None})
-    return ProfileOut.model_validate({**row["profile"], "updated_at": row["updated_at"]})
+    return ProfileOut.model_validate({**row["profile"], "updated_at": utc(row["updated_at"])})
 
 
 async def put_profile(
@@ -210,7 +211,8 @@ async def get_contact(session: AsyncSession, tenant: str, address: str) -> Conta
     return ContactOut(
         address=normalized,
         opted_out=[
-            OptOut(channel=r["channel"], reason=r["reason"], since=r["created_at"]) for r in rows
+            OptOut(channel=r["channel"], reason=r["reason"], since=utc(r["created_at"]))
+            for r in rows
         ],
     )
 

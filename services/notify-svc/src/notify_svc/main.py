@@ -42,6 +42,9 @@ SPEC = ServiceSpec(
     routers=(api.router,),
     subscriptions=(_commands,),
     jobs=(jobs.DELIVER,),
+    # Six template parts of up to 20,000 characters each, JSON-escaped (up to 12 bytes a
+    # character): the body limit must let every body the schema allows reach validation.
+    body_limits={"/v1/templates/{key}": 2 * 1024 * 1024},
     settings_type=NotifySettings,
 )
 
