@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
 from typing import Any
@@ -93,6 +93,9 @@ class Delivery:
         self.wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        #: One pool of HTTP connections for SMS and webhooks (building a client loads the
+        #: CA bundle: far too slow per notice).
+        self.http = httpx.AsyncClient(follow_redirects=False)
 
     def wake(self) -> None:
         """Look for due notices now (a consumer just recorded some)."""
@@ -108,6 +111,7 @@ class Delivery:
                     await asyncio.wait_for(self.wakeup.wait(), POLL_S)
         finally:
             await self._cancel_in_flight()
+            await self.http.aclose()
 
     async def deliver_due(self) -> int:
         """Send every notice due now and wait for their outcomes (for ``POST
@@ -157,6 +161,7 @@ class Delivery:
     def _forget(self, seq: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_task: asyncio.Task[None]) -> None:
             self._in_flight.pop(seq, None)
+            self.wakeup.set()  # a slot is free: take the next due notice now
 
         return forget
 
@@ -206,33 +211,34 @@ class Delivery:
         first = utc(row["first_attempt_at"]) or wall_now()
         budget = self.settings.delivery_retry_max_s - (wall_now() - first).total_seconds()
         attempts = row["attempts"]
-        async with self._client() as client:
-            channel = self._channel(row["channel"], client)
-            try:
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(TemporaryFailure),
-                    wait=wait_random_exponential(
-                        multiplier=self.settings.delivery_backoff_s,
-                        max=self.settings.delivery_backoff_max_s,
-                    ),
-                    stop=stop_after_delay(max(0.0, budget)),
-                    reraise=True,
-                ):
-                    with attempt:
-                        attempts += 1
-                        if not await self._begin(row, attempts, first, duplicate):
-                            return  # suppressed meanwhile, or another instance took over
-                        receipt = await self._send(channel, message, row, attempts)
-                        await self._sent(row, receipt.provider_message_id, attempts)
-            except PermanentFailure as exc:
-                await self._failed(row, str(exc), permanent=True, attempts=attempts)
-            except TemporaryFailure as exc:
-                await self._failed(
-                    row,
-                    f"gave up after {attempts} attempts: {exc}",
-                    permanent=False,
-                    attempts=attempts,
-                )
+        if self.http.is_closed:  # the worker was restarted by its supervisor
+            self.http = httpx.AsyncClient(follow_redirects=False)
+        channel = self._channel(row["channel"], self.http)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TemporaryFailure),
+                wait=wait_random_exponential(
+                    multiplier=self.settings.delivery_backoff_s,
+                    max=self.settings.delivery_backoff_max_s,
+                ),
+                stop=stop_after_delay(max(0.0, budget)),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    if not await self._begin(row, attempts, first, duplicate):
+                        return  # suppressed meanwhile, or another instance took over
+                    receipt = await self._send(channel, message, row, attempts)
+                    await self._sent(row, receipt.provider_message_id, attempts)
+        except PermanentFailure as exc:
+            await self._failed(row, str(exc), permanent=True, attempts=attempts)
+        except TemporaryFailure as exc:
+            await self._failed(
+                row,
+                f"gave up after {attempts} attempts: {exc}",
+                permanent=False,
+                attempts=attempts,
+            )
 
     async def _send(
         self, channel: Channel, message: Outgoing, row: RowMapping, attempts: int
@@ -250,11 +256,6 @@ class Delivery:
             # A channel bug must not look like a send that may have happened.
             await self._record_attempt_failed(row, f"{type(exc).__name__}: {exc}")
             raise PermanentFailure(f"{type(exc).__name__}: {exc}") from exc
-
-    @contextlib.asynccontextmanager
-    async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
-        async with httpx.AsyncClient(follow_redirects=False) as client:
-            yield client
 
     def _channel(self, name: str, client: httpx.AsyncClient) -> Channel:
         settings = self.settings

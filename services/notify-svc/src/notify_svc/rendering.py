@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +26,7 @@ from urllib.parse import quote
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
@@ -164,6 +164,12 @@ def _loop_depth(node: nodes.Node, depth: int = 0) -> int:
 
 def check_source(part: str, source: str, *, html: bool = False) -> None:
     """Refuse a template part that cannot be parsed or that loops too deep."""
+    _compiled(part, source, html)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(part: str, source: str, html: bool) -> Template:
+    # Compiling costs far more than rendering: each source is compiled once per process.
     if len(source) > MAX_SOURCE:
         raise TemplateProblem(part, f"is {len(source)} characters; at most {MAX_SOURCE}")
     env = _HTML if html else _TEXT
@@ -173,13 +179,13 @@ def check_source(part: str, source: str, *, html: bool = False) -> None:
         raise TemplateProblem(part, f"line {exc.lineno}: {exc.message}") from exc
     if _loop_depth(tree) > MAX_LOOP_DEPTH:
         raise TemplateProblem(part, f"loops may nest at most {MAX_LOOP_DEPTH} deep")
+    return env.from_string(tree)
 
 
 def _render(part: str, source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
-    check_source(part, source, html=html)
-    env = _HTML if html else _TEXT
+    template = _compiled(part, source, html)
     try:
-        output = env.from_string(source).render(context)
+        output = template.render(context)
     except TemplateError as exc:
         # The sandbox's SecurityError and an undefined variable are TemplateErrors.
         raise TemplateProblem(part, f"{type(exc).__name__}: {exc.message or exc}") from exc
