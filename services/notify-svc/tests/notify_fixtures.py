@@ -51,10 +51,14 @@ class SmtpServer:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     rcpt_replies: list[str] = field(default_factory=list)
     data_replies: list[str] = field(default_factory=list)
+    #: Recipients answered 451 (mailbox busy) for as long as they are in the set.
+    deferred: set[str] = field(default_factory=set)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: Any
     ) -> str:
+        if address in self.deferred:
+            return "451 4.2.1 mailbox busy, try later"
         if self.rcpt_replies:
             return self.rcpt_replies.pop(0)
         envelope.rcpt_tos.append(address)

@@ -219,3 +219,76 @@ async def test_a_held_notice_waits_for_not_before(
     assert (await client.post("/v1/admin/tick", headers=ADMIN)).status_code == 200
     assert (await settled(client, "NTF-H"))["status"] == "sent"
     assert len(smtp.messages) == 1
+
+
+async def test_copies_go_to_cc_contacts_not_opted_out_and_the_list_filters(
+    client: httpx.AsyncClient, smtp: SmtpServer, notify_settings: Any
+) -> None:
+    await client.post("/v1/contacts/ceo@acme.example/opt-out", headers=ACME)
+    cc = [
+        {"name": "Escalation", "email": "cfo@acme.example"},
+        {"name": "Opted out", "email": "ceo@acme.example"},
+    ]
+    await publish(
+        notify_settings,
+        three_invoices("en", notification_id="CC-1", cc=cc),
+        three_invoices(
+            "en",
+            notification_id="CC-2",
+            account_id="OTHER-1",
+            channel="sms",
+            recipient={"name": "No phone", "email": "x@other.example"},
+        ),
+    )
+    body = await settled(client, "CC-1")
+    assert body["status"] == "sent" and body["cc"] == ["cfo@acme.example"]
+    [message] = smtp.messages
+    assert message["Cc"] == "cfo@acme.example"
+    [(_, recipients)] = smtp.envelopes
+    assert sorted(recipients) == ["ap@acme.example", "cfo@acme.example"]
+    await settled(client, "CC-2")
+
+    async def ids(query: str) -> list[str]:
+        page = (await client.get(f"/v1/notifications?{query}", headers=ACME)).json()
+        return [n["notification_id"] for n in page["items"]]
+
+    assert await ids("account_id=ACME-0042") == ["CC-1"]
+    assert await ids("status=suppressed") == ["CC-2"]
+    assert await ids("channel=sms") == ["CC-2"]
+    # Two accounts, two partitions: recorded in either order, each on one page.
+    first = (await client.get("/v1/notifications?limit=1", headers=ACME)).json()
+    rest = await ids(f"cursor={first['next_cursor']}")
+    assert sorted([first["items"][0]["notification_id"], *rest]) == ["CC-1", "CC-2"]
+    bad = await client.get("/v1/notifications?cursor=garbage!", headers=ACME)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.cursor"
+
+
+async def test_a_notice_being_retried_does_not_hold_the_next_one(
+    smtp: SmtpServer, notify_settings: Any
+) -> None:
+    from dunning_runtime.app import create_app
+    from notify_svc.main import SPEC
+    from tests.support.fixtures import running
+
+    # Retries for a minute, so however slow the machine the notice is still retrying.
+    settings = notify_settings.model_copy(update={"delivery_retry_max_s": 60})
+    async with running(create_app(SPEC, settings)) as client:
+        await client.put("/v1/admin/clock", json={"now": "2026-03-15T09:00:00Z"}, headers=ADMIN)
+        smtp.deferred.add("slow@acme.example")
+        slow = {"name": "Slow Mailbox", "email": "slow@acme.example"}
+        await publish(settings, three_invoices("en", notification_id="SLOW-1", recipient=slow))
+
+        async def retrying() -> bool:
+            body = (await client.get("/v1/notifications/SLOW-1", headers=ACME)).json()
+            return bool(body.get("attempts", 0) >= 1 and body["status"] == "pending")
+
+        await until(retrying, what="SLOW-1 retrying")
+        # The same account, so the same partition: the consumer has moved on.
+        await publish(settings, three_invoices("en", notification_id="NEXT-1"))
+        assert (await settled(client, "NEXT-1"))["status"] == "sent"
+        pending = (await client.get("/v1/notifications/SLOW-1", headers=ACME)).json()
+        assert pending["status"] == "pending" and "451" in pending["error"]
+        smtp.deferred.clear()
+        body = await settled(client, "SLOW-1")
+    assert body["status"] == "sent" and body["attempts"] >= 2
+    assert [m["To"] for m in smtp.messages] == ["ap@acme.example", "slow@acme.example"]

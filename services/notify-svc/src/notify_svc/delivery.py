@@ -92,6 +92,9 @@ class Delivery:
         self.owner = uuid.uuid4().hex
         self.wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
+        # The worker and a tick both claim: one claim at a time, or both would take the
+        # same rows (they share the owner id) and send them twice.
+        self._claiming = asyncio.Lock()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         #: One pool of HTTP connections for SMS and webhooks (building a client loads the
         #: CA bundle: far too slow per notice).
@@ -137,6 +140,10 @@ class Delivery:
 
     async def _start_due(self) -> list[asyncio.Task[None]]:
         """Claim due notices (as many as there are free slots) and start a task for each."""
+        async with self._claiming:
+            return await self._claim_and_start()
+
+    async def _claim_and_start(self) -> list[asyncio.Task[None]]:
         room = self.settings.delivery_concurrency * 2 - len(self._in_flight)
         if room <= 0:
             return []
@@ -149,6 +156,8 @@ class Delivery:
             profiles = await storage.profiles_of(session, {r["tenant"] for r in rows})
         started = []
         for row in rows:
+            if row["seq"] in self._in_flight:
+                continue  # still being sent here (its lease ran out between attempts)
             task = asyncio.create_task(
                 self._deliver(row, profiles.get(row["tenant"], {})),
                 name=f"notify-send-{row['notification_id']}",
