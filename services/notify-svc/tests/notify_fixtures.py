@@ -53,6 +53,8 @@ class SmtpServer:
     data_replies: list[str] = field(default_factory=list)
     #: Recipients answered 451 (mailbox busy) for as long as they are in the set.
     deferred: set[str] = field(default_factory=set)
+    #: Per accepted message: whether it came over TLS and after a successful AUTH.
+    secured: list[tuple[bool, bool]] = field(default_factory=list)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: Any
@@ -73,16 +75,18 @@ class SmtpServer:
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
         self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
+        self.secured.append((session.ssl is not None, bool(session.authenticated)))
         return "250 2.0.0 accepted"
 
 
 @contextlib.asynccontextmanager
-async def smtp_server() -> AsyncIterator[SmtpServer]:
-    """A real SMTP server on a free local port."""
+async def smtp_server(**options: Any) -> AsyncIterator[SmtpServer]:
+    """A real SMTP server on a free local port; ``options`` go to aiosmtpd's ``SMTP``
+    (``tls_context``, ``require_starttls``, ``auth_required``, ``authenticator``...)."""
     handler = SmtpServer()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="smtp.test", loop=loop), "127.0.0.1", 0
+        lambda: SMTP(handler, hostname="smtp.test", loop=loop, **options), "127.0.0.1", 0
     )
     handler.port = server.sockets[0].getsockname()[1]
     try:
