@@ -161,3 +161,63 @@ def test_the_message_id_is_stable_and_well_formed(notification_id: str) -> None:
     assert first == domain.message_id("acme", notification_id, "dunning.example")
     assert first != domain.message_id("globex", notification_id, "dunning.example")
     assert first.startswith("<ntf.") and first.endswith("@dunning.example>")
+
+
+_NAMES = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40
+).filter(str.strip)
+
+
+@st.composite
+def notices(draw: st.DrawFn) -> Any:
+    from decimal import Decimal
+
+    from dunning_events import Money
+
+    currency = draw(st.sampled_from(["EUR", "USD", "JPY", "CHF"]))
+    places = 0 if currency == "JPY" else 2
+    count = draw(st.integers(1, 5))
+    invoices = []
+    total = Decimal(0)
+    for n in range(count):
+        minor = draw(st.integers(1, 10**9))
+        amount = Decimal(minor).scaleb(-places)
+        total += amount
+        invoices.append(
+            {
+                "invoice_id": f"INV-{n}",
+                "number": draw(_NAMES) if draw(st.booleans()) else None,
+                "amount_due": Money(amount=amount, currency=currency),
+                "balance": Money(amount=amount, currency=currency),
+                "due_date": f"2026-0{draw(st.integers(1, 9))}-1{draw(st.integers(0, 9))}",
+                "days_past_due": draw(st.integers(-5, 400)),
+            }
+        )
+    base = commands.sample_request(
+        draw(st.sampled_from(["overdue_1", "final_notice", "x_step"])), "en"
+    )
+    return base.model_validate(
+        {
+            **base.model_dump(),
+            "locale": draw(st.sampled_from(["en", "en-GB", "de-DE", "de-CH", "fr-FR", "ja"])),
+            "recipient": {"name": draw(_NAMES)},
+            "next_step": draw(st.none() | _NAMES),
+            "invoices": invoices,
+            "total_overdue": [Money(amount=total, currency=currency)],
+            "total_open": [Money(amount=total, currency=currency)],
+        }
+    )
+
+
+@given(notices())
+def test_any_notice_renders_listing_every_invoice_and_the_total(notice: Any) -> None:
+    from markupsafe import escape
+
+    context = rendering.build_context("acme", notice, {})
+    out = rendering.render(notice.template, notice.locale, context, {})
+    assert "\n" not in out.subject and out.sms
+    for shown in context["invoices"]:
+        assert shown["number"] in out.text and shown["balance"] in out.text
+        assert str(escape(shown["number"])) in out.html
+    assert context["total_overdue"][0] in out.text
+    assert context["contact"]["name"] in out.text

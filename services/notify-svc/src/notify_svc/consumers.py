@@ -111,11 +111,19 @@ async def apply_stage_changes(
             f"requested at stage change {notice['stage_sequence']} ({notice['stage']}); the "
             f"account returned to current at stage change {current}"
         )
-        await session.execute(
+        result = await session.execute(
             update(notifications)
-            .where(notifications.c.seq == notice["seq"])
+            .where(
+                notifications.c.seq == notice["seq"],
+                # Re-checked as the row is written: a send that began since it was read
+                # wins, and its outcome is recorded instead.
+                notifications.c.status == "pending",
+                notifications.c.send_started_at.is_(None),
+            )
             .values(status="suppressed", reason="obsolete", error=detail, updated_at=now)
         )
+        if not getattr(result, "rowcount", 0):
+            continue
         suppressed = events.suppressed(notice, "obsolete", detail)
         await outbox.add(session, events.envelope(notice["tenant"], suppressed, now, notice))
 
