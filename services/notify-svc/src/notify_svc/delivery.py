@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from tenacity import (
 
 from dunning_runtime.app import Runtime
 from dunning_runtime.db import utc
+from dunning_runtime.errors import Outage, is_transient
 from dunning_runtime.locks import lock_account
 from dunning_runtime.telemetry import context_from_headers, tracer
 from notify_svc import domain, events, storage
@@ -95,6 +97,7 @@ class Delivery:
         # The worker and a tick both claim: one claim at a time, or both would take the
         # same rows (they share the owner id) and send them twice.
         self._claiming = asyncio.Lock()
+        self.outage = Outage("notify-svc delivery", log)
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         #: One pool of HTTP connections for SMS and webhooks (building a client loads the
         #: CA bundle: far too slow per notice).
@@ -109,7 +112,16 @@ class Delivery:
         try:
             while True:
                 self.wakeup.clear()
-                await self._start_due()
+                began = time.monotonic()
+                try:
+                    await self._start_due()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    # The database is away: the sends in hand go on; claim again later.
+                    self.outage.failed(exc)
+                else:
+                    self.outage.recovered(began)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), POLL_S)
         finally:
