@@ -56,6 +56,18 @@ async def test_an_override_is_validated_previewed_used_and_dropped(
         ),
         ({"intro": "{% for a in range(100000) %}x{% endfor %}"}, "body.intro", "range"),
         ({"html": "<p>x</p>"}, "body.html", "layout"),
+        ({"intro": "{{ contact.name | safe }}"}, "body.intro", "safe"),
+        ({"intro": "{{ contact.name | no_such_filter }}"}, "body.intro", "no_such_filter"),
+        ({"intro": "{% include 'x' %}"}, "body.intro", "loader"),
+        ({"intro": "{{ 'x' * 1000000000 }}"}, "body.intro", "limited"),
+        ({"intro": "{{ 9 ** (9 ** 9) }}"}, "body.intro", "limited"),
+        ({"intro": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}"}, "body.intro", "deep"),
+        ({"intro": "{{ invoices[0].balance / 0 }}"}, "body.intro", "Error"),
+        (
+            {"intro": "{% autoescape false %}{{ contact.name }}{% endautoescape %}"},
+            "body.intro",
+            "autoescape",
+        ),
     ],
 )
 async def test_a_hostile_or_broken_override_is_a_422_that_says_where(

@@ -27,6 +27,8 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
@@ -137,8 +139,25 @@ def _range(*args: int) -> range:
     return numbers
 
 
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` bounded: ``'x' * 10**9`` or
+    ``9 ** 9 ** 9`` would otherwise take the process's memory or CPU."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and (not isinstance(right, int | float) or abs(right) > 64):
+            raise SecurityError("exponents in templates are limited to 64")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                repeated = isinstance(sequence, str | list | tuple) and isinstance(times, int)
+                if repeated and len(sequence) * times > MAX_OUTPUT:
+                    raise SecurityError(f"a repeated text is limited to {MAX_OUTPUT}")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment(*, html: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _BoundedSandbox(
         autoescape=html,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -146,6 +165,9 @@ def _environment(*, html: bool) -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=False,
     )
     env.filters["paragraphs"] = _paragraphs
+    # Escaping is not the template's to switch off: contact names, invoice numbers and
+    # next steps come from outside, and an override must not open the HTML to them.
+    del env.filters["safe"]
     env.globals = {"range": _range, "dict": dict, "lipsum": None, "cycler": None}
     return env
 
@@ -177,9 +199,16 @@ def _compiled(part: str, source: str, html: bool) -> Template:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem(part, f"line {exc.lineno}: {exc.message}") from exc
+    except RecursionError as exc:
+        raise TemplateProblem(part, "nests too deep to be parsed") from exc
+    if any(True for _ in tree.find_all(nodes.EvalContextModifier)):
+        raise TemplateProblem(part, "autoescape cannot be switched off in a template")
     if _loop_depth(tree) > MAX_LOOP_DEPTH:
         raise TemplateProblem(part, f"loops may nest at most {MAX_LOOP_DEPTH} deep")
-    return env.from_string(tree)
+    try:
+        return env.from_string(tree)
+    except TemplateSyntaxError as exc:  # e.g. an unknown filter, found when compiling
+        raise TemplateProblem(part, f"line {exc.lineno}: {exc.message}") from exc
 
 
 def _render(part: str, source: str, context: Mapping[str, Any], *, html: bool = False) -> str:
@@ -189,7 +218,7 @@ def _render(part: str, source: str, context: Mapping[str, Any], *, html: bool = 
     except TemplateError as exc:
         # The sandbox's SecurityError and an undefined variable are TemplateErrors.
         raise TemplateProblem(part, f"{type(exc).__name__}: {exc.message or exc}") from exc
-    except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
+    except (ArithmeticError, TypeError, ValueError, LookupError, RecursionError) as exc:
         raise TemplateProblem(part, f"{type(exc).__name__}: {exc}") from exc
     if len(output) > MAX_OUTPUT:
         raise TemplateProblem(part, f"renders {len(output)} characters; at most {MAX_OUTPUT}")
