@@ -87,11 +87,15 @@ async def test_opted_out_and_unreachable_contacts_are_suppressed_and_published(
         notify_settings,
         request(notification_id="OPT-1"),
         request(notification_id="OPT-2", channel="sms", recipient=no_phone),
+        request(notification_id="OPT-4", channel="webhook"),  # no endpoint in the profile
     )
     first = await settled(client, "OPT-1")
     assert (first["status"], first["reason"]) == ("suppressed", "opted_out")
     second = await settled(client, "OPT-2")
     assert (second["status"], second["reason"]) == ("suppressed", "no_address")
+    assert "no phone number" in second["error"]
+    hook = await settled(client, "OPT-4")
+    assert (hook["status"], hook["reason"]) == ("suppressed", "no_address")
     suppressed = [
         e.data
         for e in await published(notify_settings, 2)
@@ -100,6 +104,7 @@ async def test_opted_out_and_unreachable_contacts_are_suppressed_and_published(
     assert {(s.notification_id, s.reason) for s in suppressed} == {
         ("OPT-1", "opted_out"),
         ("OPT-2", "no_address"),
+        ("OPT-4", "no_address"),
     }
     # Back in: the next notice goes out.
     back = await client.post("/v1/contacts/ap@acme.example/opt-in", headers=ACME)

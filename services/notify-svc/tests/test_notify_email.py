@@ -292,3 +292,34 @@ async def test_a_notice_being_retried_does_not_hold_the_next_one(
         body = await settled(client, "SLOW-1")
     assert body["status"] == "sent" and body["attempts"] >= 2
     assert [m["To"] for m in smtp.messages] == ["ap@acme.example", "slow@acme.example"]
+
+
+async def test_two_instances_send_each_notice_exactly_once(
+    smtp: SmtpServer, notify_settings: Any
+) -> None:
+    from dunning_runtime.app import create_app
+    from notify_svc.main import SPEC
+    from tests.support.fixtures import running
+
+    async with (
+        running(create_app(SPEC, notify_settings)) as first,
+        running(create_app(SPEC, notify_settings)) as second,
+    ):
+        for client in (first, second):
+            await client.put("/v1/admin/clock", json={"now": "2026-03-15T09:00:00Z"}, headers=ADMIN)
+        notices = [
+            three_invoices("en", notification_id=f"DUO-{n}", account_id=f"ACC-{n % 10}")
+            for n in range(30)
+        ]
+        await publish(notify_settings, *notices)
+        await publish(notify_settings, *notices[:10])  # and some redelivered
+
+        async def all_sent() -> bool:
+            page = (await first.get("/v1/notifications?status=sent", headers=ACME)).json()
+            return len(page["items"]) == 30
+
+        await until(all_sent, timeout=60, what="30 notices sent")
+        await second.post("/v1/admin/tick", headers=ADMIN)
+        await asyncio.sleep(0.5)
+    ids = [m["Message-ID"] for m in smtp.messages]
+    assert len(ids) == 30 and len(set(ids)) == 30

@@ -123,11 +123,11 @@ def suppression(
             f"account returned to current at stage change {current_sequence}",
         )
     if address is None:
-        what = {"email": "an email address", "webhook": "a webhook endpoint"}.get(
-            request.channel, "a phone number"
-        )
+        if request.channel == "webhook":
+            return Suppression("no_address", "the tenant's profile has no webhook_url")
+        what = "email address" if request.channel == "email" else "phone number"
         return Suppression(
-            "no_address", f"{request.recipient.name} has no {what} for {request.channel}"
+            "no_address", f"{request.recipient.name} has no {what}, needed for {request.channel}"
         )
     if request.channel in opted_out_channels:
         return Suppression("opted_out", f"{address} opted out of {request.channel}")
