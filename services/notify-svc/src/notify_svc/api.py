@@ -219,10 +219,9 @@ async def complete_task(
     no-op; another one is a 409."""
     runtime = runtime_of(request)
     async with runtime.database.transaction() as session:
-        _, task = await commands.complete_task(
+        return await commands.complete_task(
             session, runtime.outbox, tenant, task_id, body, runtime.clock.now()
         )
-    return task
 
 
 # -- templates -------------------------------------------------------------------------

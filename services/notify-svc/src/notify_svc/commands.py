@@ -300,13 +300,13 @@ async def complete_task(
     task_id: str,
     body: TaskCompleteIn,
     now: datetime,
-) -> tuple[int, TaskOut]:
+) -> TaskOut:
     """Complete an open task and publish ``CollectorTaskCompleted``. The same completion
-    again returns it (200); another outcome for a completed task is a 409."""
+    again returns it unchanged; another outcome for a completed task is a ``Conflict``."""
     row = await load_task(session, tenant, task_id, lock=True)
     if row["status"] == "completed":
         if _same_completion(row, body):
-            return 200, task_view(row)
+            return task_view(row)
         raise Conflict(f"Task {task_id!r} was already completed with outcome {row['outcome']!r}.")
     promised = None
     if body.outcome == "promised":
@@ -335,4 +335,4 @@ async def complete_task(
         completed_at=now,
     )
     await outbox.add(session, events.envelope(tenant, event, now))
-    return 200, task_view({**dict(row), **values})
+    return task_view({**dict(row), **values})

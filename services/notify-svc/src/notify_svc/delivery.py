@@ -390,6 +390,22 @@ class Delivery:
         SENDS.labels("task", "sent").inc()
 
 
+_ATTRIBUTE = "_notify_delivery"
+
+
+def attach(runtime: Runtime) -> Delivery:
+    """Make the runtime's delivery worker (once, at start)."""
+    delivery = Delivery(runtime)
+    setattr(runtime, _ATTRIBUTE, delivery)
+    return delivery
+
+
+def delivery_of(runtime: Runtime) -> Delivery:
+    """The runtime's delivery worker."""
+    delivery: Delivery = getattr(runtime, _ATTRIBUTE)
+    return delivery
+
+
 def outgoing(
     row: RowMapping | dict[str, Any],
     profile: dict[str, Any],

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dunning_runtime.app import Runtime, ScheduledJob
+from notify_svc.delivery import delivery_of
 
 
 async def deliver_due(runtime: Runtime) -> int:
     """Send every notice due as of the clock (a held ``not_before`` that has come, a
     retry taken over from a dead instance) and wait for the outcomes."""
-    from notify_svc.main import delivery_of
-
     return await delivery_of(runtime).deliver_due()
 
 

@@ -8,22 +8,13 @@ from dunning_events import topics
 from dunning_runtime.app import Runtime, ServiceSpec, entrypoints
 from dunning_runtime.consumer import Subscription
 from notify_svc import api, consumers, jobs
-from notify_svc.delivery import Delivery
+from notify_svc.delivery import attach
 from notify_svc.settings import NotifySettings
-
-_DELIVERY = "_notify_delivery"
-
-
-def delivery_of(runtime: Runtime) -> Delivery:
-    """The runtime's delivery worker (made with its subscription, at start)."""
-    delivery: Delivery = getattr(runtime, _DELIVERY)
-    return delivery
 
 
 def _commands(runtime: Runtime) -> Subscription:
     """The subscription, and the delivery worker it wakes, started under supervision."""
-    delivery = Delivery(runtime)
-    setattr(runtime, _DELIVERY, delivery)
+    delivery = attach(runtime)
     runtime.supervisor.start("notify-svc-delivery", delivery.run)
     return consumers.commands(runtime, delivery.wake)
 
