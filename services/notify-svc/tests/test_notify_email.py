@@ -120,6 +120,16 @@ async def test_a_permanent_smtp_failure_is_not_retried(
     assert failed.permanent and failed.attempts == 1 and "550" in failed.error
 
 
+async def test_a_temporary_then_a_permanent_smtp_failure_stops_the_retries(
+    client: httpx.AsyncClient, smtp: SmtpServer, notify_settings: Any
+) -> None:
+    smtp.data_replies = ["452 4.3.1 insufficient storage", "554 5.7.1 message refused"]
+    await publish(notify_settings, three_invoices(notification_id="NTF-TP"))
+    body = await settled(client, "NTF-TP")
+    assert (body["status"], body["attempts"], body["permanent"]) == ("failed", 2, True)
+    assert "554" in body["error"] and smtp.messages == []
+
+
 async def test_temporary_failures_until_the_time_runs_out_fail_the_notice(
     client: httpx.AsyncClient, smtp: SmtpServer, notify_settings: Any
 ) -> None:
