@@ -44,6 +44,13 @@ DESIGN_EVENTS = {
     "NotificationSent",
     "NotificationFailed",
 }
+#: Events the issues added beyond DESIGN.md's list: payment-svc (issue 7), dunning-svc
+#: (issue 8) and notify-svc (issue 9).
+ADDED_EVENTS = {
+    "CreditApplied",
+    "NotificationSuppressed",
+    "CollectorTaskCompleted",
+}
 
 
 def design_md() -> Path | None:
@@ -55,10 +62,6 @@ def design_md() -> Path | None:
         if candidate.exists():
             return candidate
     return None
-
-
-#: Events added by later issues, beyond those DESIGN.md names.
-ADDED_EVENTS = {"CreditApplied"}  # issue 7: payment-svc applies earlier credit to a new invoice
 
 
 def committed_schema(cls: type[Event]) -> dict[str, Any]:

@@ -183,7 +183,12 @@ def test_topics_follow_the_producers() -> None:
             "PromiseToPayBroken",
             "PaymentPlanAgreed",
         },
-        "notifications": {"NotificationSent", "NotificationFailed"},
+        "notifications": {
+            "NotificationSent",
+            "NotificationFailed",
+            "NotificationSuppressed",
+            "CollectorTaskCompleted",
+        },
     }
 
 
@@ -434,3 +439,17 @@ def test_sample_event_changes_are_validated_too() -> None:
         sample_event(InvoiceOverdue, days_past_due=-1)
     assert sample_envelope(InvoiceOverdue, traceparent=TRACEPARENT).traceparent == TRACEPARENT
     assert sample_envelope(InvoiceOverdue).time == WHEN == datetime(2026, 3, 15, 9, 30, tzinfo=UTC)
+
+
+def test_a_completed_task_states_a_promise_exactly_when_the_outcome_is_promised() -> None:
+    from dunning_events.notifications import CollectorTaskCompleted
+
+    assert sample_event(CollectorTaskCompleted).outcome == "promised"
+    with pytest.raises(ValidationError, match="needs promised_amount and promised_date"):
+        sample_event(CollectorTaskCompleted, promised_date=None)
+    with pytest.raises(ValidationError, match="belong to outcome promised"):
+        sample_event(CollectorTaskCompleted, outcome="no_answer")
+    no_answer = sample_event(
+        CollectorTaskCompleted, outcome="no_answer", promised_amount=None, promised_date=None
+    )
+    assert no_answer.promised_amount is None

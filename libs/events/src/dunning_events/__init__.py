@@ -46,7 +46,12 @@ from dunning_events.money import (
     minor_units,
     quantize,
 )
-from dunning_events.notifications import NotificationFailed, NotificationSent
+from dunning_events.notifications import (
+    CollectorTaskCompleted,
+    NotificationFailed,
+    NotificationSent,
+    NotificationSuppressed,
+)
 from dunning_events.payments import (
     Allocation,
     CreditApplied,
@@ -62,6 +67,7 @@ __all__ = [
     "Allocation",
     "Channel",
     "CollectionsHandoffRequested",
+    "CollectorTaskCompleted",
     "Contact",
     "CreditApplied",
     "Currency",
@@ -87,6 +93,7 @@ __all__ = [
     "NotificationFailed",
     "NotificationRequested",
     "NotificationSent",
+    "NotificationSuppressed",
     "PaymentPlanAgreed",
     "PaymentReceived",
     "PaymentReversed",

@@ -26,7 +26,12 @@ from dunning_events.invoices import (
     InvoiceSettled,
     InvoiceVoided,
 )
-from dunning_events.notifications import NotificationFailed, NotificationSent
+from dunning_events.notifications import (
+    CollectorTaskCompleted,
+    NotificationFailed,
+    NotificationSent,
+    NotificationSuppressed,
+)
 from dunning_events.payments import CreditApplied, PaymentReceived, PaymentReversed
 
 __all__ = ["EVENT_CLASSES", "EVENT_TYPES", "UnknownEventTypeError", "event_class", "events_on"]
@@ -50,6 +55,8 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     PaymentPlanAgreed,
     NotificationSent,
     NotificationFailed,
+    NotificationSuppressed,
+    CollectorTaskCompleted,
 )
 
 

@@ -196,6 +196,22 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         "attempts": 3,
         "permanent": False,
     },
+    notifications.NotificationSuppressed: {
+        "notification_id": "NTF-9",
+        "channel": "email",
+        "reason": "opted_out",
+        "detail": "ap@acme.example opted out of email on 2026-03-10",
+    },
+    notifications.CollectorTaskCompleted: {
+        "task_id": "NTF-12",
+        "notification_id": "NTF-12",
+        "outcome": "promised",
+        "promised_amount": _eur("1250.00"),
+        "promised_date": date(2026, 3, 31),
+        "note": "Dana will pay by the end of the month.",
+        "completed_by": "collector:jo",
+        "completed_at": WHEN,
+    },
 }
 
 

@@ -5,17 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 
 from dunning_events import topics
-from dunning_runtime.app import ServiceSpec, entrypoints
+from dunning_runtime.app import Runtime, ServiceSpec, entrypoints
+from dunning_runtime.consumer import Subscription
+from notify_svc import api, consumers, jobs
+from notify_svc.delivery import attach
 from notify_svc.settings import NotifySettings
+
+
+def _commands(runtime: Runtime) -> Subscription:
+    """The subscription, and the delivery worker it wakes, started under supervision."""
+    delivery = attach(runtime)
+    runtime.supervisor.start("notify-svc-delivery", delivery.run)
+    return consumers.commands(runtime, delivery.wake)
+
 
 SPEC = ServiceSpec(
     name="notify-svc",
     title="Notification service",
     description=(
-        "Renders and sends reminders and notices by email, SMS, webhook and collector task."
+        "Renders each NotificationRequested for its channel and locale and sends it exactly "
+        "once: email over SMTP, SMS and webhooks over HTTP, call tasks for collectors. "
+        "Every /v1 route needs `Authorization: Bearer <key>`; errors are RFC 9457 "
+        "problem+json naming the field; every POST is idempotent."
     ),
     versions=Path(__file__).parent / "migrations" / "versions",
     produces=(topics.NOTIFICATIONS,),
+    routers=(api.router,),
+    subscriptions=(_commands,),
+    jobs=(jobs.DELIVER,),
+    # Six template parts of up to 20,000 characters each, JSON-escaped (up to 12 bytes a
+    # character): the body limit must let every body the schema allows reach validation.
+    body_limits={"/v1/templates/{key}": 2 * 1024 * 1024},
     settings_type=NotifySettings,
 )
 

@@ -1,0 +1,100 @@
+"""notify-svc: notices sent per second, from NotificationRequested on the bus to a mail
+accepted by a local SMTP server (aiosmtpd, in the same process and event loop).
+
+Each notice is consumed, recorded, rendered (Jinja2 + Babel, text and HTML), claimed
+by the delivery worker, sent over a fresh SMTP connection and recorded as sent with its
+NotificationSent in the outbox. The SMTP server shares the process, so its CPU counts
+against the figure: a remote server would leave more for notify-svc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from asgi_lifespan import LifespanManager
+
+from benchmarks.bus import drop_schema, drop_topics
+from dunning_events import NotificationRequested, make_envelope, topics
+from dunning_events.codec import to_kafka
+from dunning_events.samples import sample_event
+from dunning_runtime.app import create_app
+from dunning_runtime.bus import create_bus
+from dunning_runtime.bus.port import OutgoingMessage
+from notify_svc.main import SPEC
+
+
+class _Counter:
+    """An SMTP handler that only counts accepted messages."""
+
+    def __init__(self, expected: int) -> None:
+        self.accepted = 0
+        self.expected = expected
+        self.all_in = asyncio.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.accepted += 1
+        if self.accepted >= self.expected:
+            self.all_in.set()
+        return "250 2.0.0 accepted"
+
+
+def _request(i: int) -> NotificationRequested:
+    return sample_event(
+        NotificationRequested,
+        notification_id=f"NTF-{i:07d}",
+        account_id=f"ACC-{i % 5000:05d}",
+        not_before=None,
+    )
+
+
+async def run(count: int, data_dir: Path) -> dict[str, float]:
+    """Publish ``count`` requests, then time until the SMTP server accepted all of them."""
+    counter = _Counter(count)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(counter, loop=loop), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = SPEC.settings_type(
+        service_name="notify-svc",
+        data_dir=data_dir,
+        api_keys="bench:bench-key",
+        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
+        database_schema=f"bench_notify_{uuid.uuid4().hex[:8]}",
+        smtp_url=f"smtp://127.0.0.1:{port}",
+        smtp_starttls="off",
+    )
+    try:
+        bus = create_bus(settings)
+        await bus.start()
+        try:
+            messages = []
+            now = datetime.now(UTC)
+            for i in range(count):
+                kafka = to_kafka(
+                    make_envelope(_request(i), tenant="bench", source="/bench", time=now)
+                )
+                messages.append(
+                    OutgoingMessage(
+                        topics.DUNNING_COMMANDS, kafka.key, kafka.value, list(kafka.headers)
+                    )
+                )
+            app = create_app(SPEC, settings)
+            async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+                started = time.perf_counter()
+                for start in range(0, count, 500):
+                    await bus.publish(messages[start : start + 500])
+                await asyncio.wait_for(counter.all_in.wait(), timeout=600)
+                elapsed = time.perf_counter() - started
+        finally:
+            await bus.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await drop_schema(settings)
+        await drop_topics(settings)
+    return {"notify_sends_per_s": count / elapsed}

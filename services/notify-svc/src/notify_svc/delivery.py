@@ -1,0 +1,466 @@
+"""Sending: exactly one send per request, retries that never hold the consumer.
+
+The consumer records each request as ``pending`` (its idempotency key) and commits;
+this module sends. A pass claims the notices due at the service clock (``due_at``
+is the request's ``not_before`` or its arrival) under a lease, and sends each in its
+own task, at most ``delivery_concurrency`` at once:
+
+1. Before the send, one transaction records that an attempt begins
+   (``send_started_at``, ``attempts``) and renews the lease.
+2. The channel sends.
+3. After it, one transaction records the outcome and stages ``NotificationSent`` or
+   ``NotificationFailed`` in the outbox (with the request's trace).
+
+Temporary failures are retried with exponential backoff and jitter (tenacity),
+bounded by the wall-clock time since the first attempt (``delivery_retry_max_s``);
+permanent ones are not. A notice whose result was never recorded still has
+``send_started_at`` when its lease expires: its process died between 1 and 3, so it
+may have gone out. It is sent once more, marked ``possible_duplicate``; if that send
+is interrupted too it is failed rather than risk a second duplicate
+(``domain.plan_send``). The email keeps its Message-ID and a webhook its
+``Idempotency-Key``, so the receiving side can recognise the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import formataddr, parseaddr
+from typing import Any
+
+import httpx
+from prometheus_client import Counter
+from sqlalchemy import insert, select
+from sqlalchemy.engine import RowMapping
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from dunning_runtime.app import Runtime
+from dunning_runtime.db import utc
+from dunning_runtime.errors import Outage, is_transient
+from dunning_runtime.locks import lock_account
+from dunning_runtime.telemetry import context_from_headers, tracer
+from notify_svc import domain, events, storage
+from notify_svc.channels import (
+    Channel,
+    DeliveryFailure,
+    Outgoing,
+    PermanentFailure,
+    TemporaryFailure,
+)
+from notify_svc.channels.email import EmlDirectory, SmtpChannel
+from notify_svc.channels.sms import SmsDirectory, SmsGateway
+from notify_svc.channels.task import task_row
+from notify_svc.channels.webhook import WebhookChannel
+from notify_svc.rendering import DEFAULT_PROFILE
+from notify_svc.settings import NotifySettings
+from notify_svc.storage import tasks
+
+log = logging.getLogger(__name__)
+
+SENDS = Counter(
+    "dunning_notifications_total",
+    "Notices by channel and outcome (sent, failed, retried, possible_duplicate)",
+    ["channel", "outcome"],
+)
+
+#: How often the worker looks for due notices when nothing wakes it.
+POLL_S = 1.0
+
+
+def wall_now() -> datetime:
+    """Wall-clock time: leases and backoff wait for remote servers, not for the service's
+    (possibly manual) business clock."""
+    return datetime.now(UTC)
+
+
+class Delivery:
+    """Sends a service's due notices; ``run`` is its supervised worker loop."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        assert isinstance(settings, NotifySettings)
+        self.runtime = runtime
+        self.settings = settings
+        self.owner = uuid.uuid4().hex
+        self.wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.delivery_concurrency)
+        # The worker and a tick both claim: one claim at a time, or both would take the
+        # same rows (they share the owner id) and send them twice.
+        self._claiming = asyncio.Lock()
+        self.outage = Outage("notify-svc delivery", log)
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        #: One pool of HTTP connections for SMS and webhooks (building a client loads the
+        #: CA bundle: far too slow per notice).
+        self.http = httpx.AsyncClient(follow_redirects=False)
+
+    def wake(self) -> None:
+        """Look for due notices now (a consumer just recorded some)."""
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        """Send due notices as they become due, until cancelled."""
+        try:
+            while True:
+                self.wakeup.clear()
+                began = time.monotonic()
+                try:
+                    await self._start_due()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    # The database is away: the sends in hand go on; claim again later.
+                    self.outage.failed(exc)
+                else:
+                    self.outage.recovered(began)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), POLL_S)
+        finally:
+            await self._cancel_in_flight()
+            await self.http.aclose()
+
+    async def deliver_due(self) -> int:
+        """Send every notice due now and wait for their outcomes (for ``POST
+        /v1/admin/tick``); returns how many were taken."""
+        total = 0
+        while True:
+            started = await self._start_due()
+            total += len(started)
+            if not started:
+                break
+            await asyncio.gather(*started, return_exceptions=True)
+        # Also wait for what the worker had already taken.
+        if self._in_flight:
+            await asyncio.gather(*list(self._in_flight.values()), return_exceptions=True)
+        return total
+
+    async def _cancel_in_flight(self) -> None:
+        tasks_ = list(self._in_flight.values())
+        for task in tasks_:
+            task.cancel()
+        if tasks_:
+            await asyncio.gather(*tasks_, return_exceptions=True)
+
+    async def _start_due(self) -> list[asyncio.Task[None]]:
+        """Claim due notices (as many as there are free slots) and start a task for each."""
+        async with self._claiming:
+            return await self._claim_and_start()
+
+    async def _claim_and_start(self) -> list[asyncio.Task[None]]:
+        room = self.settings.delivery_concurrency * 2 - len(self._in_flight)
+        if room <= 0:
+            return []
+        wall = wall_now()
+        until = wall + timedelta(seconds=self._lease_s())
+        async with self.runtime.database.transaction() as session:
+            seqs = await storage.due_seqs(session, self.runtime.clock.now(), wall, room)
+            seqs = [s for s in seqs if s not in self._in_flight]
+            rows = await storage.claim(session, seqs, self.owner, wall, until)
+            profiles = await storage.profiles_of(session, {r["tenant"] for r in rows})
+        started = []
+        for row in rows:
+            if row["seq"] in self._in_flight:
+                continue  # still being sent here (its lease ran out between attempts)
+            task = asyncio.create_task(
+                self._deliver(row, profiles.get(row["tenant"], {})),
+                name=f"notify-send-{row['notification_id']}",
+            )
+            self._in_flight[row["seq"]] = task
+            task.add_done_callback(self._forget(row["seq"]))
+            started.append(task)
+        return started
+
+    def _forget(self, seq: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._in_flight.pop(seq, None)
+            self.wakeup.set()  # a slot is free: take the next due notice now
+
+        return forget
+
+    def _lease_s(self) -> float:
+        # Covers one attempt plus the longest wait before the next: renewed before each.
+        timeout = max(self.settings.smtp_timeout_s, self.settings.http_timeout_s)
+        return self.settings.delivery_lease_s + timeout + self.settings.delivery_backoff_max_s
+
+    async def _deliver(self, row: RowMapping, profile: dict[str, Any]) -> None:
+        async with self._slots:
+            try:
+                with _continued_trace(row):
+                    await self._deliver_one(row, profile)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The lease expires and a later pass takes the notice over.
+                log.exception("notify-svc: delivering %s failed", row["notification_id"])
+
+    async def _deliver_one(self, row: RowMapping, profile: dict[str, Any]) -> None:
+        plan = domain.plan_send(
+            interrupted=row["send_started_at"] is not None,
+            possible_duplicate=row["possible_duplicate"],
+        )
+        if plan == "give_up":
+            await self._failed(
+                row,
+                "two sends were interrupted before their outcome was recorded; the notice "
+                "may have been delivered and is not sent a third time",
+                permanent=True,
+                attempts=row["attempts"],
+            )
+            return
+        duplicate = plan == "send_possible_duplicate" or row["possible_duplicate"]
+        if duplicate and not row["possible_duplicate"]:
+            SENDS.labels(row["channel"], "possible_duplicate").inc()
+            log.warning(
+                "notify-svc: %s/%s was interrupted between send and record; sending it once "
+                "more, marked as a possible duplicate",
+                row["tenant"],
+                row["notification_id"],
+            )
+        message = outgoing(row, profile, self.settings, self.runtime.clock.now())
+        if row["channel"] == "task":
+            await self._open_task(row, message)
+            return
+        first = utc(row["first_attempt_at"]) or wall_now()
+        budget = self.settings.delivery_retry_max_s - (wall_now() - first).total_seconds()
+        attempts = row["attempts"]
+        if self.http.is_closed:  # the worker was restarted by its supervisor
+            self.http = httpx.AsyncClient(follow_redirects=False)
+        channel = self._channel(row["channel"], self.http)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(TemporaryFailure),
+                wait=wait_random_exponential(
+                    multiplier=self.settings.delivery_backoff_s,
+                    max=self.settings.delivery_backoff_max_s,
+                ),
+                stop=stop_after_delay(max(0.0, budget)),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    if not await self._begin(row, attempts, first, duplicate):
+                        return  # suppressed meanwhile, or another instance took over
+                    receipt = await self._send(channel, message, row, attempts)
+                    await self._sent(row, receipt.provider_message_id, attempts)
+        except PermanentFailure as exc:
+            await self._failed(row, str(exc), permanent=True, attempts=attempts)
+        except TemporaryFailure as exc:
+            await self._failed(
+                row,
+                f"gave up after {attempts} attempts: {exc}",
+                permanent=False,
+                attempts=attempts,
+            )
+
+    async def _send(
+        self, channel: Channel, message: Outgoing, row: RowMapping, attempts: int
+    ) -> Any:
+        try:
+            return await channel.send(message)
+        except TemporaryFailure as exc:
+            SENDS.labels(row["channel"], "retried").inc()
+            log.info("notify-svc: %s attempt %d: %s", row["notification_id"], attempts, exc)
+            await self._record_attempt_failed(row, str(exc))
+            raise
+        except DeliveryFailure:
+            raise
+        except Exception as exc:
+            # A channel bug must not look like a send that may have happened.
+            await self._record_attempt_failed(row, f"{type(exc).__name__}: {exc}")
+            raise PermanentFailure(f"{type(exc).__name__}: {exc}") from exc
+
+    def _channel(self, name: str, client: httpx.AsyncClient) -> Channel:
+        settings = self.settings
+        outbox = settings.data_dir / "outbox"
+        if name == "email":
+            return SmtpChannel(settings) if settings.smtp_url else EmlDirectory(outbox / "email")
+        if name == "sms":
+            if not settings.sms_url:
+                return SmsDirectory(outbox / "sms")
+            token = settings.sms_token.get_secret_value()
+            return SmsGateway(client, settings.sms_url, token, settings.http_timeout_s)
+        secret = settings.webhook_secret.get_secret_value()
+        return WebhookChannel(client, secret, settings.http_timeout_s)
+
+    # -- bookkeeping, one short transaction each -------------------------------------
+
+    async def _begin(
+        self, row: RowMapping, attempts: int, first: datetime, duplicate: bool
+    ) -> bool:
+        """Record that a send begins (before it happens) and renew the lease."""
+        wall = wall_now()
+        async with self.runtime.database.transaction() as session:
+            return await storage.update_owned(
+                session,
+                row["seq"],
+                self.owner,
+                send_started_at=wall,
+                attempts=attempts,
+                first_attempt_at=first,
+                possible_duplicate=duplicate,
+                lease_until=wall + timedelta(seconds=self._lease_s()),
+                updated_at=self.runtime.clock.now(),
+            )
+
+    async def _record_attempt_failed(self, row: RowMapping, error: str) -> None:
+        """The provider refused: nothing went out, so the next attempt is no duplicate."""
+        async with self.runtime.database.transaction() as session:
+            await storage.update_owned(
+                session, row["seq"], self.owner, send_started_at=None, error=error[:2000]
+            )
+
+    async def _sent(self, row: RowMapping, provider_id: str | None, attempts: int) -> None:
+        now = self.runtime.clock.now()
+        async with self.runtime.database.transaction() as session:
+            await lock_account(session, row["tenant"], row["account_id"])
+            if await storage.update_owned(
+                session,
+                row["seq"],
+                self.owner,
+                status="sent",
+                sent_at=now,
+                provider_message_id=provider_id,
+                send_started_at=None,
+                lease_until=None,
+                error=None,
+                updated_at=now,
+            ):
+                event = events.sent(row, now, provider_id)
+                await self.runtime.outbox.add(
+                    session, events.envelope(row["tenant"], event, now, row)
+                )
+        SENDS.labels(row["channel"], "sent").inc()
+
+    async def _failed(self, row: RowMapping, error: str, *, permanent: bool, attempts: int) -> None:
+        now = self.runtime.clock.now()
+        async with self.runtime.database.transaction() as session:
+            await lock_account(session, row["tenant"], row["account_id"])
+            if await storage.update_owned(
+                session,
+                row["seq"],
+                self.owner,
+                status="failed",
+                error=error[:2000],
+                permanent=permanent,
+                send_started_at=None,
+                lease_until=None,
+                updated_at=now,
+            ):
+                event = events.failed(row, error, attempts, permanent=permanent)
+                await self.runtime.outbox.add(
+                    session, events.envelope(row["tenant"], event, now, row)
+                )
+        SENDS.labels(row["channel"], "failed").inc()
+        log.warning("notify-svc: %s failed: %s", row["notification_id"], error)
+
+    async def _open_task(self, row: RowMapping, message: Outgoing) -> None:
+        """Open the collector's task and record the notice as sent, in one transaction."""
+        now = self.runtime.clock.now()
+        async with self.runtime.database.transaction() as session:
+            await lock_account(session, row["tenant"], row["account_id"])
+            if not await storage.update_owned(
+                session,
+                row["seq"],
+                self.owner,
+                status="sent",
+                sent_at=now,
+                attempts=row["attempts"] + 1,
+                lease_until=None,
+                updated_at=now,
+            ):
+                return
+            exists = await session.scalar(
+                select(tasks.c.seq).where(
+                    tasks.c.tenant == row["tenant"], tasks.c.task_id == row["notification_id"]
+                )
+            )
+            if exists is None:
+                await session.execute(insert(tasks).values(task_row(message, row, now)))
+            event = events.sent(row, now, row["notification_id"])
+            await self.runtime.outbox.add(session, events.envelope(row["tenant"], event, now, row))
+        SENDS.labels("task", "sent").inc()
+
+
+_ATTRIBUTE = "_notify_delivery"
+
+
+def attach(runtime: Runtime) -> Delivery:
+    """Make the runtime's delivery worker (once, at start)."""
+    delivery = Delivery(runtime)
+    setattr(runtime, _ATTRIBUTE, delivery)
+    return delivery
+
+
+def delivery_of(runtime: Runtime) -> Delivery:
+    """The runtime's delivery worker."""
+    delivery: Delivery = getattr(runtime, _ATTRIBUTE)
+    return delivery
+
+
+def outgoing(
+    row: RowMapping | dict[str, Any],
+    profile: dict[str, Any],
+    settings: NotifySettings,
+    now: datetime,
+) -> Outgoing:
+    """The message a stored notice sends: From the tenant's company name at the
+    configured sender address, Reply-To the tenant's contact email."""
+    sender = {**DEFAULT_PROFILE, **profile}
+    display, address = parseaddr(settings.mail_from)
+    name = profile.get("company_name") or display
+    request = row["request"]
+    return Outgoing(
+        tenant=row["tenant"],
+        notification_id=row["notification_id"],
+        channel=row["channel"],
+        to=row["to_address"] or "",
+        cc=tuple(row["cc"] or ()),
+        subject=row["subject"] or "",
+        text=row["body_text"] or "",
+        html=row["body_html"] or "",
+        sms=row["body_sms"] or "",
+        message_id=row["message_id"],
+        sender=formataddr((name, address)) if name else address,
+        reply_to=sender["email"],
+        date=now,
+        payload={
+            "type": "dunning.notification",
+            "tenant": row["tenant"],
+            "notification_id": row["notification_id"],
+            "account_id": row["account_id"],
+            "stage": row["stage"],
+            "template": row["template"],
+            "subject": row["subject"],
+            "text": row["body_text"],
+            "request": request,
+        },
+    )
+
+
+@contextlib.contextmanager
+def _continued_trace(row: RowMapping) -> Iterator[None]:
+    """A span for the send, in the trace of the request (stored with the notice)."""
+    headers = [
+        (name, value.encode())
+        for name, value in (("traceparent", row["traceparent"]), ("tracestate", row["tracestate"]))
+        if value
+    ]
+    with tracer().start_as_current_span(
+        f"notify-svc send {row['channel']}",
+        context=context_from_headers(headers),
+        attributes={
+            "dunning.tenant": row["tenant"],
+            "dunning.account_id": row["account_id"],
+            "dunning.notification_id": row["notification_id"],
+        },
+    ):
+        yield

@@ -1,0 +1,181 @@
+"""notify-svc's decisions, as pure functions of (request, state, now): whether a notice
+is sent or suppressed and why, where it goes, when it is due, and what an interrupted
+send means. No IO here; the shell loads the state and acts on the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from dunning_events import Contact, NotificationRequested
+
+Status = Literal["pending", "sent", "failed", "suppressed"]
+Reason = Literal["opted_out", "no_address", "obsolete"]
+
+#: The channels a contact address can opt out of, by kind of address.
+EMAIL_CHANNELS: tuple[str, ...] = ("email",)
+PHONE_CHANNELS: tuple[str, ...] = ("sms", "task")
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 ()./-]{4,31}$")
+
+
+class NotifyRuleError(ValueError):
+    """A request the rules refuse; ``field`` names the part at fault."""
+
+    code = "validation-error"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(NotifyRuleError):
+    """The resource does not exist for this tenant."""
+
+    code = "not-found"
+
+
+class Conflict(NotifyRuleError):
+    """The resource is not in a state that allows the change."""
+
+    code = "conflict"
+
+
+def normalize_address(address: str) -> str:
+    """An email address lower-cased, a phone number as ``+`` and digits only, so that
+    ``AP@Acme.example`` and ``ap@acme.example`` (or ``+49 30 1234`` and ``+49301234``)
+    are one contact. Raises ``NotifyRuleError`` for anything else."""
+    text = address.strip()
+    if _EMAIL.fullmatch(text):
+        return text.lower()
+    if _PHONE.fullmatch(text):
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if len(digits) >= 4:
+            return ("+" if text.startswith("+") else "") + digits
+    raise NotifyRuleError(
+        "must be an email address (name@example.com) or a phone number (+49 30 123456)",
+        "path.address",
+    )
+
+
+def contact_key(address: str | None) -> str | None:
+    """``normalize_address``, or None for no address or one that is neither an email
+    address nor a phone number (it cannot have opted out)."""
+    if not address:
+        return None
+    try:
+        return normalize_address(address)
+    except NotifyRuleError:
+        return None
+
+
+def address_kind(normalized: str) -> Literal["email", "phone"]:
+    """Whether a normalized address is an email address or a phone number."""
+    return "email" if "@" in normalized else "phone"
+
+
+def channels_of(normalized: str) -> tuple[str, ...]:
+    """The channels that reach an address of this kind."""
+    return EMAIL_CHANNELS if address_kind(normalized) == "email" else PHONE_CHANNELS
+
+
+def address_for(channel: str, recipient: Contact, webhook_url: str | None) -> str | None:
+    """Where a notice on ``channel`` goes: the recipient's email or phone, or the tenant's
+    webhook endpoint; None when there is none."""
+    if channel == "email":
+        return recipient.email
+    if channel in ("sms", "task"):
+        return recipient.phone
+    return webhook_url or None
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """A notice that is not sent, and why."""
+
+    reason: Reason
+    detail: str
+
+
+def suppression(
+    request: NotificationRequested,
+    *,
+    address: str | None,
+    opted_out_channels: frozenset[str],
+    current_sequence: int,
+) -> Suppression | None:
+    """Why ``request`` must not be sent, or None to send it.
+
+    ``current_sequence`` is the highest ``DunningStageChanged.sequence`` seen for the
+    account that moved it to ``current`` (0 if none): a request made at a lower stage
+    sequence belongs to an escalation that has ended. ``opted_out_channels`` are the
+    channels the recipient's address for this channel opted out of.
+    """
+    if request.stage_sequence < current_sequence:
+        return Suppression(
+            "obsolete",
+            f"requested at stage change {request.stage_sequence} ({request.stage}); the "
+            f"account returned to current at stage change {current_sequence}",
+        )
+    if address is None:
+        if request.channel == "webhook":
+            return Suppression("no_address", "the tenant's profile has no webhook_url")
+        what = "email address" if request.channel == "email" else "phone number"
+        return Suppression(
+            "no_address", f"{request.recipient.name} has no {what}, needed for {request.channel}"
+        )
+    if request.channel in opted_out_channels:
+        return Suppression("opted_out", f"{address} opted out of {request.channel}")
+    return None
+
+
+def due_at(request: NotificationRequested, now: datetime) -> datetime:
+    """When a notice may go out, in UTC: its ``not_before``, or now."""
+    if request.not_before is not None and request.not_before > now:
+        return request.not_before.astimezone(UTC)
+    return now.astimezone(UTC)
+
+
+def obsolete_after(stage_sequence: int, to_stage: str, sequence: int) -> bool:
+    """Whether a change to ``to_stage`` with ``sequence`` makes a pending notice requested
+    at ``stage_sequence`` obsolete: a return to ``current`` after it was requested."""
+    return to_stage == "current" and sequence > stage_sequence
+
+
+SendPlan = Literal["send", "send_possible_duplicate", "give_up"]
+
+
+def plan_send(*, interrupted: bool, possible_duplicate: bool) -> SendPlan:
+    """What to do with a notice about to be sent.
+
+    ``interrupted``: a previous send began and its result was never recorded (the
+    process died between sending and recording). It may have gone out, so sending again
+    may duplicate it: the send goes ahead once, marked ``possible_duplicate``. If that
+    send is interrupted too, a second resend could make two duplicates, so it gives up:
+    at most one duplicate per notice.
+    """
+    if not interrupted:
+        return "send"
+    if possible_duplicate:
+        return "give_up"
+    return "send_possible_duplicate"
+
+
+def message_id(tenant: str, notification_id: str, domain: str) -> str:
+    """The notice's stable RFC 5322 Message-ID: the same on every attempt, so a mail
+    system that sees a duplicate can tell (ids may hold ``:``, which a Message-ID may not,
+    hence the digest)."""
+    digest = hashlib.sha256(f"{tenant}\0{notification_id}".encode()).hexdigest()[:32]
+    return f"<ntf.{digest}@{domain}>"
+
+
+def language_of(locale: str, shipped: tuple[str, ...]) -> str:
+    """The shipped template language for a BCP 47 ``locale`` (``de-AT`` -> ``de``),
+    English when the language is not shipped."""
+    language = re.split(r"[-_]", locale, maxsplit=1)[0].lower()
+    return language if language in shipped else "en"
