@@ -16,13 +16,19 @@ from dunning_events import topics
 from dunning_events.codec import DecodeError, KafkaMessage, from_json, from_kafka, to_json, to_kafka
 from dunning_events.common import Channel, Contact
 from dunning_events.dunning import (
+    AccountWrittenOff,
     CollectionsHandoffRequested,
+    CreditHoldReleased,
+    CreditHoldRequested,
     DunningStageChanged,
     Installment,
+    InstallmentMissed,
+    LateFeeAssessed,
     NoticeInvoice,
     NotificationRequested,
     PaymentPlanAgreed,
     PromiseToPayBroken,
+    PromiseToPayKept,
     PromiseToPayRecorded,
 )
 from dunning_events.envelope import Envelope, Event, make_envelope
@@ -53,10 +59,13 @@ from dunning_events.registry import EVENT_CLASSES, EVENT_TYPES, event_class
 __all__ = [
     "EVENT_CLASSES",
     "EVENT_TYPES",
+    "AccountWrittenOff",
     "Allocation",
     "Channel",
     "CollectionsHandoffRequested",
     "Contact",
+    "CreditHoldReleased",
+    "CreditHoldRequested",
     "Currency",
     "DecodeError",
     "DunningStageChanged",
@@ -64,6 +73,7 @@ __all__ = [
     "Envelope",
     "Event",
     "Installment",
+    "InstallmentMissed",
     "InvoiceDisputeResolved",
     "InvoiceDisputed",
     "InvoiceIssued",
@@ -73,6 +83,7 @@ __all__ = [
     "InvoiceVoided",
     "KafkaMessage",
     "LateFee",
+    "LateFeeAssessed",
     "Money",
     "NonNegativeMoney",
     "NoticeInvoice",
@@ -84,6 +95,7 @@ __all__ = [
     "PaymentReversed",
     "PositiveMoney",
     "PromiseToPayBroken",
+    "PromiseToPayKept",
     "PromiseToPayRecorded",
     "Terms",
     "event_class",
