@@ -158,3 +158,63 @@ def kinds(events: list[Event]) -> list[str]:
     return [
         f"{e.event_type}:{e.channel}" if hasattr(e, "channel") else e.event_type for e in events
     ]
+
+
+async def publish(settings: Any, *events: Event, tenant: str = "acme") -> None:
+    """Publish ``events`` on their topics as their producers would (CloudEvents binary)."""
+    from dunning_events import make_envelope
+    from dunning_events.codec import to_kafka
+    from dunning_runtime.bus import create_bus
+    from dunning_runtime.bus.port import OutgoingMessage
+
+    bus = create_bus(settings)
+    await bus.start()
+    try:
+        messages = []
+        for event in events:
+            kafka = to_kafka(
+                make_envelope(event, tenant=tenant, source="/tests", time=datetime.now(UTC))
+            )
+            messages.append(OutgoingMessage(event.topic, kafka.key, kafka.value, kafka.headers))
+        await bus.publish(messages)
+    finally:
+        await bus.close()
+
+
+class Reader:
+    """Reads what dunning-svc published on dunning.commands and dunning.events."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.seen: list[Event] = []
+
+    async def __aenter__(self) -> Reader:
+        from dunning_events import topics
+        from dunning_runtime.bus import create_bus
+
+        self.bus = create_bus(self.settings)
+        await self.bus.start()
+        await self.bus.ensure_topics([topics.DUNNING_COMMANDS, topics.DUNNING_EVENTS])
+        self.consumer = self.bus.consumer(
+            "test-reader", [topics.DUNNING_COMMANDS, topics.DUNNING_EVENTS]
+        )
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+        await self.bus.close()
+
+    async def drain(self, timeout: float = 1.0) -> list[Event]:
+        """Everything published since the last drain (waits ``timeout`` for stragglers)."""
+        from dunning_events.codec import from_kafka
+
+        records = await self.consumer.poll(timeout, 10_000)
+        while True:
+            more = await self.consumer.poll(0.3, 10_000)
+            if not more:
+                break
+            records += more
+        fresh = [from_kafka(r.key, r.value, r.headers).data for r in records]
+        self.seen += fresh
+        return fresh

@@ -693,7 +693,9 @@ def escalate(
             if invoice.due_date is not None and invoice.due_date >= today:
                 wakes.append(_opening(invoice.due_date + timedelta(days=first), zone, hours))
                 break
-    account.next_action_at = min(wakes) if wakes else None
+    # Only the future: a timer due again at once would make the sweep go round in circles.
+    future = [w for w in wakes if w > now]
+    account.next_action_at = min(future) if future else None
 
 
 def _reminder_rank(policy: Policy) -> int:

@@ -255,3 +255,8 @@ def shipped_policy(segment: str) -> Policy:
     name = segment if segment in SHIPPED_SEGMENTS else "standard"
     policy = load_yaml((_SHIPPED / f"{name}.yaml").read_text())
     return policy if name == segment else policy.model_copy(update={"segment": segment})
+
+
+def load_policy_json(body: str, *, version: int) -> Policy:
+    """A stored policy version (JSON text, as validated when it was published)."""
+    return Policy.model_validate_json(body).model_copy(update={"version": version})
