@@ -15,7 +15,9 @@ from tests.support.fixtures import ADMIN
 
 async def seeded(client: httpx.AsyncClient, settings: Any, *accounts: str) -> None:
     """Accounts with one 1250.00 EUR invoice due 3 March each."""
-    await publish(settings, *(issued(f"INV-{a}", due=date(2026, 3, 3), account=a) for a in accounts))
+    await publish(
+        settings, *(issued(f"INV-{a}", due=date(2026, 3, 3), account=a) for a in accounts)
+    )
     for name in accounts:
         await known(client, name)
 
@@ -30,8 +32,12 @@ async def test_promise_to_pay_pauses_and_refuses_what_the_rules_refuse(
 ) -> None:
     await seeded(client, dunning_settings, "ACME-42")
     url = "/v1/accounts/ACME-42/promise-to-pay"
-    body = {"promise_id": "PTP-1", "amount": "500.00", "currency": "EUR",
-            "promised_date": "2026-03-20"}
+    body = {
+        "promise_id": "PTP-1",
+        "amount": "500.00",
+        "currency": "EUR",
+        "promised_date": "2026-03-20",
+    }
     response = await client.post(url, json=body, headers={**ACME, "Idempotency-Key": "k1"})
     assert response.status_code == 201, response.text
     state = response.json()
@@ -46,8 +52,9 @@ async def test_promise_to_pay_pauses_and_refuses_what_the_rules_refuse(
     assert past.status_code in (409, 422)
     cents = await client.post(url, json={**body, "amount": "1.001"}, headers=ACME)
     assert cents.status_code == 422 and fields(cents) == ["body"]
-    assert (await client.post("/v1/accounts/NOPE/promise-to-pay", json=body, headers=ACME)
-            ).status_code == 404
+    assert (
+        await client.post("/v1/accounts/NOPE/promise-to-pay", json=body, headers=ACME)
+    ).status_code == 404
     assert (await client.post(url, json=body, headers=GLOBEX)).status_code == 404
     timeline = (await client.get("/v1/accounts/ACME-42/timeline", headers=ACME)).json()
     actions = [e for e in timeline["items"] if e["kind"] == "action"]
@@ -67,20 +74,29 @@ async def test_a_promise_date_in_the_past_names_the_field(client, dunning_settin
 async def test_plan_pause_resume_handoff_write_off(client, dunning_settings) -> None:
     await seeded(client, dunning_settings, "ACME-42")
     base = "/v1/accounts/ACME-42"
-    unordered = {"currency": "EUR", "installments": [
-        {"due_date": "2026-04-01", "amount": "600.00"},
-        {"due_date": "2026-03-15", "amount": "650.00"},
-    ]}
-    assert (await client.post(f"{base}/payment-plan", json=unordered, headers=ACME)
-            ).status_code == 422
-    plan = {"plan_id": "PLAN-1", "currency": "EUR", "installments": [
-        {"due_date": "2026-03-15", "amount": "600.00"},
-        {"due_date": "2026-04-15", "amount": "650.00"},
-    ]}
+    unordered = {
+        "currency": "EUR",
+        "installments": [
+            {"due_date": "2026-04-01", "amount": "600.00"},
+            {"due_date": "2026-03-15", "amount": "650.00"},
+        ],
+    }
+    assert (
+        await client.post(f"{base}/payment-plan", json=unordered, headers=ACME)
+    ).status_code == 422
+    plan = {
+        "plan_id": "PLAN-1",
+        "currency": "EUR",
+        "installments": [
+            {"due_date": "2026-03-15", "amount": "600.00"},
+            {"due_date": "2026-04-15", "amount": "650.00"},
+        ],
+    }
     response = await client.post(f"{base}/payment-plan", json=plan, headers=ACME)
     assert response.status_code == 201 and response.json()["plan"]["id"] == "PLAN-1"
-    assert (await client.post(f"{base}/payment-plan", json=plan | {"plan_id": "PLAN-2"},
-                              headers=ACME)).status_code == 409
+    assert (
+        await client.post(f"{base}/payment-plan", json=plan | {"plan_id": "PLAN-2"}, headers=ACME)
+    ).status_code == 409
     response = await client.post(f"{base}/resume", json={}, headers={**ACME, "X-Actor": "jo"})
     assert response.status_code == 200 and not response.json()["paused"]
     assert (await client.post(f"{base}/resume", headers=ACME)).status_code == 409
@@ -94,8 +110,9 @@ async def test_plan_pause_resume_handoff_write_off(client, dunning_settings) -> 
     assert (await client.post(f"{base}/handoff/approve", headers=ACME)).status_code == 409
     response = await client.post(f"{base}/write-off", json={"reason": "insolvent"}, headers=ACME)
     assert response.status_code == 200 and response.json()["written_off"]
-    assert (await client.post(f"{base}/write-off", json={"reason": "again"}, headers=ACME)
-            ).status_code == 409
+    assert (
+        await client.post(f"{base}/write-off", json={"reason": "again"}, headers=ACME)
+    ).status_code == 409
 
 
 async def test_contacts(client, dunning_settings) -> None:
@@ -105,8 +122,9 @@ async def test_contacts(client, dunning_settings) -> None:
     response = await client.put(url, json={"escalation_contact": boss}, headers=ACME)
     assert response.status_code == 200
     assert response.json()["escalation_contact"] == {**boss, "phone": None}
-    bad = await client.put(url, json={"escalation_contact": {"name": "x", "email": "nope"}},
-                           headers=ACME)
+    bad = await client.put(
+        url, json={"escalation_contact": {"name": "x", "email": "nope"}}, headers=ACME
+    )
     assert bad.status_code == 422 and fields(bad) == ["body.escalation_contact.email"]
 
 
@@ -123,11 +141,14 @@ async def test_the_worklist_filters_sorts_and_pages(client, dunning_settings) ->
     await move(client, day(date(2026, 3, 5)))
     page = (await client.get("/v1/accounts?sort=overdue&limit=2", headers=ACME)).json()
     assert [i["account_id"] for i in page["items"]] == ["B", "C"]
-    rest = (await client.get(f"/v1/accounts?sort=overdue&limit=2&cursor={page['next_cursor']}",
-                             headers=ACME)).json()
+    rest = (
+        await client.get(
+            f"/v1/accounts?sort=overdue&limit=2&cursor={page['next_cursor']}", headers=ACME
+        )
+    ).json()
     assert [i["account_id"] for i in rest["items"]] == ["A", "D"] and rest["next_cursor"] is None
     by_age = (await client.get("/v1/accounts?sort=days_past_due", headers=ACME)).json()
-    assert [i["account_id"] for i in by_age["items"]][0] == "C"
+    assert by_age["items"][0]["account_id"] == "C"
     big = (await client.get("/v1/accounts?min_overdue=500", headers=ACME)).json()
     assert sorted(i["account_id"] for i in big["items"]) == ["B", "C"]
     staged = (await client.get("/v1/accounts?stage=overdue_1", headers=ACME)).json()
@@ -147,21 +168,24 @@ async def test_policies_are_versioned_data(client, dunning_settings) -> None:
     response = await client.put("/v1/policies/standard", json=broken, headers=ACME)
     assert response.status_code == 422, response.text
     assert "days_past_due must increase" in response.text
-    assert (await client.put("/v1/policies/standard", json={**policy, "bogus": 1},
-                             headers=ACME)).status_code == 422
+    assert (
+        await client.put("/v1/policies/standard", json={**policy, "bogus": 1}, headers=ACME)
+    ).status_code == 422
     # An account in dunning stays on its version; a new one takes the newest.
     await seeded(client, dunning_settings, "ACME-42")
     await move(client, day(date(2026, 3, 5)))
     assert (await account(client))["policy_version"] == 0
     slower = {**policy, "contact_cap_days": 5}
-    response = await client.put("/v1/policies/standard", json=slower,
-                                headers={**ACME, "X-Actor": "cfo"})
+    response = await client.put(
+        "/v1/policies/standard", json=slower, headers={**ACME, "X-Actor": "cfo"}
+    )
     assert response.status_code == 200, response.text
     assert (response.json()["version"], response.json()["created_by"]) == (1, "cfo")
     await move(client, day(date(2026, 3, 6)))
     assert (await account(client))["policy_version"] == 0
-    response = await client.put("/v1/policies/standard",
-                                json={**slower, "apply_to_running": True}, headers=ACME)
+    response = await client.put(
+        "/v1/policies/standard", json={**slower, "apply_to_running": True}, headers=ACME
+    )
     assert response.json()["version"] == 2
     await move(client, day(date(2026, 3, 7)))
     assert (await account(client))["policy_version"] == 2
@@ -185,11 +209,15 @@ async def test_aging_and_dso(client, dunning_settings) -> None:
     )
     for name in "ABC":
         await known(client, name)
-    report = (await client.get("/v1/reports/aging?as_of=2026-03-01&by_account=true",
-                               headers=ACME)).json()
+    report = (
+        await client.get("/v1/reports/aging?as_of=2026-03-01&by_account=true", headers=ACME)
+    ).json()
     eur = next(t for t in report["totals"] if t["currency"] == "EUR")
     assert (eur["current"], eur["days_1_30"], eur["days_31_60"], eur["days_over_90"]) == (
-        "100.00", "200.00", "300.00", "400.00"
+        "100.00",
+        "200.00",
+        "300.00",
+        "400.00",
     )
     assert eur["total"] == "1000.00"
     assert sorted(a["account_id"] for a in report["accounts"]) == ["A", "B", "C"]

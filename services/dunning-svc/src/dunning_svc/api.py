@@ -27,6 +27,7 @@ from dunning_events.common import BoundedDay, FreeText, Identifier
 from dunning_events.money import to_minor
 from dunning_runtime.app import Runtime, runtime_of
 from dunning_runtime.auth import Tenant
+from dunning_runtime.db import utc
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.pagination import decode_cursor, encode_cursor
 from dunning_runtime.problems import Problem, validation_errors
@@ -263,7 +264,7 @@ async def get_timeline(
     return TimelinePage(
         items=[
             TimelineEntry(
-                at=r.at,
+                at=utc(r.at),
                 kind=r.kind,
                 summary=r.summary,
                 actor=r.actor,
@@ -440,7 +441,7 @@ async def _versions(runtime: Runtime, tenant: str, segment: str) -> list[PolicyO
             load_policy_json(r.body, version=r.version),
             apply=r.apply_to_running,
             by=r.created_by,
-            at=r.created_at,
+            at=utc(r.created_at),
         )
         for r in rows
     ]

@@ -137,6 +137,14 @@ class BusinessHours(_Strict):
         default_factory=lambda: list(WEEKDAYS[:5]), min_length=1, max_length=7
     )
 
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        # Business hours are local to each account's time zone: an offset makes no sense.
+        if value.tzinfo is not None:
+            raise ValueError("give a local time such as 09:00, without an offset")
+        return value
+
     @model_validator(mode="after")
     def _open_some_time(self) -> Self:
         if self.start >= self.end:
