@@ -29,6 +29,7 @@ from sqlalchemy import func, insert, select
 from benchmarks.bus import drop_schema, drop_topics, raw_consume
 from dunning_events import Envelope, InvoiceIssued, make_envelope, topics
 from dunning_events.codec import to_kafka
+from dunning_runtime import heap
 from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import OutgoingMessage
 from dunning_runtime.clock import ManualClock
@@ -112,6 +113,8 @@ async def _events(bus: Any, runtime: _Runtime, events: int) -> dict[str, float]:
             )
             batch.append(OutgoingMessage(topics.INVOICES, kafka.key, kafka.value, kafka.headers))
         await bus.publish(batch)
+    # What a service does once it has started (dunning_runtime.heap).
+    heap.settle()
     raw = await raw_consume(bus, events, 0)
     applied = 0
     done = asyncio.Event()
@@ -210,6 +213,7 @@ async def _sweep(runtime: _Runtime, accounts: int) -> dict[str, float]:
         ]
         async with runtime.database.transaction() as session:
             await session.execute(insert(storage.accounts), rows)
+    heap.settle()
     started = time.perf_counter()
     swept = await jobs.sweep(runtime)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started

@@ -61,6 +61,9 @@ class Walk:
 
     def __call__(self, input: Input, now: datetime) -> list[Event]:
         self.account, commands, _ = decide(self.account, input, self.policy, now)
+        for command in commands:
+            # Some commands are built without validation: each must be what its schema says.
+            assert type(command).model_validate_json(command.model_dump_json()) == command
         if commands:
             self.log.append((now.date(), kinds(commands)))
         return commands

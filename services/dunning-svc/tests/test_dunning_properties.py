@@ -189,6 +189,8 @@ def test_escalation_invariants(journey: list[tuple[int, Input]]) -> None:
         except ValueError:
             continue  # a manual action the rules refuse changes nothing
         assert reasons or not commands
+        for command in commands:
+            assert type(command).model_validate_json(command.model_dump_json()) == command
         notices = [c for c in commands if isinstance(c, NotificationRequested)]
         for notice in notices:
             # No step emits its command twice.

@@ -17,13 +17,14 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dunning_events import (
     AccountWrittenOff,
     CollectionsHandoffRequested,
+    Contact,
     CreditHoldReleased,
     CreditHoldRequested,
     DunningStageChanged,
@@ -37,6 +38,7 @@ from dunning_events import (
     InvoiceVoided,
     LateFeeAssessed,
     Money,
+    NoticeInvoice,
     NotificationFailed,
     NotificationRequested,
     NotificationSent,
@@ -115,11 +117,13 @@ class InvoiceState:
         and credits; 0 once settled (unless a payment on it was reversed) or void."""
         if self.void or not self.issued:
             return 0
-        paid = sum(m for p, m in self.payments.items() if p not in reversed_payments)
-        owed = max(0, self.amount_due - paid - self.credited)
-        if self.settled and not any(p in reversed_payments for p in self.payments):
+        if not self.payments:  # the common case, on the hot path of every sweep
+            return 0 if self.settled else max(0, self.amount_due - self.credited)
+        reversed_here = any(p in reversed_payments for p in self.payments)
+        if self.settled and not reversed_here:
             return 0
-        return owed
+        paid = sum(m for p, m in self.payments.items() if p not in reversed_payments)
+        return max(0, self.amount_due - paid - self.credited)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (JSON types only)."""
@@ -1111,8 +1115,22 @@ def _change_stage(
 # -- what goes out ----------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65_536)
 def _as_money(minor: int, currency: str) -> Money:
-    return Money(amount=from_minor(minor, currency), currency=currency)
+    # from_minor gives exactly the currency's places, so the result is a valid Money;
+    # Money is frozen, so one instance can serve every event that states the amount.
+    return Money.model_construct(currency=currency, amount=from_minor(minor, currency))
+
+
+def _contact(data: dict[str, Any]) -> Contact:
+    return _contact_of(tuple(sorted(data.items())))
+
+
+@lru_cache(maxsize=65_536)
+def _contact_of(items: tuple[tuple[str, Any], ...]) -> Contact:
+    # Contacts reach the state only through validated events and request bodies.
+    values: dict[str, Any] = {"email": None, "phone": None, **dict(items)}
+    return Contact.model_construct(**values)
 
 
 def _key(*parts: object) -> str:
@@ -1157,44 +1175,41 @@ def _notice(
         else:
             cc = [escalation]
     listed = open_ if stage != CURRENT else []
-    return NotificationRequested.model_validate(
-        {
-            "account_id": account.account_id,
-            "notification_id": "NTF-"
-            + _key(
-                account.tenant, account.account_id, account.cycle, account.sequence, stage, channel
-            ),
-            "account_name": account.account_name or account.account_id[:200],
-            "stage": stage,
-            "stage_sequence": account.sequence,
-            "channel": channel,
-            "template": template,
-            "locale": account.locale,
-            "timezone": account.timezone,
-            "recipient": recipient,
-            "cc": cc,
-            "invoices": [
-                {
-                    "invoice_id": i.invoice_id,
-                    "number": i.number,
-                    "amount_due": _as_money(i.amount_due, i.currency),
-                    "balance": _as_money(account.balance(i), i.currency),
-                    "due_date": i.due_date,
-                    "days_past_due": (today - i.due_date).days if i.due_date else 0,
-                }
-                for i in listed[:1000]
-                if i.amount_due > 0
-            ],
-            "total_overdue": [_as_money(m, c) for c, m in account.totals(overdue).items()]
-            if stage != CURRENT
-            else [],
-            "total_open": [_as_money(m, c) for c, m in account.totals(open_).items()]
-            if stage != CURRENT
-            else [],
-            "fee": fee,
-            "next_step": next_step,
-            "not_before": not_before,
-        }
+    chasing = stage != CURRENT
+    # Built without validation: every part comes from validated events, the policy and
+    # the money helpers above (the domain tests validate what this produces).
+    return NotificationRequested.model_construct(
+        account_id=account.account_id,
+        notification_id="NTF-"
+        + _key(account.tenant, account.account_id, account.cycle, account.sequence, stage, channel),
+        account_name=account.account_name or account.account_id[:200],
+        stage=stage,
+        stage_sequence=account.sequence,
+        channel=channel,
+        template=template,
+        locale=account.locale,
+        timezone=account.timezone,
+        recipient=_contact(recipient),
+        cc=[_contact(c) for c in cc],
+        invoices=[
+            NoticeInvoice.model_construct(
+                invoice_id=i.invoice_id,
+                number=i.number,
+                amount_due=_as_money(i.amount_due, i.currency),
+                balance=_as_money(account.balance(i), i.currency),
+                due_date=i.due_date,
+                days_past_due=(today - i.due_date).days if i.due_date else 0,
+            )
+            for i in listed[:1000]
+            if i.amount_due > 0 and i.due_date is not None
+        ],
+        total_overdue=[_as_money(m, c) for c, m in account.totals(overdue).items()]
+        if chasing
+        else [],
+        total_open=[_as_money(m, c) for c, m in account.totals(open_).items()] if chasing else [],
+        fee=fee,
+        next_step=next_step,
+        not_before=not_before,
     )
 
 
