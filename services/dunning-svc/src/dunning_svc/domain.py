@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from dunning_events import (
     AccountWrittenOff,
+    Channel,
     CollectionsHandoffRequested,
     Contact,
     CreditHoldReleased,
@@ -1153,7 +1154,7 @@ def _notice(
     account: Account,
     policy: Policy,
     stage: str,
-    channel: str,
+    channel: Channel,
     template: str,
     today: date,
     not_before: datetime,
