@@ -190,6 +190,9 @@ class Account:
     cycle: int = 0
     steps_done: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
+    #: Stages that charged a fee in this dunning cycle: a re-anchored ladder reaching
+    #: them again does not charge twice.
+    fees_charged: list[str] = field(default_factory=list)
     policy_version: int | None = None
     pause: dict[str, Any] | None = None
     promise: dict[str, Any] | None = None
@@ -272,6 +275,7 @@ class Account:
             "cycle": self.cycle,
             "done": self.steps_done,
             "rem": self.reminded,
+            "fees": self.fees_charged,
             "pause": self.pause,
             "promise": self.promise,
             "plan": self.plan,
@@ -313,6 +317,7 @@ class Account:
             cycle=state["cycle"],
             steps_done=list(state["done"]),
             reminded=list(state["rem"]),
+            fees_charged=list(state.get("fees", [])),
             policy_version=policy_version,
             pause=state["pause"],
             promise=state["promise"],
@@ -719,6 +724,7 @@ def _back_to_current(
     reason = "nothing is overdue any more"
     _change_stage(account, policy, CURRENT, reason, out, reasons)
     account.steps_done = []
+    account.fees_charged = []
     account.handoff = None
     account.policy_version = None
     if account.credit_hold:
@@ -948,9 +954,10 @@ def _run_step(
     reasons: list[str],
 ) -> None:
     fee: Money | None = None
-    if step.fee is not None:
+    if step.fee is not None and step.stage not in account.fees_charged:
         fee_event = _fee(account, step, today, chased[0])
         if fee_event is not None:
+            account.fees_charged.append(step.stage)
             out.append(fee_event)
             fee = fee_event.amount
             reasons.append(f"late fee of {fee.amount} {fee.currency}: {fee_event.reason}")
@@ -967,7 +974,7 @@ def _run_step(
                 )
             )
             reasons.append("credit hold requested: order systems should stop shipping")
-        elif action == "handoff":
+        elif action == "handoff" and account.handoff is None:
             if policy.handoff_requires_approval:
                 account.handoff = "awaiting_approval"
                 reasons.append("handoff due: it waits for a person's approval (policy)")
