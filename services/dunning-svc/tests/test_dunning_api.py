@@ -187,6 +187,10 @@ async def test_policies_are_versioned_data(client, dunning_settings) -> None:
         "/v1/policies/standard", json={**slower, "apply_to_running": True}, headers=ACME
     )
     assert response.json()["version"] == 2
+    again = await client.put(
+        "/v1/policies/standard", json={**slower, "apply_to_running": True}, headers=ACME
+    )
+    assert again.json()["version"] == 2  # a retried PUT makes no new version
     await move(client, day(date(2026, 3, 7)))
     assert (await account(client))["policy_version"] == 2
     versions = (await client.get("/v1/policies/standard/versions", headers=ACME)).json()

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -527,15 +527,29 @@ async def put_policy(
     now = runtime.clock.now()
     by = actor or "api"
 
-    async def work(session: AsyncSession) -> int:
-        latest = (
+    async def work(session: AsyncSession) -> PolicyOut:
+        newest = (
             await session.execute(
-                select(func.max(policies.c.version)).where(
-                    policies.c.tenant == tenant, policies.c.segment == segment
-                )
+                select(policies)
+                .where(policies.c.tenant == tenant, policies.c.segment == segment)
+                .order_by(policies.c.version.desc())
+                .limit(1)
             )
-        ).scalar_one_or_none()
-        version = int(latest or 0) + 1
+        ).first()
+        if newest is not None:
+            same = load_policy_json(newest.body, version=newest.version)
+            if same == policy.model_copy(update={"version": newest.version}) and (
+                newest.apply_to_running == body.apply_to_running
+            ):
+                # The same policy again (a retried PUT): no new version.
+                return _policy_out(
+                    segment,
+                    same,
+                    apply=newest.apply_to_running,
+                    by=newest.created_by,
+                    at=utc(newest.created_at),
+                )
+        version = (newest.version if newest is not None else 0) + 1
         await session.execute(
             insert(policies).values(
                 tenant=tenant,
@@ -561,16 +575,15 @@ async def put_policy(
                 accounts.c.policy_version.is_(None), accounts.c.written_off.is_(False)
             ).values(next_action_at=now)
         )
-        return version
+        return _policy_out(
+            segment,
+            policy.model_copy(update={"version": version}),
+            apply=body.apply_to_running,
+            by=by,
+            at=now,
+        )
 
-    version = await in_transaction(runtime.database, work)
-    return _policy_out(
-        segment,
-        policy.model_copy(update={"version": version}),
-        apply=body.apply_to_running,
-        by=by,
-        at=now,
-    )
+    return await in_transaction(runtime.database, work)
 
 
 # -- reports ----------------------------------------------------------------------------------
