@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -218,3 +219,18 @@ class Reader:
         fresh = [from_kafka(r.key, r.value, r.headers).data for r in records]
         self.seen += fresh
         return fresh
+
+    async def drain_until(
+        self, done: Callable[[list[Event]], bool], timeout: float = 60.0
+    ) -> list[Event]:
+        """Drain until ``done(what was drained)`` holds (a consumer joining its group on
+        Kafka can take seconds to see anything); fails after ``timeout``."""
+        import asyncio
+
+        fresh: list[Event] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not done(fresh):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"not all expected events arrived: {len(fresh)} did")
+            fresh += await self.drain(0.5)
+        return fresh + await self.drain(0.5)

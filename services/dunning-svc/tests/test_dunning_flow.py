@@ -62,7 +62,7 @@ async def test_events_in_commands_out_state_and_timeline(client, dunning_setting
         await publish(dunning_settings, issued("INV-1", due=date(2026, 3, 3)))
         await known(client, "ACME-42")
         await move(client, day(date(2026, 3, 2)))
-        out = await reader.drain()
+        out = await reader.drain_until(lambda seen: len(seen) >= 2)
         # Two topics: no order between them.
         assert sorted(type(e).__name__ for e in out) == [
             "DunningStageChanged",
@@ -73,7 +73,7 @@ async def test_events_in_commands_out_state_and_timeline(client, dunning_setting
         assert notice.stage == "reminder" and notice.recipient.email == "ap@acme.example"
         assert [i.invoice_id for i in notice.invoices] == ["INV-1"]
         await move(client, day(date(2026, 3, 5)))
-        out = await reader.drain()
+        out = await reader.drain_until(lambda seen: len(seen) >= 2)
         assert [e.to_stage for e in out if isinstance(e, DunningStageChanged)] == ["overdue_1"]
         state = await account(client)
         assert state["stage"] == "overdue_1"
@@ -87,7 +87,7 @@ async def test_events_in_commands_out_state_and_timeline(client, dunning_setting
             return (await account(client))["stage"] == "current"
 
         await until(current, what="return to current")
-        out = await reader.drain()
+        out = await reader.drain_until(lambda seen: len(seen) >= 2)
         assert sorted(type(e).__name__ for e in out) == [
             "DunningStageChanged",
             "NotificationRequested",
@@ -141,7 +141,9 @@ async def test_a_restart_in_the_middle_changes_nothing(dunning_settings) -> None
             await publish(dunning_settings, issued("INV-1", due=date(2026, 3, 3)))
             await known(client, "ACME-42")
             await move(client, day(date(2026, 3, 5)))
-        first = await reader.drain()
+        first = await reader.drain_until(
+            lambda seen: any(isinstance(e, DunningStageChanged) for e in seen)
+        )
         app = create_app(SPEC, dunning_settings)
         async with running(app) as client:
             await client.put("/v1/admin/clock", json={"now": "2026-03-05T10:00:00Z"}, headers=ADMIN)
@@ -149,7 +151,9 @@ async def test_a_restart_in_the_middle_changes_nothing(dunning_settings) -> None
             assert (await account(client))["stage"] == "overdue_1"
             assert await reader.drain() == []
             await move(client, day(date(2026, 3, 11)))
-            later = await reader.drain()
+            later = await reader.drain_until(
+                lambda seen: any(isinstance(e, DunningStageChanged) for e in seen)
+            )
     # (The clock jumped past the reminder's days: the ladder starts at overdue_1.)
     assert [e.to_stage for e in first if isinstance(e, DunningStageChanged)] == ["overdue_1"]
     assert [e.to_stage for e in later if isinstance(e, DunningStageChanged)] == ["overdue_2"]
@@ -195,7 +199,9 @@ async def test_manual_clock_through_75_days_for_a_mixed_ledger(client, dunning_s
 
                 await until(applied, what=f"payment of {name}")
             today += timedelta(days=1)
-        out = await reader.drain()
+        out = await reader.drain_until(
+            lambda seen: sum(isinstance(e, CollectionsHandoffRequested) for e in seen) >= 3
+        )
     stages = {
         a: (await account(client, a))["stage"]
         for a in ("ON-TIME", "LATE", "PARTIAL", "DISPUTED", "PROMISED", "NEVER")
