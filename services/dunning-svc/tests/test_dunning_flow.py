@@ -101,6 +101,9 @@ async def test_events_in_commands_out_state_and_timeline(client, dunning_setting
     assert commands[1]["summary"] == "NotificationRequested reminder email"
     assert commands[1]["data"]["recipient"]["email"] == "ap@acme.example"
     assert all(e["policy_version"] == 0 for e in commands)
+    metrics = (await client.get("/metrics")).text
+    assert 'dunning_stage_changes_total{segment="standard",to_stage="overdue_1"}' in metrics
+    assert 'dunning_commands_total{event_type="NotificationRequested"}' in metrics
     # Another tenant's key sees nothing.
     response = await client.get("/v1/accounts/ACME-42", headers=GLOBEX)
     assert response.status_code == 404

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events import Envelope, Event, InvoiceIssued
+from dunning_events import DunningStageChanged, Envelope, Event, InvoiceIssued
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.scope import Scope, envelope_of
@@ -26,6 +27,16 @@ from dunning_svc.domain import Account, Input
 from dunning_svc.policy import Policy, load_policy_json, shipped_policy
 
 SOURCE = "/dunning-svc"
+
+#: What the engine decides, for dashboards: stage changes by target stage, commands by type.
+STAGE_CHANGES = Counter(
+    "dunning_stage_changes_total",
+    "Accounts moved to a stage of their escalation policy",
+    ["segment", "to_stage"],
+)
+COMMANDS = Counter(
+    "dunning_commands_total", "Events dunning-svc decided to publish", ["event_type"]
+)
 
 Key = tuple[str, str]
 
@@ -148,6 +159,10 @@ async def process(
             item.tenant, scope_for(item.tenant, now, outbox)
         )
         staged += [envelope_of(scope, c) for c in commands]
+        for command in commands:
+            COMMANDS.labels(command.event_type).inc()
+            if isinstance(command, DunningStageChanged):
+                STAGE_CHANGES.labels(command.segment, command.to_stage).inc()
     await storage.save_accounts(
         session,
         [(seqs[k], accounts[k], accounts[k].local_today(now)) for k in touched],
