@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from dunning_events.common import Channel, Segment, Stage
 
@@ -198,6 +198,14 @@ class Policy(_Strict):
     escalation_contact: EscalationContact = Field(default_factory=EscalationContact)
     thank_you: bool = Field(default=True, description="Thank the customer when paid up.")
 
+    # Stage -> position, computed once: the core asks for ranks many times per account.
+    _ranks: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: object, /) -> None:
+        """Index the stages once the policy is valid."""
+        self._ranks.update({step.stage: index for index, step in enumerate(self.steps)})
+        self._ranks[CURRENT] = -1
+
     @model_validator(mode="after")
     def _a_ladder(self) -> Self:
         stages = [s.stage for s in self.steps]
@@ -235,12 +243,7 @@ class Policy(_Strict):
     def rank(self, stage: str) -> int:
         """Position of ``stage`` in the ladder: ``current`` is -1, a stage this policy
         does not know (left from another version) ranks after the last step."""
-        if stage == CURRENT:
-            return -1
-        for index, step in enumerate(self.steps):
-            if step.stage == stage:
-                return index
-        return len(self.steps)
+        return self._ranks.get(stage, len(self.steps))
 
 
 #: The segments with a policy shipped in ``policies/``.
