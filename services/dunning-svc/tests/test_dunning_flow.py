@@ -227,3 +227,21 @@ async def test_manual_clock_through_75_days_for_a_mixed_ledger(client, dunning_s
     assert {n.template for n in notices if n.account_id == "LATE"} >= {"overdue_2", "thank_you"}
     broken = [e for e in out if e.event_type == "PromiseToPayBroken"]
     assert [e.account_id for e in broken] == ["PROMISED"]
+
+
+async def test_each_account_runs_on_its_segment_policy(client, dunning_settings) -> None:
+    await publish(
+        dunning_settings,
+        issued("INV-S", due=date(2026, 3, 3), account="STANDARD"),
+        issued("INV-H", due=date(2026, 3, 3), account="RISKY", segment="high_risk"),
+        issued("INV-K", due=date(2026, 3, 3), account="KEY", segment="strategic"),
+    )
+    for name in ("STANDARD", "RISKY", "KEY"):
+        await known(client, name)
+    for d in range(3, 12):
+        await move(client, day(date(2026, 3, d)))
+    stages = {a: (await account(client, a))["stage"] for a in ("STANDARD", "RISKY", "KEY")}
+    # 8 days past due: standard's overdue_2 (from 8 days), high_risk's overdue_2 (from 5;
+    # its overdue_3 comes at 10), strategic's overdue_1 (from 5; its overdue_2 at 15).
+    assert stages == {"STANDARD": "overdue_2", "RISKY": "overdue_2", "KEY": "overdue_1"}
+    assert (await account(client, "RISKY"))["segment"] == "high_risk"
