@@ -67,7 +67,7 @@ from dunning_svc.models import (
 )
 from dunning_svc.policy import SHIPPED_SEGMENTS, Policy, load_policy_json, shipped_policy
 from dunning_svc.storage import accounts, policies, timeline
-from dunning_svc.views import account_view, aging, dso
+from dunning_svc.views import AgingTally, DsoTally, account_view
 
 #: Parsed policy versions shared by every request of this process.
 BOOK = PolicyBook()
@@ -624,7 +624,10 @@ async def aging_report(
     """Per currency, in total and by account, days past due counted on ``as_of``."""
     runtime = runtime_of(request)
     day = as_of or runtime.clock.now().date()
-    return aging([a async for a in _all_accounts(runtime, tenant)], day, by_account=by_account)
+    tally = AgingTally(day, by_account=by_account)
+    async for account in _all_accounts(runtime, tenant):
+        tally.add(account)
+    return tally.report()
 
 
 @router.get(
@@ -654,4 +657,7 @@ async def dso_report(
                 {"field": "query.from", "message": "must not be after to", "type": "value_error"}
             ],
         )
-    return dso([a async for a in _all_accounts(runtime, tenant)], start, end)
+    tally = DsoTally(start, end)
+    async for account in _all_accounts(runtime, tenant):
+        tally.add(account)
+    return tally.report()

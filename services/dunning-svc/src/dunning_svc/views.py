@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -95,50 +94,71 @@ def _buckets(sums: dict[str, dict[str, Decimal]]) -> list[AgingBucket]:
     ]
 
 
-def aging(accounts: Iterable[Account], as_of: date, *, by_account: bool) -> AgingReport:
+class AgingTally:
     """Open balances (as they stand) by days past due on ``as_of``, per currency, in total
-    and (``by_account``) per account. Written-off accounts are left out."""
-    totals: dict[str, dict[str, Decimal]] = {}
-    lines: list[AgingAccount] = []
-    for account in accounts:
+    and (``by_account``) per account, added up one account at a time, so a report over a
+    million accounts never holds them all. Written-off accounts are left out."""
+
+    def __init__(self, as_of: date, *, by_account: bool) -> None:
+        self.as_of = as_of
+        self.by_account = by_account
+        self.totals: dict[str, dict[str, Decimal]] = {}
+        self.lines: list[AgingAccount] = []
+
+    def add(self, account: Account) -> None:
+        """Count one account."""
         if account.written_off:
-            continue
+            return
         mine: dict[str, dict[str, Decimal]] = {}
         for invoice in account.open_invoices():
-            if invoice.issue_date is not None and invoice.issue_date > as_of:
+            if invoice.issue_date is not None and invoice.issue_date > self.as_of:
                 continue
-            days = (as_of - invoice.due_date).days if invoice.due_date else 0
+            days = (self.as_of - invoice.due_date).days if invoice.due_date else 0
             amount = from_minor(account.balance(invoice), invoice.currency)
-            for target in (totals, mine):
+            for target in (self.totals, mine):
                 row = target.setdefault(invoice.currency, dict.fromkeys(_BUCKETS, Decimal(0)))
                 row[_bucket(days)] += amount
-        if by_account and mine:
-            lines.append(AgingAccount(account_id=account.account_id, buckets=_buckets(mine)))
-    return AgingReport(as_of=as_of, totals=_buckets(totals), accounts=lines)
+        if self.by_account and mine:
+            self.lines.append(AgingAccount(account_id=account.account_id, buckets=_buckets(mine)))
+
+    def report(self) -> AgingReport:
+        """The report of the accounts added."""
+        return AgingReport(as_of=self.as_of, totals=_buckets(self.totals), accounts=self.lines)
 
 
-def dso(accounts: Iterable[Account], start: date, end: date) -> DsoReport:
+class DsoTally:
     """Standard DSO per currency: receivables open at the end of the period (balances as
     they stand, of invoices issued by then) divided by the credit sales invoiced in the
-    period, times its days."""
-    receivables: dict[str, int] = {}
-    sales: dict[str, int] = {}
-    for account in accounts:
+    period, times its days; added up one account at a time."""
+
+    def __init__(self, start: date, end: date) -> None:
+        self.start, self.end = start, end
+        self.receivables: dict[str, int] = {}
+        self.sales: dict[str, int] = {}
+
+    def add(self, account: Account) -> None:
+        """Count one account."""
         for invoice in account.invoices.values():
-            if not invoice.issued or invoice.issue_date is None or invoice.issue_date > end:
+            if not invoice.issued or invoice.issue_date is None or invoice.issue_date > self.end:
                 continue
-            if start <= invoice.issue_date and not invoice.void:
-                sales[invoice.currency] = sales.get(invoice.currency, 0) + invoice.amount_due
+            currency = invoice.currency
+            if self.start <= invoice.issue_date and not invoice.void:
+                self.sales[currency] = self.sales.get(currency, 0) + invoice.amount_due
             if not account.written_off:
-                balance = account.balance(invoice)
-                receivables[invoice.currency] = receivables.get(invoice.currency, 0) + balance
-    days = (end - start).days + 1
-    figures = []
-    for currency in sorted(set(receivables) | set(sales)):
-        owed = from_minor(receivables.get(currency, 0), currency)
-        sold = from_minor(sales.get(currency, 0), currency)
-        value = (owed / sold * days).quantize(Decimal("0.1")) if sold else None
-        figures.append(
-            DsoFigure(currency=currency, receivables=owed, credit_sales=sold, days=days, dso=value)
-        )
-    return DsoReport(period_from=start, period_to=end, figures=figures)
+                owed = account.balance(invoice)
+                self.receivables[currency] = self.receivables.get(currency, 0) + owed
+
+    def report(self) -> DsoReport:
+        """The report of the accounts added."""
+        days = (self.end - self.start).days + 1
+        figures = []
+        for currency in sorted(set(self.receivables) | set(self.sales)):
+            owed = from_minor(self.receivables.get(currency, 0), currency)
+            sold = from_minor(self.sales.get(currency, 0), currency)
+            value = (owed / sold * days).quantize(Decimal("0.1")) if sold else None
+            figures.append(
+                DsoFigure(
+                    currency=currency, receivables=owed, credit_sales=sold, days=days, dso=value
+                )
+            )
+        return DsoReport(period_from=self.start, period_to=self.end, figures=figures)
