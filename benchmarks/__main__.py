@@ -5,7 +5,7 @@ Set DUNNING_BUS_URL / DUNNING_DATABASE_URL for Kafka + PostgreSQL; the default i
 embedded log and SQLite. results.json keeps one entry per backend ("embedded",
 "kafka_postgres"), so a run on one backend leaves the other's figures in place.
 Figures vary with the machine and its load: compare runs on the same one.
-``--only bus|invoices|payments|notify`` runs one of them. See docs/benchmarks.md.
+``--only bus|invoices|payments|dunning|notify`` runs one of them. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bus, invoices, notify, payments
+from benchmarks import bus, dunning, invoices, notify, payments
 from dunning_runtime.settings import ServiceSettings
 
 RESULTS = Path("bench/results.json")
@@ -40,6 +40,12 @@ ROWS = [
     ("ingest_invoices_per_s", "invoice batch ingest (1,000 per POST)", "invoices/s"),
     ("overdue_tick_invoices_per_s", "overdue tick (detect + publish all)", "invoices/s"),
     ("ingest_payments_per_s", "payment batch ingest (1,000 per POST)", "payments/s"),
+    ("dunning_raw_consume_events_per_s", "raw consume, dunning's run", "events/s"),
+    ("dunning_events_per_s", "dunning-svc consume + fold + writes", "events/s"),
+    ("dunning_vs_raw_consume", "dunning-svc / raw consume", "ratio"),
+    ("timer_sweep_accounts_per_s", "dunning timer sweep", "accounts/s"),
+    ("timer_sweep_1m_accounts_s", "timer sweep, 1,000,000 due accounts", "s"),
+    ("dunning_rss_mb", "RSS after the sweep", "MiB"),
     ("notify_sends_per_s", "notices sent to a local SMTP server", "sends/s"),
     ("peak_rss_mb", "peak RSS", "MiB"),
 ]
@@ -93,6 +99,11 @@ def table(backend: str, figures: dict[str, Any]) -> str:
         sizes.append(f"{figures['payments']:,} payments")
     if "notices" in figures:
         sizes.append(f"{figures['notices']:,} notices")
+    if "timer_sweep_accounts" in figures:
+        sizes.append(
+            f"{figures['dunning_events']:,} dunning events, "
+            f"{figures['timer_sweep_accounts']:,} swept accounts"
+        )
     lines = [
         f"make bench — {backend}: {', '.join(sizes)}; {figures['cores']} cores; {figures['date']}"
     ]
@@ -115,12 +126,19 @@ def table(backend: str, figures: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("--only", choices=["bus", "invoices", "payments", "notify"])
+    parser.add_argument("--only", choices=["bus", "invoices", "payments", "dunning", "notify"])
     parser.add_argument("--events", type=int, default=20_000, help="bus benchmark size")
     parser.add_argument("--invoices", type=int, default=20_000, help="invoice benchmark size")
     parser.add_argument("--payments", type=int, default=20_000, help="payment benchmark size")
     parser.add_argument("--notices", type=int, default=2_000, help="notify benchmark size")
     parser.add_argument("--repeat", type=int, default=3, help="consume runs (the median counts)")
+    parser.add_argument("--dunning-events", type=int, default=20_000, help="dunning-svc events")
+    parser.add_argument(
+        "--dunning-accounts",
+        type=int,
+        default=50_000,
+        help="accounts the timer sweep runs (scaled to 1,000,000 in timer_sweep_1m_accounts_s)",
+    )
     parser.add_argument(
         "--profile", type=Path, help="profile one more runtime run into this file (pyinstrument)"
     )
@@ -139,6 +157,12 @@ def main() -> None:
         if args.only in (None, "payments"):
             figures["payments"] = args.payments
             figures.update(asyncio.run(payments.run(args.payments, Path(tmp) / "payments")))
+        if args.only in (None, "dunning"):
+            figures.update(
+                asyncio.run(
+                    dunning.run(args.dunning_events, args.dunning_accounts, Path(tmp) / "dunning")
+                )
+            )
         if args.only in (None, "notify"):
             figures["notices"] = args.notices
             figures.update(asyncio.run(notify.run(args.notices, Path(tmp) / "notify")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import bus, invoices, payments
+from benchmarks import bus, dunning, invoices, payments
 from benchmarks.__main__ import record, table
 
 BUS_FIGURES = {
@@ -39,6 +39,18 @@ async def test_the_invoice_bench_posts_and_ticks_through_the_public_routes(
 async def test_the_payment_bench_posts_batches_through_the_public_route(tmp_path: Path) -> None:
     figures = await payments.run(50, tmp_path)
     assert figures["ingest_payments_per_s"] > 0
+
+
+async def test_the_dunning_bench_measures_consume_sweep_and_memory(tmp_path: Path) -> None:
+    figures = await dunning.run(200, 300, tmp_path)
+    for key in (
+        "dunning_events_per_s",
+        "dunning_vs_raw_consume",
+        "timer_sweep_1m_accounts_s",
+        "dunning_rss_mb",
+    ):
+        assert figures[key] > 0, key
+    assert figures["timer_sweep_accounts"] == 300
 
 
 def test_results_keep_the_other_backend_and_figures_a_partial_run_did_not_measure(

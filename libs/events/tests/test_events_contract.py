@@ -48,6 +48,12 @@ DESIGN_EVENTS = {
 #: (issue 8) and notify-svc (issue 9).
 ADDED_EVENTS = {
     "CreditApplied",
+    "LateFeeAssessed",
+    "CreditHoldRequested",
+    "CreditHoldReleased",
+    "PromiseToPayKept",
+    "InstallmentMissed",
+    "AccountWrittenOff",
     "NotificationSuppressed",
     "CollectorTaskCompleted",
 }

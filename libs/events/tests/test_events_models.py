@@ -181,6 +181,12 @@ def test_topics_follow_the_producers() -> None:
             "CollectionsHandoffRequested",
             "PromiseToPayRecorded",
             "PromiseToPayBroken",
+            "PromiseToPayKept",
+            "InstallmentMissed",
+            "LateFeeAssessed",
+            "CreditHoldRequested",
+            "CreditHoldReleased",
+            "AccountWrittenOff",
             "PaymentPlanAgreed",
         },
         "notifications": {

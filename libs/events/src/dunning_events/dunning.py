@@ -29,14 +29,20 @@ from dunning_events.money import (
 )
 
 __all__ = [
+    "AccountWrittenOff",
     "Channel",
     "CollectionsHandoffRequested",
+    "CreditHoldReleased",
+    "CreditHoldRequested",
     "DunningStageChanged",
     "Installment",
+    "InstallmentMissed",
+    "LateFeeAssessed",
     "NoticeInvoice",
     "NotificationRequested",
     "PaymentPlanAgreed",
     "PromiseToPayBroken",
+    "PromiseToPayKept",
     "PromiseToPayRecorded",
 ]
 
@@ -237,4 +243,127 @@ class PaymentPlanAgreed(Event):
                 )
             if i and installment.due_date <= self.installments[i - 1].due_date:
                 raise ValueError("installments must be in order of due_date, one per date")
+        return self
+
+
+class LateFeeAssessed(Event):
+    """A policy step charged a late fee. invoice-svc turns it into a fee invoice on the
+    account (kind ``fee``, due at once, id ``fee_invoice_id``), so the fee is chased,
+    paid and reported like any other invoice."""
+
+    event_type: ClassVar[str] = "LateFeeAssessed"
+    topic: ClassVar[str] = topics.DUNNING_EVENTS
+
+    fee_invoice_id: Identifier = Field(
+        description="Id of the fee invoice to create; the same on every redelivery."
+    )
+    invoice_id: Identifier = Field(
+        description="The overdue invoice whose terms (or the policy) set the fee."
+    )
+    amount: PositiveMoney = Field(description="The fee.")
+    stage: Stage = Field(description="The policy stage that charged it, e.g. final_notice.")
+    assessed_on: Day = Field(description="The date it was charged, in the account's time zone.")
+    reason: str = Field(
+        min_length=1, max_length=1000, description="How it was computed, for the timeline."
+    )
+    account_name: str = Field(
+        min_length=1, max_length=200, description="Customer's name, for the fee invoice."
+    )
+    contact: Contact = Field(description="Who the fee invoice goes to.")
+    segment: Segment = Field(default="standard", description="Policy segment of the account.")
+    timezone: TimeZone = "UTC"
+    locale: Locale = "en"
+
+
+class CreditHoldRequested(Event):
+    """Order systems should stop shipping to the account until it is current again."""
+
+    event_type: ClassVar[str] = "CreditHoldRequested"
+    topic: ClassVar[str] = topics.DUNNING_EVENTS
+
+    stage: Stage = Field(description="The stage that asked for the hold.")
+    overdue_balance: list[PositiveMoney] = Field(
+        min_length=1, description="Overdue balance of the account, one entry per currency."
+    )
+    reason: str = Field(min_length=1, max_length=1000, description="Why the hold is requested.")
+
+    @model_validator(mode="after")
+    def _per_currency(self) -> Self:
+        distinct_currencies(self.overdue_balance)
+        return self
+
+
+class CreditHoldReleased(Event):
+    """The account is current again (or written off): order systems may ship again."""
+
+    event_type: ClassVar[str] = "CreditHoldReleased"
+    topic: ClassVar[str] = topics.DUNNING_EVENTS
+
+    reason: str = Field(min_length=1, max_length=1000, description="Why the hold ends.")
+
+
+class PromiseToPayKept(Event):
+    """The promised amount arrived by the promised date (plus grace); the pause ends."""
+
+    event_type: ClassVar[str] = "PromiseToPayKept"
+    topic: ClassVar[str] = topics.DUNNING_EVENTS
+
+    promise_id: Identifier = Field(description="The promise kept.")
+    amount: PositiveMoney = Field(description="The amount that was promised.")
+    promised_date: Day = Field(description="The date it was promised by.")
+    amount_received: PositiveMoney = Field(
+        description="What arrived since the promise; at least amount, same currency."
+    )
+
+    @model_validator(mode="after")
+    def _enough(self) -> Self:
+        if self.amount_received.currency != self.amount.currency:
+            raise ValueError("amount_received and amount must be in the same currency")
+        if self.amount_received.amount < self.amount.amount:
+            raise ValueError("a promise with less than the amount received is broken, not kept")
+        return self
+
+
+class InstallmentMissed(Event):
+    """An installment of a payment plan was not met by its due date (plus grace); the
+    plan ends and the escalation ladder resumes."""
+
+    event_type: ClassVar[str] = "InstallmentMissed"
+    topic: ClassVar[str] = topics.DUNNING_EVENTS
+
+    plan_id: Identifier = Field(description="The plan.")
+    due_date: Day = Field(description="Due date of the installment missed.")
+    amount_due: PositiveMoney = Field(
+        description="What the plan required by that date in total (installments so far)."
+    )
+    amount_received: NonNegativeMoney = Field(
+        description="What arrived since the plan was agreed; less than amount_due."
+    )
+
+    @model_validator(mode="after")
+    def _short(self) -> Self:
+        if self.amount_received.currency != self.amount_due.currency:
+            raise ValueError("amount_received and amount_due must be in the same currency")
+        if self.amount_received.amount >= self.amount_due.amount:
+            raise ValueError("an installment with the full amount received is met, not missed")
+        return self
+
+
+class AccountWrittenOff(Event):
+    """The seller gave up on the account's open balance; nothing more is sent."""
+
+    event_type: ClassVar[str] = "AccountWrittenOff"
+    topic: ClassVar[str] = topics.DUNNING_EVENTS
+
+    written_off: list[PositiveMoney] = Field(
+        min_length=1, description="The open balance written off, one entry per currency."
+    )
+    reason: str = Field(min_length=1, max_length=1000, description="Why, as the user gave it.")
+    written_off_by: str = Field(
+        min_length=1, max_length=200, description="Who decided it, e.g. api or collector:jo."
+    )
+
+    @model_validator(mode="after")
+    def _per_currency(self) -> Self:
+        distinct_currencies(self.written_off)
         return self

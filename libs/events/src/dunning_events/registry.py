@@ -10,11 +10,17 @@ import builtins
 
 from dunning_events import topics
 from dunning_events.dunning import (
+    AccountWrittenOff,
     CollectionsHandoffRequested,
+    CreditHoldReleased,
+    CreditHoldRequested,
     DunningStageChanged,
+    InstallmentMissed,
+    LateFeeAssessed,
     NotificationRequested,
     PaymentPlanAgreed,
     PromiseToPayBroken,
+    PromiseToPayKept,
     PromiseToPayRecorded,
 )
 from dunning_events.envelope import Event
@@ -53,6 +59,12 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     PromiseToPayRecorded,
     PromiseToPayBroken,
     PaymentPlanAgreed,
+    LateFeeAssessed,
+    CreditHoldRequested,
+    CreditHoldReleased,
+    PromiseToPayKept,
+    InstallmentMissed,
+    AccountWrittenOff,
     NotificationSent,
     NotificationFailed,
     NotificationSuppressed,

@@ -171,6 +171,12 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--id", dest="ids", action="append", default=[], help="Only this event id (repeatable)."
     )
+    # Documented here so `dunning --help` lists it; main() hands it to dunning-svc.
+    commands.add_parser(
+        "simulate",
+        help="Replay a ledger CSV through an escalation policy (dunning simulate --help).",
+        add_help=False,
+    )
     return parser
 
 
@@ -200,6 +206,12 @@ async def _run(settings: ServiceSettings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``dunning`` console script."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["simulate"]:
+        # The policy simulator is dunning-svc's pure core; no settings, bus or database.
+        from dunning_svc.simulator import main as simulate
+
+        return simulate(given[1:])
     args = _parser().parse_args(argv)
     settings = load_settings("dunning")
     return asyncio.run(_run(settings, args))

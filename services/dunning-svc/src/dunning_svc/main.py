@@ -6,18 +6,23 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
+from dunning_svc import api, consumers, jobs
 
 SPEC = ServiceSpec(
     name="dunning-svc",
     title="Dunning service",
     description=(
-        "Accounts, escalation policies, promises to pay, payment plans, timelines and reports."
+        "The per-account escalation engine: account state and worklist, timelines, "
+        "promises to pay, payment plans, pauses, handoff approval, write-offs, contacts, "
+        "escalation policies as versioned data, aging and DSO. Every /v1 route needs "
+        "`Authorization: Bearer <key>`; errors are RFC 9457 problem+json naming the "
+        "field; every POST is idempotent under an Idempotency-Key."
     ),
     versions=Path(__file__).parent / "migrations" / "versions",
-    produces=(
-        topics.DUNNING_COMMANDS,
-        topics.DUNNING_EVENTS,
-    ),
+    produces=(topics.DUNNING_COMMANDS, topics.DUNNING_EVENTS),
+    routers=(api.router,),
+    subscriptions=(consumers.events,),
+    jobs=(jobs.TIMERS,),
 )
 
 

@@ -29,6 +29,7 @@ from dunning_events import (
     CreditApplied,
     Envelope,
     Event,
+    LateFeeAssessed,
     Money,
     PaymentReceived,
     PaymentReversed,
@@ -42,7 +43,9 @@ from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.scope import envelope_of
 from invoice_svc import domain, events, storage
-from invoice_svc.commands import scope_for
+from invoice_svc.commands import create_invoices, scope_for
+from invoice_svc.models import InvoiceIn
+from invoice_svc.settings import InvoiceSettings
 from invoice_svc.storage import allocations, invoices
 from invoice_svc.views import balance_of
 
@@ -296,3 +299,65 @@ def payments(runtime: Runtime) -> Subscription:
         await apply_payments(session, runtime.outbox, envelopes)
 
     return Subscription("invoice-svc", (topics.PAYMENTS,), batch_handler=handle)
+
+
+# -- late fees from dunning-svc ------------------------------------------------------------
+
+
+def fee_invoice(fee: LateFeeAssessed) -> InvoiceIn:
+    """The fee invoice a ``LateFeeAssessed`` asks for: kind ``fee`` (in its metadata), due
+    on the day it was charged, on the account the fee is for, chased like any invoice."""
+    amount = fee.amount
+    return InvoiceIn(
+        invoice_id=fee.fee_invoice_id,
+        account_id=fee.account_id,
+        account_name=fee.account_name,
+        contact=fee.contact,
+        currency=amount.currency,
+        amount_due=amount.amount,
+        issue_date=fee.assessed_on,
+        due_date=fee.assessed_on,
+        segment=fee.segment,
+        timezone=fee.timezone,
+        locale=fee.locale,
+        lines=[
+            {
+                "description": f"Late fee ({fee.stage}) on {fee.invoice_id}",
+                "quantity": "1",
+                "unit_price": str(amount.amount),
+                "amount": str(amount.amount),
+            }
+        ],
+        metadata={"kind": "fee", "fee_for": fee.invoice_id, "stage": fee.stage},
+    )
+
+
+async def create_fee_invoices(
+    session: AsyncSession, runtime: Runtime, envelopes: Sequence[Envelope]
+) -> None:
+    """Turn each ``LateFeeAssessed`` of the chunk into its fee invoice (one transaction;
+    a fee seen before is a replay of the same invoice and changes nothing)."""
+    settings = runtime.settings
+    assert isinstance(settings, InvoiceSettings)  # ServiceSpec.settings_type
+    for envelope in envelopes:
+        if not isinstance(envelope.data, LateFeeAssessed):
+            continue
+        try:
+            item = fee_invoice(envelope.data)
+        except ValueError as exc:
+            raise EventRejected(f"the fee cannot be an invoice: {exc}", envelope.id) from exc
+        scope = scope_for(envelope.tenant, envelope.time, runtime.outbox)
+        [created] = await create_invoices(
+            session, scope, [item], settings.grace_days_for(envelope.tenant)
+        )
+        if created.problem is not None and created.status != 409:
+            raise EventRejected(f"fee invoice refused: {created.problem.detail}", envelope.id)
+
+
+def fees(runtime: Runtime) -> Subscription:
+    """Late fees charged by dunning-svc become fee invoices."""
+
+    async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+        await create_fee_invoices(session, runtime, envelopes)
+
+    return Subscription("invoice-svc-fees", (topics.DUNNING_EVENTS,), batch_handler=handle)

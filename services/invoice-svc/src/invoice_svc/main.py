@@ -20,7 +20,7 @@ SPEC = ServiceSpec(
     versions=Path(__file__).parent / "migrations" / "versions",
     produces=(topics.INVOICES,),
     routers=(api.router,),
-    subscriptions=(consumers.payments,),
+    subscriptions=(consumers.payments, consumers.fees),
     jobs=(jobs.OVERDUE,),
     # A batch carries up to 1,000 invoices; every other route keeps the default limit.
     body_limits={"/v1/invoices/batch": 32 * 1024 * 1024},

@@ -1,0 +1,223 @@
+"""dunning-svc's use cases: fold inputs (events, timers, manual actions) through the core.
+
+Every entry point (the event handler, the timer job, the HTTP routes) calls
+``process`` inside its transaction: it locks the accounts the inputs concern, loads
+them with one query, resolves each account's policy version, folds the inputs in
+order through ``domain.apply`` and ``domain.escalate``, then writes the accounts back
+in one statement, appends the timeline, and stages the commands in the outbox, so a
+decision and what it causes commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events import DunningStageChanged, Envelope, Event, InvoiceIssued
+from dunning_runtime.locks import lock_accounts
+from dunning_runtime.outbox import Outbox
+from dunning_runtime.scope import Scope, envelope_of
+from dunning_svc import domain, storage
+from dunning_svc.domain import Account, Input
+from dunning_svc.policy import Policy, load_policy_json, shipped_policy
+
+SOURCE = "/dunning-svc"
+
+#: What the engine decides, for dashboards: stage changes by target stage, commands by type.
+STAGE_CHANGES = Counter(
+    "dunning_stage_changes_total",
+    "Accounts moved to a stage of their escalation policy",
+    ["segment", "to_stage"],
+)
+COMMANDS = Counter(
+    "dunning_commands_total", "Events dunning-svc decided to publish", ["event_type"]
+)
+
+Key = tuple[str, str]
+
+
+def scope_for(tenant: str, now: datetime, outbox: Outbox) -> Scope:
+    """The scope of dunning-svc's commands: its events come from ``/dunning-svc``."""
+    return Scope(tenant, now, outbox, SOURCE)
+
+
+class PolicyBook:
+    """Parsed policy versions, kept per process: versions are immutable, so the cache
+    never goes stale. ``prepare`` reads what a transaction needs into a ``Policies``."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, str, int], Policy] = {}
+
+    async def prepare(
+        self,
+        session: AsyncSession,
+        tenants_segments: Iterable[tuple[str, str]],
+        pinned: Iterable[tuple[str, str, int]] = (),
+    ) -> Policies:
+        """Read the newest versions of these segments (one query) and any body not parsed
+        yet (one more), so resolving needs no IO."""
+        wanted = set(tenants_segments)
+        latest = {k: 0 for k in wanted} | await storage.latest_versions(session, wanted)
+        needed = {(t, s, v) for (t, s), v in latest.items() if v} | {k for k in pinned if k[2]}
+        missing = [k for k in needed if k not in self._parsed]
+        for key, body in (await storage.policy_bodies(session, missing)).items():
+            self._parsed[key] = load_policy_json(body, version=key[2])
+        return Policies(latest, self._parsed)
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The policy each account runs on: the version its dunning cycle started with, else
+    the newest of its tenant and segment (version 0 is the shipped YAML)."""
+
+    latest: dict[tuple[str, str], int]
+    parsed: dict[tuple[str, str, int], Policy]
+
+    def resolve(self, account: Account) -> Policy:
+        """The policy ``account`` runs on now."""
+        version = account.policy_version
+        if version is None:
+            version = self.latest.get((account.tenant, account.segment), 0)
+        if version:
+            found = self.parsed.get((account.tenant, account.segment, version))
+            if found is not None:
+                return found
+        return shipped_policy(account.segment)
+
+
+@dataclass
+class Work:
+    """One input for one account: an event, a timer or a manual action by ``actor``."""
+
+    tenant: str
+    account_id: str
+    input: Input
+    actor: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What ``process`` did: the accounts as they now are and what each input emitted."""
+
+    accounts: dict[Key, Account] = field(default_factory=dict)
+    commands: list[list[Event]] = field(default_factory=list)
+
+
+async def process(
+    session: AsyncSession,
+    outbox: Outbox,
+    book: PolicyBook,
+    work: Sequence[Work],
+    now: datetime,
+    *,
+    create: bool = True,
+) -> Outcome:
+    """Fold ``work`` in order at ``now``; see the module docstring. With ``create`` an
+    input for an unknown account starts one; without, unknown accounts are skipped.
+    A ``DomainRuleError`` from a manual action propagates (and rolls back)."""
+    outcome = Outcome()
+    if not work:
+        return outcome
+    keys = {(w.tenant, w.account_id) for w in work}
+    await lock_accounts(session, keys)
+    loaded = await storage.load_accounts(session, keys)
+    segments = {(t, a.segment) for (t, _), (_, a) in loaded.items()}
+    segments |= {(w.tenant, w.input.segment) for w in work if isinstance(w.input, InvoiceIssued)}
+    segments |= {(w.tenant, "standard") for w in work}
+    pinned = {
+        (t, a.segment, a.policy_version)
+        for (t, _), (_, a) in loaded.items()
+        if a.policy_version is not None
+    }
+    policies = await book.prepare(session, segments, pinned)
+    seqs: dict[Key, int | None] = {k: seq for k, (seq, _) in loaded.items()}
+    accounts = {k: a for k, (_, a) in loaded.items()}
+    touched: list[Key] = []
+    timeline: list[dict[str, Any]] = []
+    staged: list[Envelope] = []
+    scopes: dict[str, Scope] = {}
+    for item in work:
+        key = (item.tenant, item.account_id)
+        account = accounts.get(key)
+        if account is None:
+            if not create:
+                outcome.commands.append([])
+                continue
+            account = accounts[key] = Account(item.tenant, item.account_id)
+            seqs[key] = None
+        commands, rows = fold(account, item, policies, now)
+        outcome.commands.append(commands)
+        timeline += rows
+        if key not in touched:
+            touched.append(key)
+        scope = scopes.get(item.tenant) or scopes.setdefault(
+            item.tenant, scope_for(item.tenant, now, outbox)
+        )
+        staged += [envelope_of(scope, c) for c in commands]
+        for command in commands:
+            COMMANDS.labels(command.event_type).inc()
+            if isinstance(command, DunningStageChanged):
+                STAGE_CHANGES.labels(command.segment, command.to_stage).inc()
+    await storage.save_accounts(
+        session,
+        [(seqs[k], accounts[k], accounts[k].local_today(now)) for k in touched],
+        now,
+    )
+    await storage.append_timeline(session, timeline)
+    if staged:
+        await outbox.add(session, *staged)
+    outcome.accounts = {k: accounts[k] for k in touched}
+    return outcome
+
+
+def fold(
+    account: Account, item: Work, policies: Policies, now: datetime
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    """Apply one input to ``account`` in place; the commands and the timeline rows."""
+    commands: list[Event] = []
+    applied: list[str] = []
+    policy = policies.resolve(account)
+    domain.apply(account, item.input, policy, now, commands, applied)
+    # The input may have named the account's segment (InvoiceIssued): resolve again.
+    policy = policies.resolve(account)
+    decided: list[str] = []
+    domain.escalate(account, policy, now, commands, decided)
+    version = policy.version
+    kind = "input" if isinstance(item.input, Event) else "action"
+    rows = [storage.timeline_row(account, now, kind, r, actor=item.actor) for r in applied]
+    if isinstance(item.input, Event) and not applied:
+        rows.append(storage.timeline_row(account, now, kind, item.input.event_type))
+    rows += [
+        storage.timeline_row(
+            account,
+            now,
+            "stage" if r.startswith("stage ") else "decision",
+            r,
+            policy_version=version,
+        )
+        for r in decided
+    ]
+    rows += [
+        storage.timeline_row(
+            account,
+            now,
+            "command",
+            _summary(c),
+            policy_version=version,
+            data=c.model_dump_json(exclude={"account_id"}),
+        )
+        for c in commands
+    ]
+    return commands, rows
+
+
+def _summary(event: Event) -> str:
+    channel = getattr(event, "channel", None)
+    stage = getattr(event, "stage", None) or getattr(event, "to_stage", None)
+    parts = [event.event_type, *(p for p in (stage, channel) if p)]
+    return " ".join(parts)

@@ -1,0 +1,276 @@
+"""dunning-svc's tables and the set-based queries on them.
+
+One row per account holds what the worklist filters and sorts on as columns (stage,
+segment, overdue total, oldest due date, pause, ``next_action_at``) and the rest of
+the projection as compact JSON text (``state``), so a chunk of events loads its
+accounts in one query and writes them back in one statement. ``next_action_at`` is
+indexed: the scheduler reads only the accounts that are due, never all of them.
+The timeline is append-only; policy versions are rows per tenant and segment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_events.money import from_minor
+from dunning_runtime.db import SequenceId, utc
+from dunning_svc.domain import Account
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("seq", SequenceId, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("segment", String(50), nullable=False),
+    Column("stage", String(50), nullable=False),
+    Column("policy_version", Integer),
+    Column("paused", Boolean, nullable=False),
+    Column("written_off", Boolean, nullable=False),
+    # The overdue balance summed over currencies in units of 10^-4, for sorting and
+    # min_overdue; the exact per-currency balances are in ``state``.
+    Column("overdue_e4", BigInteger, nullable=False),
+    Column("oldest_due_date", Date),
+    Column("next_action_at", DateTime(timezone=True)),
+    Column("last_contact_at", DateTime(timezone=True)),
+    Column("state", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("tenant", "account_id", name="uq_accounts_tenant_account"),
+    Index("ix_accounts_next_action", "next_action_at"),
+    Index("ix_accounts_worklist", "tenant", "stage", "segment"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("seq", SequenceId, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("account_id", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    # input (an event received), decision, stage, command (an event emitted), action
+    Column("kind", String(20), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("actor", String(200)),
+    Column("policy_version", Integer),
+    Column("data", Text),
+    Index("ix_timeline_account", "tenant", "account_id", "seq"),
+)
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("segment", String(50), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("apply_to_running", Boolean, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The account columns a change writes back (besides ``state``).
+_COLUMNS = (
+    "segment",
+    "stage",
+    "policy_version",
+    "paused",
+    "written_off",
+    "overdue_e4",
+    "oldest_due_date",
+    "next_action_at",
+    "last_contact_at",
+    "state",
+    "updated_at",
+)
+
+_E4 = Decimal(10_000)
+
+Key = tuple[str, str]
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text (the state column is read and written on every event)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def to_account(row: Any) -> Account:
+    """An account from its row."""
+    return Account.from_state(
+        row.tenant,
+        row.account_id,
+        segment=row.segment,
+        stage=row.stage,
+        policy_version=row.policy_version,
+        written_off=row.written_off,
+        last_contact_at=utc(row.last_contact_at),
+        next_action_at=utc(row.next_action_at),
+        state=json.loads(row.state),
+    )
+
+
+def columns_of(account: Account, today: date, now: datetime) -> dict[str, Any]:
+    """The stored columns of ``account`` as of ``today`` (its local date)."""
+    overdue = account.overdue_invoices(today)
+    total = sum((from_minor(m, c) for c, m in account.totals(overdue).items()), start=Decimal(0))
+    return {
+        "segment": account.segment,
+        "stage": account.stage,
+        "policy_version": account.policy_version,
+        "paused": account.paused,
+        "written_off": account.written_off,
+        "overdue_e4": int(total * _E4),
+        "oldest_due_date": overdue[0].due_date if overdue else None,
+        "next_action_at": account.next_action_at,
+        "last_contact_at": account.last_contact_at,
+        "state": dumps(account.state_json()),
+        "updated_at": now,
+    }
+
+
+async def load_accounts(
+    session: AsyncSession, keys: Iterable[Key]
+) -> dict[Key, tuple[int, Account]]:
+    """The stored accounts among ``keys`` with their row ids, in one query."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(accounts).where(tuple_(accounts.c.tenant, accounts.c.account_id).in_(wanted))
+    )
+    return {(r.tenant, r.account_id): (r.seq, to_account(r)) for r in rows}
+
+
+async def load_account(session: AsyncSession, tenant: str, account_id: str) -> Account | None:
+    """One account of ``tenant``, or None."""
+    found = await load_accounts(session, [(tenant, account_id)])
+    return found[(tenant, account_id)][1] if found else None
+
+
+async def save_accounts(
+    session: AsyncSession,
+    changed: Sequence[tuple[int | None, Account, date]],
+    now: datetime,
+) -> None:
+    """Write accounts back: one UPDATE for the known rows, one INSERT for the new ones."""
+    known = [(seq, a, d) for seq, a, d in changed if seq is not None]
+    new = [(a, d) for seq, a, d in changed if seq is None]
+    if known:
+        await session.execute(
+            update(accounts)
+            .where(accounts.c.seq == bindparam("k_seq"))
+            .values({c: bindparam(f"v_{c}") for c in _COLUMNS}),
+            [
+                {"k_seq": seq, **{f"v_{k}": v for k, v in columns_of(a, d, now).items()}}
+                for seq, a, d in known
+            ],
+        )
+    if new:
+        await session.execute(
+            insert(accounts),
+            [
+                {"tenant": a.tenant, "account_id": a.account_id, **columns_of(a, d, now)}
+                for a, d in new
+            ],
+        )
+
+
+async def due_accounts(session: AsyncSession, now: datetime, limit: int) -> list[Key]:
+    """``(tenant, account)`` of up to ``limit`` accounts whose timer is due at ``now``,
+    earliest first, through the ``next_action_at`` index (no lock: to choose locks)."""
+    rows = await session.execute(
+        select(accounts.c.tenant, accounts.c.account_id)
+        .where(accounts.c.next_action_at <= now)
+        .order_by(accounts.c.next_action_at)
+        .limit(limit)
+    )
+    return [(t, a) for t, a in rows]
+
+
+async def append_timeline(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Add timeline entries (one INSERT for all)."""
+    if rows:
+        await session.execute(insert(timeline), rows)
+
+
+def timeline_row(
+    account: Account,
+    at: datetime,
+    kind: str,
+    summary: str,
+    *,
+    actor: str | None = None,
+    policy_version: int | None = None,
+    data: str | None = None,
+) -> dict[str, Any]:
+    """One timeline entry of ``account``."""
+    return {
+        "tenant": account.tenant,
+        "account_id": account.account_id,
+        "at": at,
+        "kind": kind,
+        "summary": summary,
+        "actor": actor,
+        "policy_version": policy_version,
+        "data": data,
+    }
+
+
+# -- policies -----------------------------------------------------------------------
+
+
+async def latest_versions(
+    session: AsyncSession, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """The newest policy version of each ``(tenant, segment)`` that has one stored."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(policies.c.tenant, policies.c.segment, func.max(policies.c.version))
+        .where(tuple_(policies.c.tenant, policies.c.segment).in_(wanted))
+        .group_by(policies.c.tenant, policies.c.segment)
+    )
+    return {(t, s): int(v) for t, s, v in rows}
+
+
+async def policy_bodies(
+    session: AsyncSession, keys: Iterable[tuple[str, str, int]]
+) -> dict[tuple[str, str, int], str]:
+    """Stored policy bodies by ``(tenant, segment, version)``."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(policies.c.tenant, policies.c.segment, policies.c.version, policies.c.body).where(
+            tuple_(policies.c.tenant, policies.c.segment, policies.c.version).in_(wanted)
+        )
+    )
+    return {(t, s, v): b for t, s, v, b in rows}
