@@ -25,7 +25,9 @@ from dunning_events import (
     AccountWrittenOff,
     Channel,
     CollectionsHandoffRequested,
+    CollectorTaskCompleted,
     Contact,
+    CreditApplied,
     CreditHoldReleased,
     CreditHoldRequested,
     DunningStageChanged,
@@ -43,6 +45,7 @@ from dunning_events import (
     NotificationFailed,
     NotificationRequested,
     NotificationSent,
+    NotificationSuppressed,
     PaymentPlanAgreed,
     PaymentReceived,
     PaymentReversed,
@@ -444,6 +447,9 @@ def apply(
     refuse raise ``DunningRuleError`` and change nothing."""
     if isinstance(input, Tick):
         return
+    if isinstance(input, CollectorTaskCompleted):
+        _apply_call_outcome(account, input, policy, now, out, reasons)
+        return
     if isinstance(input, Event):
         _apply_event(account, input, reasons)
         return
@@ -519,9 +525,26 @@ def _apply_event(account: Account, event: Event, reasons: list[str]) -> None:
             invoice = _invoice(account, allocation.invoice_id)
             if not invoice.currency:
                 invoice.currency = allocation.amount.currency
-            invoice.payments[event.payment_id] = _money(allocation.amount)
+            # An early-payment discount settles as much as money does (payment-svc's rule).
+            invoice.payments[event.payment_id] = to_minor(
+                allocation.settles(), allocation.amount.currency
+            )
         reasons.append(
             f"payment {event.payment_id} of {event.amount.amount} {event.amount.currency} received"
+        )
+    elif isinstance(event, CreditApplied):
+        # Credit of an earlier payment, applied to an invoice that arrived after it: one
+        # more allocation of that payment, so its reversal reopens this invoice too.
+        invoice = _invoice(account, event.invoice_id)
+        if not invoice.currency:
+            invoice.currency = event.amount.currency
+        discount = event.discount.amount if event.discount is not None else Decimal(0)
+        invoice.payments[event.payment_id] = invoice.payments.get(event.payment_id, 0) + to_minor(
+            event.amount.amount + discount, event.amount.currency
+        )
+        reasons.append(
+            f"credit of payment {event.payment_id} applied to {event.invoice_id}: "
+            f"{event.amount.amount} {event.amount.currency}"
         )
     elif isinstance(event, PaymentReversed):
         account.reversed_payments.add(event.payment_id)
@@ -534,8 +557,43 @@ def _apply_event(account: Account, event: Event, reasons: list[str]) -> None:
             f"notice {event.notification_id} by {event.channel} failed"
             f"{' for good' if event.permanent else ''}: {event.error}"
         )
+    elif isinstance(event, NotificationSuppressed):
+        reasons.append(
+            f"notice {event.notification_id} by {event.channel} not sent "
+            f"({event.reason}): {event.detail}"
+        )
     else:
         reasons.append(f"{event.event_type} does not concern the escalation")
+
+
+def _apply_call_outcome(
+    account: Account,
+    event: CollectorTaskCompleted,
+    policy: Policy,
+    now: datetime,
+    out: list[Event],
+    reasons: list[str],
+) -> None:
+    """A collector's call on the timeline; a ``promised`` outcome records a promise to pay
+    as the API's promise-to-pay does, unless the rules refuse it (then the timeline says
+    why, and the collector's note stays there)."""
+    note = f": {event.note}" if event.note else ""
+    reasons.append(
+        f"call task {event.task_id} completed by {event.completed_by}: {event.outcome}{note}"
+    )
+    if event.outcome != "promised" or event.promised_amount is None or event.promised_date is None:
+        return
+    promise = RecordPromise(
+        promise_id=f"call-{event.task_id}",
+        currency=event.promised_amount.currency,
+        amount=_money(event.promised_amount),
+        promised_date=event.promised_date,
+        by=event.completed_by,
+    )
+    try:
+        _apply_manual(account, promise, policy, now, out, reasons)
+    except DunningRuleError as refused:
+        reasons.append(f"the promise from call task {event.task_id} was not recorded: {refused}")
 
 
 def _apply_manual(
