@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from dunning_runtime.problems import Problem
+from dunning_runtime.problems import field_problem
 
 #: The largest sequence id a cursor can carry: a signed 64-bit integer, as BIGINT stores.
 MAX_POSITION = 2**63 - 1
@@ -36,11 +36,9 @@ def decode_cursor(cursor: str, field: str = "query.cursor") -> int:
         if position > MAX_POSITION:
             raise ValueError("out of range")
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(
-            422,
+        raise field_problem(
             "The cursor is not one this API returned; pass next_cursor from a page unchanged.",
-            type_="validation-error",
-            title="Invalid request",
-            errors=[{"field": field, "message": "not a valid cursor", "type": "value_error"}],
+            field,
+            "not a valid cursor",
         ) from None
     return position

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.responses import Response
 
 from dunning_events.common import BoundedDay, FreeText, Identifier
 from dunning_events.money import to_minor
@@ -30,7 +28,7 @@ from dunning_runtime.auth import Tenant
 from dunning_runtime.db import utc
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, validation_errors
+from dunning_runtime.problems import Problem, field_problem, rule_errors_route, validation_errors
 from dunning_svc import storage
 from dunning_svc.commands import PolicyBook, Work, process
 from dunning_svc.domain import (
@@ -78,31 +76,10 @@ def problem_of(error: DunningRuleError) -> Problem:
     if isinstance(error, DunningConflict):
         return Problem(409, str(error), type_="dunning-conflict")
     field = f"body.{error.field}" if error.field else "body"
-    return Problem(
-        422,
-        str(error),
-        type_="validation-error",
-        title="Invalid request",
-        errors=[{"field": field, "message": str(error), "type": "value_error"}],
-    )
+    return field_problem(str(error), field)
 
 
-class _RuleErrorsAsProblems(APIRoute):
-    """A route whose ``DunningRuleError``s are answered as problems."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except DunningRuleError as error:
-                raise problem_of(error) from error
-
-        return handle
-
-
-router = APIRouter(prefix="/v1", route_class=_RuleErrorsAsProblems)
+router = APIRouter(prefix="/v1", route_class=rule_errors_route(DunningRuleError, problem_of))
 
 AccountId = Annotated[Identifier, Path(description="The ERP's account id.")]
 SegmentName = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,50}$", description="Policy segment.")]
@@ -648,15 +625,7 @@ async def dso_report(
     end = period_to or runtime.clock.now().date()
     start = period_from or date.fromordinal(end.toordinal() - 89)
     if start > end:
-        raise Problem(
-            422,
-            "from must not be after to.",
-            type_="validation-error",
-            title="Invalid request",
-            errors=[
-                {"field": "query.from", "message": "must not be after to", "type": "value_error"}
-            ],
-        )
+        raise field_problem("from must not be after to.", "query.from", "must not be after to")
     tally = DsoTally(start, end)
     async for account in _all_accounts(runtime, tenant):
         tally.add(account)

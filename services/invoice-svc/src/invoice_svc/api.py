@@ -3,28 +3,25 @@
 Every POST here is idempotent under an ``Idempotency-Key`` by the runtime's
 middleware (``dunning_runtime.idempotency``); the routes only add the natural
 idempotency of invoice ids. Rule errors from ``domain`` become problems in one
-place, ``_RuleErrorsAsProblems``.
+place, ``problem_of`` (the router's ``rule_errors_route``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.responses import Response
 
 from dunning_events.common import BoundedDay, Identifier
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, validation_errors
+from dunning_runtime.problems import Problem, field_problem, rule_errors_route, validation_errors
 from dunning_runtime.scope import Scope
 from invoice_svc import commands
 from invoice_svc.commands import Created
@@ -52,31 +49,14 @@ def problem_of(error: InvoiceRuleError) -> Problem:
     if isinstance(error, InvoiceStateConflict):
         return Problem(409, str(error), type_=error.code)
     field = f"body.{error.field}" if error.field else "body"
-    return Problem(
-        422,
-        str(error),
-        type_="validation-error",
-        title="Invalid request",
-        errors=[{"field": field, "message": str(error), "type": "value_error"}],
-    )
+    return field_problem(str(error), field)
 
 
-class _RuleErrorsAsProblems(APIRoute):
-    """A route whose ``InvoiceRuleError``s are answered as problems."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except InvoiceRuleError as error:
-                raise problem_of(error) from error
-
-        return handle
-
-
-router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=_RuleErrorsAsProblems)
+router = APIRouter(
+    prefix="/v1/invoices",
+    tags=["invoices"],
+    route_class=rule_errors_route(InvoiceRuleError, problem_of),
+)
 
 InvoiceId = Annotated[Identifier, Path(description="The ERP's invoice id.")]
 

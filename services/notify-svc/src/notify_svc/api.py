@@ -1,16 +1,15 @@
 """notify-svc's HTTP routes: notifications, tasks, templates, the profile, opt-outs.
 
 Every POST is idempotent under an ``Idempotency-Key`` by the runtime's middleware;
-rule errors from ``domain`` become problems in one place, ``_RuleErrorsAsProblems``.
+rule errors from ``domain`` become problems in one place, ``problem_of`` (the router's
+``rule_errors_route``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.routing import APIRoute
 from sqlalchemy import select
 from starlette.responses import Response
 
@@ -18,7 +17,7 @@ from dunning_events.common import Identifier
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
 from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem
+from dunning_runtime.problems import Problem, field_problem, rule_errors_route
 from notify_svc import commands
 from notify_svc.domain import Conflict, NotFound, NotifyRuleError
 from notify_svc.models import (
@@ -48,31 +47,10 @@ def problem_of(error: NotifyRuleError) -> Problem:
     if isinstance(error, Conflict):
         return Problem(409, str(error), type_=error.code)
     field = error.field or "body"
-    return Problem(
-        422,
-        str(error),
-        type_="validation-error",
-        title="Invalid request",
-        errors=[{"field": field, "message": str(error), "type": "value_error"}],
-    )
+    return field_problem(str(error), field)
 
 
-class _RuleErrorsAsProblems(APIRoute):
-    """A route whose ``NotifyRuleError``s are answered as problems."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except NotifyRuleError as error:
-                raise problem_of(error) from error
-
-        return handle
-
-
-router = APIRouter(prefix="/v1", route_class=_RuleErrorsAsProblems)
+router = APIRouter(prefix="/v1", route_class=rule_errors_route(NotifyRuleError, problem_of))
 
 NotificationId = Annotated[Identifier, Path(description="The request's notification_id.")]
 TaskId = Annotated[Identifier, Path(description="The task's id (its notification_id).")]

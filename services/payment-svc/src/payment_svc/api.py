@@ -3,23 +3,20 @@
 Every POST here is idempotent under an ``Idempotency-Key`` by the runtime's
 middleware; the routes add the natural idempotency of payment ids (and of a
 processor's event ids). Rule errors from ``domain`` become problems in one place,
-``_RuleErrorsAsProblems``.
+``problem_of`` (the router's ``rule_errors_route``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.responses import Response
 
 from dunning_events.common import Identifier
 from dunning_events.money import from_minor
@@ -30,7 +27,7 @@ from dunning_runtime.db import utc
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.openapi import SIGNATURE_SCHEME
 from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, validation_errors
+from dunning_runtime.problems import Problem, rule_errors_route, validation_errors
 from dunning_runtime.scope import Scope
 from payment_svc import commands, storage
 from payment_svc.commands import Received
@@ -65,22 +62,7 @@ def problem_of(error: PaymentRuleError) -> Problem:
     return commands.rule_problem(error)
 
 
-class _RuleErrorsAsProblems(APIRoute):
-    """A route whose ``PaymentRuleError``s are answered as problems."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except PaymentRuleError as error:
-                raise problem_of(error) from error
-
-        return handle
-
-
-router = APIRouter(route_class=_RuleErrorsAsProblems)
+router = APIRouter(route_class=rule_errors_route(PaymentRuleError, problem_of))
 
 PaymentId = Annotated[Identifier, Path(description="The payment's id.")]
 AccountId = Annotated[Identifier, Path(description="The customer account.")]

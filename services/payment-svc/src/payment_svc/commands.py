@@ -21,7 +21,7 @@ from dunning_events import Event
 from dunning_events.money import from_minor, to_minor
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
-from dunning_runtime.problems import Problem, validation_errors
+from dunning_runtime.problems import Problem, field_problem, validation_errors
 from dunning_runtime.scope import Scope, emit
 from payment_svc import domain, events, storage
 from payment_svc.domain import ZERO, Applied, PaymentNotFound, PaymentRuleError, Requested
@@ -65,14 +65,7 @@ def _conflict(payment_id: str, fields: list[str]) -> Problem:
 
 def rule_problem(error: PaymentRuleError, prefix: str = "body") -> Problem:
     """A 422 naming the field the rule refused."""
-    field = f"{prefix}.{error.field}" if error.field else prefix
-    return Problem(
-        422,
-        str(error),
-        type_="validation-error",
-        title="Invalid request",
-        errors=[{"field": field, "message": str(error), "type": "value_error"}],
-    )
+    return field_problem(str(error), f"{prefix}.{error.field}" if error.field else prefix)
 
 
 def _requested(item: PaymentIn | WebhookPayment) -> tuple[Requested, ...] | None:
