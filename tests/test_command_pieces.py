@@ -229,3 +229,27 @@ async def test_purge_forgets_keys_older_than_the_window_a_batch_at_a_time(
             )
         ).scalar_one()
     assert (kept, newest_gone) == (25, 0)
+
+
+# -- a resource posted again with other content ----------------------------------
+
+
+def test_changed_fields_names_nested_paths() -> None:
+    accepted = {
+        "amount_due": "10.00",
+        "contact": {"name": "A", "email": "a@x.io"},
+        "lines": [{"amount": "10.00"}],
+    }
+    candidate = {
+        "amount_due": "10.00",
+        "contact": {"name": "B", "email": "a@x.io"},
+        "lines": [{"amount": "9.00"}],
+    }
+    assert idempotency.changed_fields(accepted, candidate) == ["contact.name", "lines[0].amount"]
+    assert idempotency.changed_fields(accepted, accepted) == []
+    assert idempotency.changed_fields({"lines": []}, {"lines": [{"a": 1}]}) == ["lines"]
+    problem = idempotency.conflict_problem("invoice", "INV-1", ["contact.name"])
+    assert problem.status == 409
+    assert problem.body()["errors"] == [
+        {"field": "body.contact.name", "message": "differs from the invoice already accepted"}
+    ]

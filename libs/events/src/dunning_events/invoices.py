@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import ClassVar, Literal, Self
 
@@ -27,6 +28,7 @@ from dunning_events.money import (
     PositiveAmount,
     PositiveMoney,
     check_places,
+    quantize,
 )
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "LateFee",
     "Terms",
     "TimeZone",
+    "early_payment_discount",
+    "late_fee",
 ]
 
 
@@ -77,6 +81,56 @@ class LateFee(Part):
         if self.kind == "percent_per_month" and (self.percent is None or self.amount is not None):
             raise ValueError("a percent_per_month late fee needs a percent and no amount")
         return self
+
+
+#: A "month" of a percent-per-month late fee: every started 30 days overdue.
+FEE_MONTH_DAYS = 30
+
+
+def late_fee(
+    balance: Decimal,
+    currency: str,
+    *,
+    kind: str,
+    days_overdue: int,
+    amount: Decimal | None = None,
+    percent: Decimal | None = None,
+    cap: Decimal | None = None,
+) -> Decimal:
+    """The late fee ``LateFee`` terms charge on ``balance`` after ``days_overdue`` days:
+    ``flat``, the amount once overdue; ``percent_per_month``, the percentage per started
+    30-day month overdue. Either is limited by ``cap`` and rounded half up to the
+    currency. What the contract means by its terms: every service computes it here.
+    """
+    if days_overdue <= 0 or balance <= 0:
+        return quantize(Decimal(0), currency)
+    if kind == "flat":
+        fee = amount or Decimal(0)
+    elif kind == "percent_per_month":
+        months = -(-days_overdue // FEE_MONTH_DAYS)  # started months
+        fee = balance * (percent or Decimal(0)) / 100 * months
+    else:
+        raise ValueError(f"unknown late fee kind {kind!r}")
+    if cap is not None:
+        fee = min(fee, cap)
+    return quantize(fee, currency)
+
+
+def early_payment_discount(
+    amount_due: Decimal,
+    currency: str,
+    *,
+    percent: Decimal,
+    within_days: int,
+    issue_date: date,
+    paid_on: date,
+) -> Decimal:
+    """The discount ``EarlyPaymentDiscount`` terms grant for paying on ``paid_on`` (a date
+    in the invoice's time zone): ``percent`` of ``amount_due`` up to and including issue
+    date + ``within_days``, rounded half up to the currency; 0 after."""
+    if paid_on > issue_date + timedelta(days=within_days):
+        return quantize(Decimal(0), currency)
+    return quantize(amount_due * percent / 100, currency)
 
 
 class Terms(Part):

@@ -65,6 +65,43 @@ async def in_transaction(database: Database, work: Callable[[AsyncSession], Awai
             return await work(session)
 
 
+def changed_fields(accepted: object, candidate: object, path: str = "") -> list[str]:
+    """Paths where two JSON-like request bodies differ (``contact.name``,
+    ``lines[0].amount``): a resource posted again under its own id with other content
+    is a 409 that names them."""
+    if isinstance(accepted, dict) and isinstance(candidate, dict):
+        fields: list[str] = []
+        for key in sorted(set(accepted) | set(candidate), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            fields += changed_fields(accepted.get(key), candidate.get(key), sub)
+        return fields
+    if (
+        isinstance(accepted, list)
+        and isinstance(candidate, list)
+        and len(accepted) == len(candidate)
+    ):
+        fields = []
+        for index, (a, c) in enumerate(zip(accepted, candidate, strict=True)):
+            fields += changed_fields(a, c, f"{path}[{index}]")
+        return fields
+    return [] if accepted == candidate else [path or "body"]
+
+
+def conflict_problem(kind: str, resource_id: str, fields: list[str]) -> Problem:
+    """The 409 for ``kind`` ``resource_id`` (``invoice``, ``INV-1``) posted again with
+    other content: the detail and ``errors`` name every field that differs."""
+    return Problem(
+        409,
+        f"{kind.capitalize()} {resource_id!r} was already accepted with other content: "
+        f"{', '.join(fields)}.",
+        type_=f"{kind}-conflict",
+        errors=[
+            {"field": f"body.{f}", "message": f"differs from the {kind} already accepted"}
+            for f in fields
+        ],
+    )
+
+
 def request_hash(method: str, path: str, query: str, body: bytes) -> str:
     """A fingerprint of a request; JSON bodies count by content, not key order or spacing."""
     try:

@@ -53,6 +53,7 @@ from dunning_events import (
     PromiseToPayKept,
     PromiseToPayRecorded,
 )
+from dunning_events.invoices import FEE_MONTH_DAYS, late_fee
 from dunning_events.money import from_minor, quantize, to_minor
 from dunning_svc.policy import CURRENT, BusinessHours, Policy, Step
 
@@ -73,10 +74,6 @@ __all__ = [
     "WriteOff",
     "decide",
 ]
-
-#: A late invoice's day count is at least this many days for a fee "per started month".
-_MONTH_DAYS = 30
-
 
 # -- errors ---------------------------------------------------------------------------
 
@@ -1292,6 +1289,10 @@ def _handoff(account: Account, today: date, reason: str) -> CollectionsHandoffRe
     )
 
 
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
 def _fee(
     account: Account, step: Step, today: date, invoice: InvoiceState
 ) -> LateFeeAssessed | None:
@@ -1301,18 +1302,25 @@ def _fee(
     amount: Decimal | None = None
     terms = invoice.late_fee if step.fee.from_terms else None
     if terms is not None:
+        days = max(1, (today - invoice.due_date).days)
+        amount = late_fee(
+            balance,
+            currency,
+            kind=terms["kind"],
+            days_overdue=days,
+            amount=_decimal(terms.get("amount")),
+            percent=_decimal(terms.get("percent")),
+            cap=_decimal(terms.get("cap")),
+        )
         if terms["kind"] == "flat":
-            amount = Decimal(terms["amount"])
             how = f"flat late fee of {amount} {currency} from the terms of {invoice.invoice_id}"
         else:
-            months = max(1, -(-(today - invoice.due_date).days // _MONTH_DAYS))
-            amount = balance * Decimal(terms["percent"]) / 100 * months
+            months = -(-days // FEE_MONTH_DAYS)
             how = (
                 f"{terms['percent']}% of {balance} {currency} per started month overdue "
                 f"({months} months) on {invoice.invoice_id}"
             )
-            if terms.get("cap") is not None and amount > Decimal(terms["cap"]):
-                amount = Decimal(terms["cap"])
+            if terms.get("cap") is not None and amount == quantize(Decimal(terms["cap"]), currency):
                 how += f", capped at {terms['cap']}"
     if amount is None and step.fee.amount is not None:
         amount = step.fee.amount

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Event
 from dunning_events.money import from_minor, to_minor
+from dunning_runtime.idempotency import changed_fields, conflict_problem
 from dunning_runtime.locks import lock_account, lock_accounts
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.problems import Problem, validation_errors
@@ -65,18 +66,6 @@ class Created:
     problem: Problem | None = None
 
 
-def _conflict(invoice_id: str, fields: list[str]) -> Problem:
-    return Problem(
-        409,
-        f"Invoice {invoice_id!r} was already accepted with other content: {', '.join(fields)}.",
-        type_="invoice-conflict",
-        errors=[
-            {"field": f"body.{f}", "message": "differs from the invoice already accepted"}
-            for f in fields
-        ],
-    )
-
-
 def _invalid(exc: ValueError) -> Problem:
     errors = (
         validation_errors(exc.errors())
@@ -110,9 +99,11 @@ async def create_invoices(
         body = item.model_dump(mode="json")
         if item.invoice_id in accepted:
             row = accepted[item.invoice_id]
-            fields = domain.changed_fields(row["request"], body)
+            fields = changed_fields(row["request"], body)
             if fields:
-                results.append(Created(409, problem=_conflict(item.invoice_id, fields)))
+                results.append(
+                    Created(409, problem=conflict_problem("invoice", item.invoice_id, fields))
+                )
             else:
                 results.append(Created(200, invoice_view(row, scope.now)))
             continue

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from dunning_events.money import check_places, minor_units
+from dunning_events.money import check_places
 
 ZERO = Decimal(0)
 
@@ -243,72 +243,3 @@ def days_past_due(due_date: date, timezone: str, now: datetime) -> int:
 def is_chased(status: InvoiceStatus, disputed: bool) -> bool:
     """Whether overdue detection watches the invoice: unpaid, undisputed, not void."""
     return status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID) and not disputed
-
-
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Commercial rounding to the currency's minor unit."""
-    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
-
-
-def early_payment_discount(
-    amount_due: Decimal,
-    currency: str,
-    *,
-    percent: Decimal,
-    within_days: int,
-    issue_date: date,
-    paid_on: date,
-) -> Decimal:
-    """The discount earned by paying on ``paid_on``: ``percent`` of the amount within the window."""
-    if paid_on > issue_date + timedelta(days=within_days):
-        return round_money(ZERO, currency)
-    return round_money(amount_due * percent / 100, currency)
-
-
-def late_fee(
-    balance: Decimal,
-    currency: str,
-    *,
-    kind: str,
-    days_overdue: int,
-    amount: Decimal | None = None,
-    percent: Decimal | None = None,
-    cap: Decimal | None = None,
-) -> Decimal:
-    """The late fee on ``balance`` after ``days_overdue`` days.
-
-    ``flat``: the amount once overdue. ``percent_per_month``: the percentage per
-    started 30-day month overdue. Either is limited by ``cap``.
-    """
-    if days_overdue <= 0 or balance <= ZERO:
-        return round_money(ZERO, currency)
-    if kind == "flat":
-        fee = amount or ZERO
-    elif kind == "percent_per_month":
-        months = -(-days_overdue // 30)  # started months
-        fee = balance * (percent or ZERO) / 100 * months
-    else:
-        raise InvoiceRuleError(f"unknown late fee kind {kind!r}", field="late_fee.kind")
-    if cap is not None:
-        fee = min(fee, cap)
-    return round_money(fee, currency)
-
-
-def changed_fields(accepted: object, candidate: object, path: str = "") -> list[str]:
-    """Paths where two JSON-like values differ, for a 409 that says what changed."""
-    if isinstance(accepted, dict) and isinstance(candidate, dict):
-        fields: list[str] = []
-        for key in sorted(set(accepted) | set(candidate), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            fields += changed_fields(accepted.get(key), candidate.get(key), sub)
-        return fields
-    if (
-        isinstance(accepted, list)
-        and isinstance(candidate, list)
-        and len(accepted) == len(candidate)
-    ):
-        fields = []
-        for index, (a, c) in enumerate(zip(accepted, candidate, strict=True)):
-            fields += changed_fields(a, c, f"{path}[{index}]")
-        return fields
-    return [] if accepted == candidate else [path or "body"]

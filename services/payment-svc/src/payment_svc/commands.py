@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Event
 from dunning_events.money import from_minor, to_minor
+from dunning_runtime.idempotency import changed_fields, conflict_problem
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.problems import Problem, field_problem, validation_errors
@@ -49,18 +50,6 @@ class Received:
     payment: PaymentOut | None = None
     problem: Problem | None = None
     differences: tuple[str, ...] = ()
-
-
-def _conflict(payment_id: str, fields: list[str]) -> Problem:
-    return Problem(
-        409,
-        f"Payment {payment_id!r} was already accepted with other content: {', '.join(fields)}.",
-        type_="payment-conflict",
-        errors=[
-            {"field": f"body.{f}", "message": "differs from the payment already accepted"}
-            for f in fields
-        ],
-    )
 
 
 def rule_problem(error: PaymentRuleError, prefix: str = "body") -> Problem:
@@ -116,13 +105,15 @@ async def receive_payments(
         body = item.model_dump(mode="json")
         if item.payment_id in accepted:
             row = accepted[item.payment_id]
-            fields = domain.changed_fields(row["request"], body)
+            fields = changed_fields(row["request"], body)
             mine = known_apps.get(item.payment_id) or [
                 a for a in new_apps if a["payment_id"] == item.payment_id
             ]
             view = payment_view(row, mine)
             if fields and not any_content_replays:
-                results.append(Received(409, problem=_conflict(item.payment_id, fields)))
+                results.append(
+                    Received(409, problem=conflict_problem("payment", item.payment_id, fields))
+                )
             else:
                 results.append(Received(200, view, differences=tuple(fields)))
             continue

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from dunning_events.invoices import early_payment_discount
 from dunning_events.money import minor_units
 
 ZERO = Decimal(0)
@@ -150,11 +151,6 @@ class Plan:
         return self.credit + sum((h.amount for h in self.held), ZERO)
 
 
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Commercial rounding to the currency's minor unit."""
-    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
-
-
 def minor_unit(currency: str) -> Decimal:
     """The smallest amount of ``currency``: 0.01 EUR, 1 JPY."""
     return Decimal(1).scaleb(-minor_units(currency))
@@ -173,10 +169,16 @@ def earned_discount(invoice: InvoiceState, paid_at: datetime) -> Decimal:
     terms = invoice.discount_terms
     if terms is None or invoice.void:
         return ZERO
-    last_day = invoice.issue_date + timedelta(days=terms.within_days)
-    if local_date(paid_at, invoice.timezone) > last_day:
+    full = early_payment_discount(
+        invoice.amount_due,
+        invoice.currency,
+        percent=terms.percent,
+        within_days=terms.within_days,
+        issue_date=invoice.issue_date,
+        paid_on=local_date(paid_at, invoice.timezone),
+    )
+    if not full:
         return ZERO
-    full = round_money(invoice.amount_due * terms.percent / 100, invoice.currency)
     left = full - invoice.discounted
     return max(ZERO, min(left, invoice.balance - minor_unit(invoice.currency)))
 
@@ -359,23 +361,3 @@ def check_reversible(reversed_: bool, payment_id: str) -> None:
     """A payment is reversed once; a second reversal is a conflict."""
     if reversed_:
         raise AlreadyReversed(f"Payment {payment_id!r} is already reversed.")
-
-
-def changed_fields(accepted: object, candidate: object, path: str = "") -> list[str]:
-    """Paths where two JSON-like values differ, for a 409 that says what changed."""
-    if isinstance(accepted, dict) and isinstance(candidate, dict):
-        fields: list[str] = []
-        for key in sorted(set(accepted) | set(candidate), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            fields += changed_fields(accepted.get(key), candidate.get(key), sub)
-        return fields
-    if (
-        isinstance(accepted, list)
-        and isinstance(candidate, list)
-        and len(accepted) == len(candidate)
-    ):
-        fields = []
-        for index, (a, c) in enumerate(zip(accepted, candidate, strict=True)):
-            fields += changed_fields(a, c, f"{path}[{index}]")
-        return fields
-    return [] if accepted == candidate else [path or "body"]
