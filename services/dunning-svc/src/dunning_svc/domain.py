@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -1038,20 +1039,17 @@ def _run_step(
                 out.append(_handoff(account, today, f"the account reached {step.stage}"))
                 reasons.append("handoff to collections requested")
     next_step = _next_step_text(policy, step)
-    for channel in step.notice_channels:
-        out.append(
-            _notice(
-                account,
-                policy,
-                step.stage,
-                channel,
-                step.notice_template,
-                today,
-                now,
-                fee,
-                next_step,
-            )
-        )
+    out += _notices(
+        account,
+        policy,
+        step.stage,
+        step.notice_channels,
+        step.notice_template,
+        today,
+        now,
+        fee,
+        next_step,
+    )
     if step.notice_channels:
         account.last_contact_at = now
         reasons.append(f"{step.stage} notice requested by {', '.join(step.notice_channels)}")
@@ -1132,20 +1130,17 @@ def _reminder(
             out,
             reasons,
         )
-    for channel in step.notice_channels:
-        out.append(
-            _notice(
-                account,
-                policy,
-                step.stage,
-                channel,
-                step.notice_template,
-                today,
-                now,
-                None,
-                "a notice listing every overdue invoice the day after the due date",
-            )
-        )
+    out += _notices(
+        account,
+        policy,
+        step.stage,
+        step.notice_channels,
+        step.notice_template,
+        today,
+        now,
+        None,
+        "a notice listing every overdue invoice the day after the due date",
+    )
     account.last_contact_at = now
     reasons.append(
         f"reminder requested for {', '.join(i.invoice_id for i in due_soon)} "
@@ -1223,6 +1218,25 @@ def _notice(
     fee: Money | None,
     next_step: str | None,
 ) -> NotificationRequested:
+    return _notices(
+        account, policy, stage, (channel,), template, today, not_before, fee, next_step
+    )[0]
+
+
+def _notices(
+    account: Account,
+    policy: Policy,
+    stage: str,
+    channels: Sequence[Channel],
+    template: str,
+    today: date,
+    not_before: datetime,
+    fee: Money | None,
+    next_step: str | None,
+) -> list[NotificationRequested]:
+    """One notice per channel; what they list is worked out once for all of them."""
+    if not channels:
+        return []
     open_ = account.open_invoices()
     overdue = [i for i in open_ if i.due_date is not None and i.due_date < today]
     recipient = _recipient(account, overdue[0] if overdue else (open_[0] if open_ else None))
@@ -1240,40 +1254,49 @@ def _notice(
     listed = open_ if stage != CURRENT else []
     chasing = stage != CURRENT
     # Built without validation: every part comes from validated events, the policy and
-    # the money helpers above (the domain tests validate what this produces).
-    return NotificationRequested.model_construct(
-        account_id=account.account_id,
-        notification_id="NTF-"
-        + _key(account.tenant, account.account_id, account.cycle, account.sequence, stage, channel),
-        account_name=account.account_name or account.account_id[:200],
-        stage=stage,
-        stage_sequence=account.sequence,
-        channel=channel,
-        template=template,
-        locale=account.locale,
-        timezone=account.timezone,
-        recipient=_contact(recipient),
-        cc=[_contact(c) for c in cc],
-        invoices=[
-            NoticeInvoice.model_construct(
-                invoice_id=i.invoice_id,
-                number=i.number,
-                amount_due=_as_money(i.amount_due, i.currency),
-                balance=_as_money(account.balance(i), i.currency),
-                due_date=i.due_date,
-                days_past_due=(today - i.due_date).days if i.due_date else 0,
-            )
-            for i in listed[:1000]
-            if i.amount_due > 0 and i.due_date is not None
-        ],
-        total_overdue=[_as_money(m, c) for c, m in account.totals(overdue).items()]
-        if chasing
-        else [],
-        total_open=[_as_money(m, c) for c, m in account.totals(open_).items()] if chasing else [],
-        fee=fee,
-        next_step=next_step,
-        not_before=not_before,
-    )
+    # the money helpers above (the domain tests validate what this produces). The parts
+    # are frozen models, so the channels' notices share them.
+    recipient_contact = _contact(recipient)
+    cc_contacts = [_contact(c) for c in cc]
+    invoices = [
+        NoticeInvoice.model_construct(
+            invoice_id=i.invoice_id,
+            number=i.number,
+            amount_due=_as_money(i.amount_due, i.currency),
+            balance=_as_money(account.balance(i), i.currency),
+            due_date=i.due_date,
+            days_past_due=(today - i.due_date).days if i.due_date else 0,
+        )
+        for i in listed[:1000]
+        if i.amount_due > 0 and i.due_date is not None
+    ]
+    total_overdue = [_as_money(m, c) for c, m in account.totals(overdue).items()] if chasing else []
+    total_open = [_as_money(m, c) for c, m in account.totals(open_).items()] if chasing else []
+    return [
+        NotificationRequested.model_construct(
+            account_id=account.account_id,
+            notification_id="NTF-"
+            + _key(
+                account.tenant, account.account_id, account.cycle, account.sequence, stage, channel
+            ),
+            account_name=account.account_name or account.account_id[:200],
+            stage=stage,
+            stage_sequence=account.sequence,
+            channel=channel,
+            template=template,
+            locale=account.locale,
+            timezone=account.timezone,
+            recipient=recipient_contact,
+            cc=list(cc_contacts),
+            invoices=list(invoices),
+            total_overdue=list(total_overdue),
+            total_open=list(total_open),
+            fee=fee,
+            next_step=next_step,
+            not_before=not_before,
+        )
+        for channel in channels
+    ]
 
 
 def _handoff(account: Account, today: date, reason: str) -> CollectionsHandoffRequested:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import itertools
 from datetime import time
 from decimal import Decimal
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dunning_events.common import Channel, Segment, Stage
 
@@ -198,14 +198,6 @@ class Policy(_Strict):
     escalation_contact: EscalationContact = Field(default_factory=EscalationContact)
     thank_you: bool = Field(default=True, description="Thank the customer when paid up.")
 
-    # Stage -> position, computed once: the core asks for ranks many times per account.
-    _ranks: dict[str, int] = PrivateAttr(default_factory=dict)
-
-    def model_post_init(self, context: object, /) -> None:
-        """Index the stages once the policy is valid."""
-        self._ranks.update({step.stage: index for index, step in enumerate(self.steps)})
-        self._ranks[CURRENT] = -1
-
     @model_validator(mode="after")
     def _a_ladder(self) -> Self:
         stages = [s.stage for s in self.steps]
@@ -235,15 +227,27 @@ class Policy(_Strict):
         first = self.steps[0]
         return first if first.days_before_due is not None else None
 
-    @property
-    def ladder(self) -> list[Step]:
+    # Computed once per policy and kept in the instance's __dict__ (a cached_property,
+    # which pydantic leaves out of fields, dumps and equality): the core asks for the
+    # ladder and for ranks many times per account, and a private attribute is read
+    # through pydantic's __getattr__, which cost a tenth of the timer sweep. A policy is
+    # frozen and model_copy only changes segment and version, which neither depends on.
+    @cached_property
+    def ladder(self) -> tuple[Step, ...]:
         """The steps by days past due, in order."""
-        return [s for s in self.steps if s.days_past_due is not None]
+        return tuple(s for s in self.steps if s.days_past_due is not None)
+
+    @cached_property
+    def ranks(self) -> dict[str, int]:
+        """Stage -> position (see ``rank``)."""
+        ranks = {step.stage: index for index, step in enumerate(self.steps)}
+        ranks[CURRENT] = -1
+        return ranks
 
     def rank(self, stage: str) -> int:
         """Position of ``stage`` in the ladder: ``current`` is -1, a stage this policy
         does not know (left from another version) ranks after the last step."""
-        return self._ranks.get(stage, len(self.steps))
+        return self.ranks.get(stage, len(self.steps))
 
 
 #: The segments with a policy shipped in ``policies/``.

@@ -159,13 +159,25 @@ async def load_accounts(
     session: AsyncSession, keys: Iterable[Key]
 ) -> dict[Key, tuple[int, Account]]:
     """The stored accounts among ``keys`` with their row ids, in one query."""
-    wanted = sorted(set(keys))
+    wanted = set(keys)
     if not wanted:
         return {}
+    # Two plain IN lists, which PostgreSQL answers with one scan of the unique
+    # (tenant, account_id) index; a row-value IN of 1,000 pairs was planned as a filter
+    # over the whole table, 40 % of the timer sweep at 30,000 accounts and growing with
+    # the table. The lists may match a few pairs not asked for (another tenant's
+    # account of the same id): they are dropped here.
     rows = await session.execute(
-        select(accounts).where(tuple_(accounts.c.tenant, accounts.c.account_id).in_(wanted))
+        select(accounts).where(
+            accounts.c.tenant.in_(sorted({t for t, _ in wanted})),
+            accounts.c.account_id.in_(sorted({a for _, a in wanted})),
+        )
     )
-    return {(r.tenant, r.account_id): (r.seq, to_account(r)) for r in rows}
+    return {
+        (r.tenant, r.account_id): (r.seq, to_account(r))
+        for r in rows
+        if (r.tenant, r.account_id) in wanted
+    }
 
 
 async def load_account(session: AsyncSession, tenant: str, account_id: str) -> Account | None:
