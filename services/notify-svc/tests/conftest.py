@@ -39,7 +39,7 @@ def notify_settings(
         smtp_timeout_s=5,
         sms_url=f"{http.url}/sms",
         sms_token="sms-token",
-        webhook_secret=WEBHOOK_SECRET,
+        outgoing_webhook_secrets={"acme": WEBHOOK_SECRET, "globex": "whsec-globex"},
         http_timeout_s=0.5,
         delivery_backoff_s=0.02,
         delivery_backoff_max_s=0.1,

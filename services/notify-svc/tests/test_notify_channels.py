@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 from notify_fixtures import (
     ACME,
     HttpServer,
@@ -211,3 +212,56 @@ async def test_a_call_task_is_opened_and_completed_with_a_promise(
     assert event.outcome == "promised" and str(event.promised_amount.amount) == "4230.50"  # type: ignore[union-attr]
     assert str(event.promised_date) == "2026-03-31"
     assert (await client.get("/v1/tasks/NOPE", headers=ACME)).status_code == 404
+
+
+async def test_each_tenant_s_webhooks_are_signed_with_its_own_key(http: HttpServer) -> None:
+    """A tenant verifies with its key; another tenant's key (which it may know) does not
+    verify, so no tenant can forge a notice to another's endpoint."""
+    from datetime import UTC, datetime
+
+    from dunning_runtime import signing
+    from notify_svc.channels import Outgoing
+    from notify_svc.channels.webhook import WebhookChannel
+
+    async with httpx.AsyncClient() as client:
+        channel = WebhookChannel(client, {"acme": "whsec-acme", "globex": "whsec-globex"}, 5.0)
+        for tenant in ("globex", "initech"):
+            await channel.send(
+                Outgoing(
+                    tenant=tenant,
+                    notification_id=f"WH-{tenant}",
+                    channel="webhook",
+                    to=f"{http.url}/hook",
+                    subject="",
+                    text="",
+                    html="",
+                    sms="",
+                    message_id="",
+                    sender="",
+                    date=datetime(2026, 3, 1, tzinfo=UTC),
+                    payload={"notification_id": f"WH-{tenant}"},
+                )
+            )
+    globex, initech = http.requests[-2:]
+    header = globex["headers"]["dunning-signature"]
+    now = float(header.split(",")[0].removeprefix("t="))
+    assert signing.verify(["whsec-globex"], header, globex["body"], now) == "whsec-globex"
+    with pytest.raises(signing.SignatureError):
+        signing.verify(["whsec-acme"], header, globex["body"], now)
+    assert "dunning-signature" not in initech["headers"]  # no key: unsigned, as documented
+
+
+def test_outgoing_webhook_secrets_are_one_per_tenant_and_stay_secret() -> None:
+    from pydantic import ValidationError
+
+    from notify_svc.settings import NotifySettings
+
+    settings = NotifySettings(
+        service_name="notify-svc", outgoing_webhook_secrets="acme:k:with:colons, globex:k2"
+    )
+    keys = {t: s.get_secret_value() for t, s in settings.outgoing_webhook_secrets.items()}
+    assert keys == {"acme": "k:with:colons", "globex": "k2"}
+    assert "k2" not in repr(settings)
+    for value, words in (("acme", "tenant:secret"), ("acme:a,acme:b", "two secrets")):
+        with pytest.raises(ValidationError, match=words):
+            NotifySettings(service_name="notify-svc", outgoing_webhook_secrets=value)

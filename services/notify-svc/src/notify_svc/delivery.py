@@ -288,8 +288,8 @@ class Delivery:
                 return SmsDirectory(outbox / "sms")
             token = settings.sms_token.get_secret_value()
             return SmsGateway(client, settings.sms_url, token, settings.http_timeout_s)
-        secret = settings.webhook_secret.get_secret_value()
-        return WebhookChannel(client, secret, settings.http_timeout_s)
+        secrets = {t: s.get_secret_value() for t, s in settings.outgoing_webhook_secrets.items()}
+        return WebhookChannel(client, secrets, settings.http_timeout_s)
 
     # -- bookkeeping, one short transaction each -------------------------------------
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from dunning_runtime.settings import ServiceSettings
 
@@ -58,11 +59,13 @@ class NotifySettings(ServiceSettings):
     sms_token: SecretStr = Field(
         default=SecretStr(""), description="notify-svc: Bearer token for the SMS gateway."
     )
-    webhook_secret: SecretStr = Field(
-        default=SecretStr(""),
+    outgoing_webhook_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
         description=(
-            "notify-svc: HMAC-SHA256 key of the Dunning-Signature header on webhooks; empty "
-            "sends them unsigned (development only)."
+            "notify-svc: HMAC-SHA256 keys of the Dunning-Signature header on the webhooks sent "
+            "to each tenant's endpoint, comma-separated tenant:secret pairs; a tenant without "
+            "one gets unsigned webhooks (development only). One key per tenant, so no tenant "
+            "can forge a notice to another's endpoint. Secrets."
         ),
     )
     http_timeout_s: float = Field(
@@ -95,6 +98,26 @@ class NotifySettings(ServiceSettings):
             "current attempt; a notice whose instance died is taken over when it expires."
         ),
     )
+
+    @field_validator("outgoing_webhook_secrets", mode="before")
+    @classmethod
+    def _parse_webhook_secrets(cls, value: Any) -> Any:
+        """``tenant:secret,...`` as ``{tenant: secret}``; a secret may hold ':' but not ','."""
+        if not isinstance(value, str):
+            return value
+        secrets: dict[str, str] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            tenant, _, secret = pair.partition(":")
+            tenant, secret = tenant.strip(), secret.strip()
+            if not tenant or not secret:
+                raise ValueError(
+                    "expected tenant:secret pairs separated by commas, "
+                    f"got one starting {pair[:12]!r}"
+                )
+            if tenant in secrets:
+                raise ValueError(f"tenant {tenant!r} has two secrets; give it one")
+            secrets[tenant] = secret
+        return secrets
 
     @field_validator("smtp_url")
     @classmethod

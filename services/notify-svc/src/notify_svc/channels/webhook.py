@@ -1,7 +1,7 @@
 """Webhooks: the notice as JSON, POSTed to the tenant's endpoint and signed.
 
 The ``Dunning-Signature`` header is ``t=<unix seconds>,v1=<hex>``, the hex being
-HMAC-SHA256 with the shared secret over ``<t>.<body>``: the scheme payment-svc
+HMAC-SHA256 with the tenant's own secret over ``<t>.<body>``: the scheme payment-svc
 verifies for incoming webhooks, from the one implementation both use
 (``dunning_runtime.signing``).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
 import httpx
 
@@ -22,9 +23,11 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, client: httpx.AsyncClient, secret: str, timeout_s: float) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, secrets: Mapping[str, str], timeout_s: float
+    ) -> None:
         self.client = client
-        self.secret = secret
+        self.secrets = secrets  # tenant -> key: one tenant cannot sign for another
         self.timeout_s = timeout_s
 
     async def send(self, message: Outgoing) -> Receipt:
@@ -35,9 +38,10 @@ class WebhookChannel:
             "Idempotency-Key": message.notification_id,
             "Dunning-Notification-Id": message.notification_id,
         }
-        if self.secret:
+        secret = self.secrets.get(message.tenant)
+        if secret:
             # Signed at the moment of sending: the receiver checks the timestamp is recent.
-            headers[signing.HEADER] = signing.sign(self.secret, int(time.time()), body)
+            headers[signing.HEADER] = signing.sign(secret, int(time.time()), body)
         try:
             response = await self.client.post(
                 message.to, content=body, headers=headers, timeout=self.timeout_s
