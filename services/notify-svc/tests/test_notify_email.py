@@ -55,6 +55,9 @@ async def test_a_consolidated_german_notice_arrives_once_and_is_published(
         assert number in html and amount in html
     assert "Überfällig insgesamt: 4.230,50\xa0€" in text
     assert "14 Tage überfällig" in text and "Mit freundlichen Grüßen" in text
+    # Every line in German: the next step and the default payment instructions too.
+    assert "Nächster Schritt: eine zweite Mahnung in 7 Tagen" in text
+    assert "Bitte überweisen Sie den Betrag unter Angabe der Rechnungsnummer" in text
     assert "<td>2026-1002</td>" in html and "4.230,50\xa0€" in html
     assert body["body_text"] == text.replace("\r\n", "\n")
 

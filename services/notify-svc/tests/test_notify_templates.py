@@ -107,6 +107,15 @@ def test_names_and_data_are_escaped_in_html_but_not_in_text() -> None:
     assert out.text.startswith("Dear <script>x</script>,")
 
 
+def test_the_next_step_is_named_in_the_notice_s_language() -> None:
+    notice = three_invoices("de-DE", next_stage="final_notice", next_step_in_days=15)
+    assert rendering.next_step_text(notice, "de") == "unsere letzte Mahnung in 15 Tagen"
+    assert rendering.next_step_text(notice, "en") == "our final notice in 15 days"
+    # A stage a policy made up has no words here: dunning-svc's own text stands.
+    custom = three_invoices("de-DE", next_stage="legal_review", next_step="legal review in 5 days")
+    assert rendering.next_step_text(custom, "de") == "legal review in 5 days"
+
+
 def test_an_unknown_template_name_falls_back_to_the_generic_notice() -> None:
     sample = commands.sample_request("overdue_1", "de")
     out = rendering.render(

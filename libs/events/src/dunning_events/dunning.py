@@ -125,7 +125,17 @@ class NotificationRequested(Event):
     next_step: str | None = Field(
         default=None,
         max_length=500,
-        description="What happens next if nothing is paid, as the notice states it.",
+        description="What happens next if nothing is paid, in English, e.g. for subscribers.",
+    )
+    next_stage: Stage | None = Field(
+        default=None,
+        description=(
+            "The stage that follows if nothing is paid (e.g. final_notice; collections for a "
+            "handoff), so notify-svc can name the next step in the notice's own language."
+        ),
+    )
+    next_step_in_days: int | None = Field(
+        default=None, ge=0, le=3650, description="Days until next_stage, by the policy."
     )
     not_before: Instant | None = Field(
         default=None,

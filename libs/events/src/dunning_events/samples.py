@@ -148,7 +148,9 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         ],
         "total_overdue": [_eur("1250.00")],
         "total_open": [_eur("1250.00")],
-        "next_step": "a firmer reminder and an SMS in 7 days",
+        "next_step": "overdue 2 in 7 days",
+        "next_stage": "overdue_2",
+        "next_step_in_days": 7,
         "not_before": WHEN,
     },
     dunning.DunningStageChanged: {

@@ -1038,7 +1038,7 @@ def _run_step(
                 account.handoff = "requested"
                 out.append(_handoff(account, today, f"the account reached {step.stage}"))
                 reasons.append("handoff to collections requested")
-    next_step = _next_step_text(policy, step)
+    next_step = _next_step(policy, step)
     out += _notices(
         account,
         policy,
@@ -1055,18 +1055,37 @@ def _run_step(
         reasons.append(f"{step.stage} notice requested by {', '.join(step.notice_channels)}")
 
 
-def _next_step_text(policy: Policy, step: Step) -> str | None:
+@dataclass(frozen=True)
+class NextStep:
+    """What follows a step if nothing is paid: the stage, in how many days, and the same
+    in English words for the notice's ``next_step``."""
+
+    stage: str
+    days: int
+    text: str
+
+
+def _after_reminder(policy: Policy, reminder: Step) -> NextStep | None:
+    """After a pre-due reminder: the ladder's first step, counted from the reminder."""
+    if not policy.ladder:
+        return None
+    first = policy.ladder[0]
+    days = (reminder.days_before_due or 0) + (first.days_past_due or 0)
+    return NextStep(first.stage, days, "a notice listing every overdue invoice after the due date")
+
+
+def _next_step(policy: Policy, step: Step) -> NextStep | None:
     later = [s for s in policy.ladder if policy.rank(s.stage) > policy.rank(step.stage)]
     if not later:
         return None
     nxt = later[0]
-    gap = (nxt.days_past_due or 0) - (step.days_past_due or 0)
+    gap = max(0, (nxt.days_past_due or 0) - (step.days_past_due or 0))
     what = (
         "handoff to a collection agency"
         if "handoff" in nxt.actions
         else nxt.stage.replace("_", " ")
     )
-    return f"{what} in {gap} days"
+    return NextStep(nxt.stage, gap, f"{what} in {gap} days")
 
 
 def _reminder(
@@ -1139,7 +1158,7 @@ def _reminder(
         today,
         now,
         None,
-        "a notice listing every overdue invoice the day after the due date",
+        _after_reminder(policy, step),
     )
     account.last_contact_at = now
     reasons.append(
@@ -1216,7 +1235,7 @@ def _notice(
     today: date,
     not_before: datetime,
     fee: Money | None,
-    next_step: str | None,
+    next_step: NextStep | None,
 ) -> NotificationRequested:
     return _notices(
         account, policy, stage, (channel,), template, today, not_before, fee, next_step
@@ -1232,7 +1251,7 @@ def _notices(
     today: date,
     not_before: datetime,
     fee: Money | None,
-    next_step: str | None,
+    next_step: NextStep | None,
 ) -> list[NotificationRequested]:
     """One notice per channel; what they list is worked out once for all of them."""
     if not channels:
@@ -1292,7 +1311,9 @@ def _notices(
             total_overdue=list(total_overdue),
             total_open=list(total_open),
             fee=fee,
-            next_step=next_step,
+            next_step=next_step.text if next_step else None,
+            next_stage=next_step.stage if next_step else None,
+            next_step_in_days=next_step.days if next_step else None,
             not_before=not_before,
         )
         for channel in channels

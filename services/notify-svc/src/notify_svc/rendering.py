@@ -36,7 +36,8 @@ from dunning_events import Money, NotificationRequested
 from notify_svc.domain import language_of
 
 TEMPLATES = Path(__file__).parent / "templates"
-#: Languages shipped: each has messages.toml, layout.txt, layout.html and sms.txt.
+#: Languages shipped: each has messages.toml, layout.txt, layout.html, sms.txt and
+#: phrases.toml (what notify-svc fills in itself: the next step, default instructions).
 LANGUAGES: tuple[str, ...] = ("en", "de")
 #: The parts of a message template and of the layout, as overrides name them.
 MESSAGE_PARTS: tuple[str, ...] = ("subject", "intro", "closing")
@@ -92,6 +93,23 @@ def shipped(language: str) -> dict[str, dict[str, str]]:
         "sms": (folder / "sms.txt").read_text(),
     }
     return messages
+
+
+@cache
+def phrases(language: str) -> dict[str, Any]:
+    """The phrases notify-svc itself puts into a notice in ``language``."""
+    loaded: dict[str, Any] = tomllib.loads((TEMPLATES / language / "phrases.toml").read_text())
+    return loaded
+
+
+def next_step_text(request: NotificationRequested, language: str) -> str | None:
+    """The notice's next step in ``language`` (``unsere letzte Mahnung in 15 Tagen``) when
+    the request names the next stage and it has words here; else dunning-svc's text."""
+    said = phrases(language)
+    what = said["stages"].get(request.next_stage or "")
+    if what is None or request.next_step_in_days is None:
+        return request.next_step
+    return str(said["next_step"]).format(what=what, days=request.next_step_in_days)
 
 
 def parse_key(key: str) -> tuple[str, str]:
@@ -331,7 +349,10 @@ def build_context(
     """What a template sees: plain strings, numbers, lists and dicts, amounts and dates
     already formatted for the request's locale (docs/notify-svc.md lists them)."""
     locale = babel_locale(request.locale)
+    language = language_of(request.locale, LANGUAGES)
     sender = {**DEFAULT_PROFILE, **profile}
+    if not profile.get("payment_instructions"):
+        sender["payment_instructions"] = phrases(language)["payment_instructions"]
     invoice_ids = [i.invoice_id for i in request.invoices]
     return {
         "tenant": tenant,
@@ -361,7 +382,7 @@ def build_context(
         "total_overdue": [money_text(m, locale) for m in request.total_overdue],
         "total_open": [money_text(m, locale) for m in request.total_open],
         "fee": money_text(request.fee, locale) if request.fee else None,
-        "next_step": request.next_step,
+        "next_step": next_step_text(request, language),
         "sender": {
             "company_name": sender["company_name"],
             "email": sender["email"],
