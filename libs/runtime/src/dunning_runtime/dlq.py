@@ -20,8 +20,9 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 
 from dunning_events.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
 from dunning_runtime.bus import create_bus
@@ -171,13 +172,24 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument(
         "--id", dest="ids", action="append", default=[], help="Only this event id (repeatable)."
     )
-    # Documented here so `dunning --help` lists it; main() hands it to dunning-svc.
-    commands.add_parser(
-        "simulate",
-        help="Replay a ledger CSV through an escalation policy (dunning simulate --help).",
-        add_help=False,
-    )
+    for name, command in sorted(_plugged_commands().items()):
+        # Listed so `dunning --help` shows it; main() hands its arguments to it whole.
+        commands.add_parser(name, help=_summary(command), add_help=False)
     return parser
+
+
+#: Entry points in this group add ``dunning <name>`` subcommands: a callable taking the
+#: remaining arguments and returning an exit code (dunning-svc's ``simulate``). The
+#: runtime knows no service; a service plugs its command in from its own pyproject.
+COMMANDS_GROUP = "dunning.commands"
+
+
+def _plugged_commands() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+
+def _summary(command: EntryPoint) -> str:
+    return f"see: dunning {command.name} --help (from {command.value.split(':')[0]})"
 
 
 async def _run(settings: ServiceSettings, args: argparse.Namespace) -> int:
@@ -207,11 +219,10 @@ async def _run(settings: ServiceSettings, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``dunning`` console script."""
     given = list(sys.argv[1:] if argv is None else argv)
-    if given[:1] == ["simulate"]:
-        # The policy simulator is dunning-svc's pure core; no settings, bus or database.
-        from dunning_svc.simulator import main as simulate
-
-        return simulate(given[1:])
+    plugged = _plugged_commands()
+    if given and given[0] in plugged:
+        command: Callable[[list[str]], int] = plugged[given[0]].load()
+        return command(given[1:])
     args = _parser().parse_args(argv)
     settings = load_settings("dunning")
     return asyncio.run(_run(settings, args))
