@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from benchmarks.bus import drop_schema, drop_topics, raw_consume
+from benchmarks.bus import raw_consume
+from benchmarks.isolation import isolated
 from dunning_events import Envelope, InvoiceIssued, make_envelope, topics
 from dunning_events.codec import to_kafka
 from dunning_runtime import heap
@@ -77,30 +77,21 @@ def issued(i: int, accounts: int) -> InvoiceIssued:
 
 async def run(events: int, accounts: int, data_dir: Path) -> dict[str, float]:
     """Both measurements on fresh topics and tables; returns the figures."""
-    settings = SPEC.settings_type(
-        service_name="dunning-svc",
-        data_dir=data_dir,
-        clock="manual",
-        api_keys="bench:bench-key",
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-        database_schema=f"bench_dunning_{uuid.uuid4().hex[:8]}",
-    )
-    database = Database(settings.effective_database_url, schema=settings.effective_schema)
-    bus = create_bus(settings)
-    try:
-        await database.migrate(SPEC.versions)
-        await bus.start()
-        await bus.ensure_topics([*SPEC.produces, topics.INVOICES])
-        runtime = _Runtime(ManualClock(NOW), Outbox(), database)
-        figures: dict[str, float] = {"dunning_events": events}
-        figures.update(await _events(bus, runtime, events))
-        figures.update(await _sweep(runtime, accounts))
-        return figures
-    finally:
-        await bus.close()
-        await database.dispose()
-        await drop_schema(settings)
-        await drop_topics(settings)
+    async with isolated(SPEC, data_dir, clock="manual") as settings:
+        database = Database(settings.effective_database_url, schema=settings.effective_schema)
+        bus = create_bus(settings)
+        try:
+            await database.migrate(SPEC.versions)
+            await bus.start()
+            await bus.ensure_topics([*SPEC.produces, topics.INVOICES])
+            runtime = _Runtime(ManualClock(NOW), Outbox(), database)
+            figures: dict[str, float] = {"dunning_events": events}
+            figures.update(await _events(bus, runtime, events))
+            figures.update(await _sweep(runtime, accounts))
+            return figures
+        finally:
+            await bus.close()
+            await database.dispose()
 
 
 async def _events(bus: Any, runtime: _Runtime, events: int) -> dict[str, float]:

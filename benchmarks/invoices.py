@@ -7,19 +7,13 @@ service and its database, without network or JSON-over-TCP costs.
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
-import httpx
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from benchmarks.bus import drop_schema, drop_topics
+from benchmarks.isolation import ADMIN, AUTH, isolated, served
 from dunning_runtime.app import create_app
 from invoice_svc.main import SPEC
-
-AUTH = {"Authorization": "Bearer bench-key"}
-ADMIN = {"Authorization": "Bearer bench-admin-key"}
 
 
 def body(i: int) -> dict[str, object]:
@@ -47,29 +41,12 @@ def body(i: int) -> dict[str, object]:
 async def run(count: int, data_dir: Path) -> dict[str, float]:
     """Post ``count`` invoices in batches of 1,000, then tick once past their due date;
     returns the figures."""
-    settings = SPEC.settings_type(
-        service_name="invoice-svc",
-        data_dir=data_dir,
-        clock="manual",
-        api_keys="bench:bench-key",
-        admin_key="bench-admin-key",
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-        database_schema=f"bench_invoice_{uuid.uuid4().hex[:8]}",
-    )
-    try:
+    async with isolated(SPEC, data_dir, clock="manual") as settings:
         return await _measure(count, create_app(SPEC, settings))
-    finally:
-        await drop_schema(settings)
-        await drop_topics(settings)
 
 
 async def _measure(count: int, app: FastAPI) -> dict[str, float]:
-    async with (
-        LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=300
-        ) as client,
-    ):
+    async with served(app) as client:
         await client.put("/v1/admin/clock", json={"now": "2026-03-01T09:00:00Z"}, headers=ADMIN)
         started = time.perf_counter()
         for start in range(0, count, 1000):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 from asgi_lifespan import LifespanManager
 
-from benchmarks.bus import drop_schema, drop_topics
+from benchmarks.isolation import isolated
 from dunning_events import NotificationRequested, make_envelope, topics
 from dunning_events.codec import to_kafka
 from dunning_events.samples import sample_event
@@ -59,42 +58,34 @@ async def run(count: int, data_dir: Path) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(counter, loop=loop), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    settings = SPEC.settings_type(
-        service_name="notify-svc",
-        data_dir=data_dir,
-        api_keys="bench:bench-key",
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-        database_schema=f"bench_notify_{uuid.uuid4().hex[:8]}",
-        smtp_url=f"smtp://127.0.0.1:{port}",
-        smtp_starttls="off",
-    )
     try:
-        bus = create_bus(settings)
-        await bus.start()
-        try:
-            messages = []
-            now = datetime.now(UTC)
-            for i in range(count):
-                kafka = to_kafka(
-                    make_envelope(_request(i), tenant="bench", source="/bench", time=now)
-                )
-                messages.append(
-                    OutgoingMessage(
-                        topics.DUNNING_COMMANDS, kafka.key, kafka.value, list(kafka.headers)
+        async with isolated(
+            SPEC, data_dir, smtp_url=f"smtp://127.0.0.1:{port}", smtp_starttls="off"
+        ) as settings:
+            bus = create_bus(settings)
+            await bus.start()
+            try:
+                messages = []
+                now = datetime.now(UTC)
+                for i in range(count):
+                    kafka = to_kafka(
+                        make_envelope(_request(i), tenant="bench", source="/bench", time=now)
                     )
-                )
-            app = create_app(SPEC, settings)
-            async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
-                started = time.perf_counter()
-                for start in range(0, count, 500):
-                    await bus.publish(messages[start : start + 500])
-                await asyncio.wait_for(counter.all_in.wait(), timeout=600)
-                elapsed = time.perf_counter() - started
-        finally:
-            await bus.close()
+                    messages.append(
+                        OutgoingMessage(
+                            topics.DUNNING_COMMANDS, kafka.key, kafka.value, list(kafka.headers)
+                        )
+                    )
+                app = create_app(SPEC, settings)
+                async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60):
+                    started = time.perf_counter()
+                    for start in range(0, count, 500):
+                        await bus.publish(messages[start : start + 500])
+                    await asyncio.wait_for(counter.all_in.wait(), timeout=600)
+                    elapsed = time.perf_counter() - started
+            finally:
+                await bus.close()
     finally:
         server.close()
         await server.wait_closed()
-        await drop_schema(settings)
-        await drop_topics(settings)
     return {"notify_sends_per_s": count / elapsed}

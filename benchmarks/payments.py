@@ -10,22 +10,17 @@ topic would deliver them.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-import httpx
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from benchmarks.bus import drop_schema, drop_topics
+from benchmarks.isolation import ADMIN, AUTH, isolated, served
 from dunning_events import Contact, InvoiceIssued, Money, make_envelope
 from dunning_runtime.app import create_app
 from payment_svc.consumers import apply_invoice_events
 from payment_svc.main import SPEC
 
-AUTH = {"Authorization": "Bearer bench-key"}
-ADMIN = {"Authorization": "Bearer bench-admin-key"}
 ACCOUNTS = 5000
 NOW = "2026-03-01T09:00:00Z"
 
@@ -63,29 +58,12 @@ def invoice(i: int) -> InvoiceIssued:
 async def run(count: int, data_dir: Path) -> dict[str, float]:
     """Post ``count`` payments in batches of 1,000 against about 1.25 open invoices each;
     returns the figure."""
-    settings = SPEC.settings_type(
-        service_name="payment-svc",
-        data_dir=data_dir,
-        clock="manual",
-        api_keys="bench:bench-key",
-        admin_key="bench-admin-key",
-        topic_prefix=f"bench{uuid.uuid4().hex[:8]}.",
-        database_schema=f"bench_payment_{uuid.uuid4().hex[:8]}",
-    )
-    try:
+    async with isolated(SPEC, data_dir, clock="manual") as settings:
         return await _measure(count, create_app(SPEC, settings))
-    finally:
-        await drop_schema(settings)
-        await drop_topics(settings)
 
 
 async def _measure(count: int, app: FastAPI) -> dict[str, float]:
-    async with (
-        LifespanManager(app, startup_timeout=60, shutdown_timeout=60),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=300
-        ) as client,
-    ):
+    async with served(app) as client:
         await client.put("/v1/admin/clock", json={"now": NOW}, headers=ADMIN)
         runtime = app.state.runtime
         invoices = count + count // 4
