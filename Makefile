@@ -30,7 +30,7 @@ test: install ## Run the test suite (embedded backends unless DUNNING_BUS_URL/DU
 lint: install ## ruff (lint + format check) and mypy
 	@$(UV) run --no-sync ruff check .
 	@$(UV) run --no-sync ruff format --check .
-	@$(UV) run --no-sync mypy libs/events/src libs/runtime/src services/*/src
+	@$(UV) run --no-sync mypy libs/events/src libs/runtime/src services/*/src benchmarks
 
 .PHONY: format
 format: install ## Apply ruff formatting and safe fixes

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -111,7 +112,7 @@ async def _events(bus: Any, runtime: _Runtime, events: int) -> dict[str, float]:
     done = asyncio.Event()
     book = PolicyBook()
 
-    async def handle(session: Any, envelopes: list[Envelope]) -> None:
+    async def handle(session: Any, envelopes: Sequence[Envelope]) -> None:
         nonlocal applied
         await apply_events(session, runtime, book, envelopes)  # type: ignore[arg-type]
         applied += len(envelopes)

@@ -48,7 +48,7 @@ def invoice(i: int) -> InvoiceIssued:
         invoice_id=f"INV-{i:07d}",
         account_name="ACME GmbH",
         contact=Contact(name="Dana Fischer", email="ap@acme.example"),
-        amount_due=Money(amount="250.00", currency="EUR"),  # type: ignore[arg-type]
+        amount_due=Money(amount="250.00", currency="EUR"),
         issue_date=date(2026, 2, 1),
         due_date=date(2026, 3, 3) + timedelta(days=i // ACCOUNTS),
         timezone="Europe/Berlin",
