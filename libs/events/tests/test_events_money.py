@@ -122,7 +122,6 @@ def test_money_of_zero_and_str() -> None:
     [
         ("1250.00", "EUR", "1250.00"),
         ("1250", "EUR", "1250.00"),  # minor units are always written out
-        (1250, "EUR", "1250.00"),
         (Decimal("12.5"), "EUR", "12.50"),
         (Decimal("1E+3"), "EUR", "1000.00"),  # never exponent notation
         ("1250", "JPY", "1250"),
@@ -188,7 +187,11 @@ def test_other_non_amounts_are_refused() -> None:
     assert price_error(None)[1] == 'Value error, amounts must be decimal strings like "1250.00"'
     too_big = ("price.amount", "Value error, amounts have at most 15 digits before the point")
     assert price_error("1" * 16) == too_big
-    assert price_error(10**15) == too_big
+    assert price_error(Decimal(10**15)) == too_big
+    # A JSON number, even a whole one, is not the contract's amount.
+    assert price_error(1250)[1] == (
+        'Value error, amounts must be decimal strings like "1250.00", not numbers'
+    )
 
 
 @pytest.mark.parametrize("currency", ["EURO", "eur", "XAU", "ANG", "", "XYZ"])

@@ -117,6 +117,7 @@ async def test_concurrent_identical_posts_create_one_invoice(client: httpx.Async
         ({"amount_due": "0"}, "body.amount_due", "greater than zero"),
         ({"amount_due": "-5.00"}, "body.amount_due", "greater than zero"),
         ({"amount_due": 12.5}, "body.amount_due", "not floats"),
+        ({"amount_due": 1250}, "body.amount_due", 'like "1250.00", not numbers'),
         ({"due_date": "2026-01-31"}, "body.due_date", "must not be before issue_date (2026-02-01)"),
         ({"due_date": "03/03/2026"}, "body.due_date", "valid date"),
         ({"account_name": "x" * 201}, "body.account_name", "at most 200 characters"),
@@ -279,6 +280,15 @@ async def test_dispute_and_resolve_upheld_credits_the_disputed_amount(
     client: httpx.AsyncClient,
 ) -> None:
     await client.post("/v1/invoices", json=invoice(), headers=ACME)
+    # A JSON number is refused as the schema says (the fuzzer once found 2681 taken),
+    # and the refusal leaves the invoice undisputed.
+    refused = problem(
+        await client.post(
+            "/v1/invoices/INV-1001/dispute", json={"reason": "x", "amount": 250}, headers=ACME
+        ),
+        422,
+    )
+    assert [e["field"] for e in refused["errors"]] == ["body.amount"]
     disputed = await client.post(
         "/v1/invoices/INV-1001/dispute",
         json={"reason": "two hours billed twice", "amount": "250.00"},

@@ -149,17 +149,22 @@ def _check_currency(value: str) -> str:
 
 
 def _to_decimal(value: Any) -> Decimal:
-    """Accept what can only mean one exact number: decimal strings, ints and Decimals."""
-    # bool is an int subclass; True is not an amount.
-    if isinstance(value, bool):
-        raise ValueError('amounts must be decimal strings like "1250.00"')
+    """Accept an amount as the contract writes it: a decimal string (or, from Python, a Decimal).
+
+    JSON numbers are refused, integers included: the contract (DESIGN.md, the JSON
+    Schemas) says amounts are strings, and a body that sends ``2681`` where every
+    document says ``"2681.00"`` would work here and break at the next consumer that
+    trusts the schema.
+    """
     # Floats are refused: 0.1 + 0.2 is not how a ledger adds, and a float that
     # reached us may already have lost the cents it was meant to carry.
     if isinstance(value, float):
         raise ValueError(_FLOAT_MESSAGE)
+    if isinstance(value, bool):  # an int subclass; True is not an amount
+        raise ValueError('amounts must be decimal strings like "1250.00"')
     if isinstance(value, int):
-        result = Decimal(value)
-    elif isinstance(value, Decimal):
+        raise ValueError(f'amounts must be decimal strings like "{value}.00", not numbers')
+    if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError("amounts must be finite numbers, not NaN or Infinity")
         result = value
@@ -294,7 +299,12 @@ class Money(BaseModel):
 
     @classmethod
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
-        """``Money.of("12.50", "EUR")``: validated like any other input."""
+        """``Money.of("12.50", "EUR")`` or ``Money.of(5, "EUR")``: validated like any other input.
+
+        Python callers may pass an int; the wire may not (amounts are strings there).
+        """
+        if isinstance(amount, int) and not isinstance(amount, bool):
+            amount = Decimal(amount)
         return cls.model_validate({"amount": amount, "currency": currency})
 
     @classmethod
