@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope
-from dunning_events.codec import to_kafka
+from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
@@ -59,10 +59,16 @@ class Outbox:
     def __init__(self) -> None:
         self.wakeup = asyncio.Event()
 
-    async def add(self, session: AsyncSession, *envelopes: Envelope) -> None:
-        """Stage events in ``session``'s transaction; the relay wakes when it commits."""
+    async def add(self, session: AsyncSession, *envelopes: Envelope) -> list[KafkaMessage]:
+        """Stage events in ``session``'s transaction; the relay wakes when it commits.
+
+        Returns the messages as they will be published, in order, so a caller that also
+        records an event (an audit trail) can keep the very bytes instead of encoding
+        the event a second time.
+        """
         now = datetime.now(UTC)
         rows = []
+        messages = []
         trace_headers = current_trace_headers()
         for envelope in envelopes:
             if envelope.traceparent is None and "traceparent" in trace_headers:
@@ -73,6 +79,7 @@ class Outbox:
                     }
                 )
             message = to_kafka(envelope)
+            messages.append(message)
             rows.append(
                 {
                     "event_id": envelope.id,
@@ -88,6 +95,7 @@ class Outbox:
             if not session.info.get("outbox_wake"):
                 session.info["outbox_wake"] = True
                 event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
+        return messages
 
     def _on_commit(self, _session: Any) -> None:
         self.wakeup.set()

@@ -142,6 +142,7 @@ async def process(
     touched: dict[Key, None] = {}
     timeline: list[dict[str, Any]] = []
     staged: list[Envelope] = []
+    command_rows: list[dict[str, Any]] = []  # the timeline row of each staged command
     scopes: dict[str, Scope] = {}
     emitted: CountOf[tuple[str, str | None, str | None]] = CountOf()
     for item in work:
@@ -159,6 +160,7 @@ async def process(
         touched[key] = None
         if not commands:
             continue
+        command_rows += rows[len(rows) - len(commands) :]
         scope = scopes.get(item.tenant) or scopes.setdefault(
             item.tenant, scope_for(item.tenant, now, outbox)
         )
@@ -177,9 +179,11 @@ async def process(
         [(seqs[k], accounts[k], accounts[k].local_today(now)) for k in touched],
         now,
     )
-    await storage.append_timeline(session, timeline)
     if staged:
-        await outbox.add(session, *staged)
+        messages = await outbox.add(session, *staged)
+        for row, message in zip(command_rows, messages, strict=True):
+            row["data"] = message.value.decode()
+    await storage.append_timeline(session, timeline)
     outcome.accounts = {k: accounts[k] for k in touched}
     return outcome
 
@@ -211,15 +215,10 @@ def fold(
         )
         for r in decided
     ]
+    # The commands' rows come last, one per command in order; ``process`` fills in their
+    # ``data`` with the JSON the outbox publishes, so each command is encoded once.
     rows += [
-        storage.timeline_row(
-            account,
-            now,
-            "command",
-            _summary(c),
-            policy_version=version,
-            data=c.model_dump_json(exclude={"account_id"}),
-        )
+        storage.timeline_row(account, now, "command", _summary(c), policy_version=version)
         for c in commands
     ]
     return commands, rows
