@@ -40,6 +40,9 @@ async def test_a_consolidated_german_notice_arrives_once_and_is_published(
 
     [message] = smtp.messages
     assert message["To"] == "ap@acme.example"
+    # No profile yet: the configured sender, and no Reply-To to invent.
+    assert message["From"] == "Accounts Receivable <receivables@dunning.invalid>"
+    assert message["Reply-To"] is None
     assert message["Message-ID"] == body["message_id"]
     assert message["Message-ID"].startswith("<ntf.") and message["Date"]
     assert message["Subject"] == ("Zahlungserinnerung: 3 überfällige Rechnungen (4.230,50\xa0€)")
@@ -336,3 +339,15 @@ async def test_two_instances_send_each_notice_exactly_once(
         await asyncio.sleep(0.5)
     ids = [m["Message-ID"] for m in smtp.messages]
     assert len(ids) == 30 and len(set(ids)) == 30
+
+
+async def test_the_tenants_profile_names_the_sender_and_takes_the_replies(
+    client: httpx.AsyncClient, smtp: SmtpServer, notify_settings: Any
+) -> None:
+    profile = {"company_name": "Acme Tools GmbH", "email": "ar@acme.example"}
+    assert (await client.put("/v1/profile", json=profile, headers=ACME)).status_code == 200
+    await publish(notify_settings, three_invoices("en-GB", notification_id="NTF-P"))
+    assert (await settled(client, "NTF-P"))["status"] == "sent"
+    [message] = smtp.messages
+    assert message["From"] == "Acme Tools GmbH <receivables@dunning.invalid>"
+    assert message["Reply-To"] == "ar@acme.example"

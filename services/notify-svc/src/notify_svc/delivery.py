@@ -61,7 +61,6 @@ from notify_svc.channels.email import EmlDirectory, SmtpChannel
 from notify_svc.channels.sms import SmsDirectory, SmsGateway
 from notify_svc.channels.task import task_row
 from notify_svc.channels.webhook import WebhookChannel
-from notify_svc.rendering import DEFAULT_PROFILE
 from notify_svc.settings import NotifySettings
 from notify_svc.storage import tasks
 
@@ -414,7 +413,6 @@ def outgoing(
 ) -> Outgoing:
     """The message a stored notice sends: From the tenant's company name at the
     configured sender address, Reply-To the tenant's contact email."""
-    sender = {**DEFAULT_PROFILE, **profile}
     display, address = parseaddr(settings.mail_from)
     name = profile.get("company_name") or display
     request = row["request"]
@@ -430,7 +428,7 @@ def outgoing(
         sms=row["body_sms"] or "",
         message_id=row["message_id"],
         sender=formataddr((name, address)) if name else address,
-        reply_to=sender["email"],
+        reply_to=profile.get("email"),  # the defaults have no contact email
         date=now,
         payload={
             "type": "dunning.notification",
