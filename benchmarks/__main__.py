@@ -45,6 +45,7 @@ ROWS = [
     ("dunning_vs_raw_consume", "dunning-svc / raw consume", "ratio"),
     ("timer_sweep_accounts_per_s", "dunning timer sweep", "accounts/s"),
     ("timer_sweep_1m_accounts_s", "timer sweep, 1,000,000 due accounts", "s"),
+    ("sweep_core_us_per_account", "sweep's pure core per account", "µs/account"),
     ("sweep_cpu_us_per_account", "sweep's work per account, no IO", "µs/account"),
     ("timer_sweep_1m_cpu_floor_s", "that for 1,000,000 accounts (one core)", "s"),
     ("dunning_rss_mb", "RSS after the sweep", "MiB"),

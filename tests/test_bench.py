@@ -48,12 +48,13 @@ async def test_the_dunning_bench_measures_consume_sweep_and_memory(tmp_path: Pat
         "dunning_vs_raw_consume",
         "timer_sweep_1m_accounts_s",
         "dunning_rss_mb",
-        "sweep_cpu_us_per_account",
+        "sweep_core_us_per_account",
     ):
         assert figures[key] > 0, key
     assert figures["timer_sweep_accounts"] == 300
     # The in-memory floor is part of what the real sweep does, so it cannot exceed it.
     assert figures["timer_sweep_1m_cpu_floor_s"] < figures["timer_sweep_1m_accounts_s"]
+    assert figures["sweep_core_us_per_account"] < figures["sweep_cpu_us_per_account"]
 
 
 def test_results_keep_the_other_backend_and_figures_a_partial_run_did_not_measure(
