@@ -192,6 +192,13 @@ def test_other_non_amounts_are_refused() -> None:
     assert price_error(1250)[1] == (
         'Value error, amounts must be decimal strings like "1250.00", not numbers'
     )
+    assert price_error(-7)[1] == (
+        'Value error, amounts must be decimal strings like "-7.00", not numbers'
+    )
+    # A number too long to quote is not echoed back.
+    assert price_error(10**400)[1] == (
+        'Value error, amounts must be decimal strings like "1250.00", not numbers'
+    )
 
 
 @pytest.mark.parametrize("currency", ["EURO", "eur", "XAU", "ANG", "", "XYZ"])

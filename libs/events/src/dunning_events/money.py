@@ -163,7 +163,9 @@ def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):  # an int subclass; True is not an amount
         raise ValueError('amounts must be decimal strings like "1250.00"')
     if isinstance(value, int):
-        raise ValueError(f'amounts must be decimal strings like "{value}.00", not numbers')
+        # The number itself as the example, unless it is too long to be one.
+        example = f"{value}.00" if abs(value) < 10**MAX_INTEGER_DIGITS else "1250.00"
+        raise ValueError(f'amounts must be decimal strings like "{example}", not numbers')
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError("amounts must be finite numbers, not NaN or Infinity")
