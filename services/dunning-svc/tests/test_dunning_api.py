@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 import pytest
-from dunning_fixtures import ACME, GLOBEX, issued, publish
+from dunning_fixtures import ACME, GLOBEX, issued, paid, publish
 from test_dunning_flow import account, day, known, move
 
-from tests.support.fixtures import ADMIN
+from tests.support.fixtures import ADMIN, until
 
 
 async def seeded(client: httpx.AsyncClient, settings: Any, *accounts: str) -> None:
@@ -225,9 +225,31 @@ async def test_aging_and_dso(client, dunning_settings) -> None:
     )
     assert eur["total"] == "1000.00"
     assert sorted(a["account_id"] for a in report["accounts"]) == ["A", "B", "C"]
+    # INV-2 is paid on 5 March: still open in a report as of 1 March, gone as of the 5th.
+    await publish(
+        dunning_settings,
+        paid("P1", ("INV-2", "200.00"), at=datetime(2026, 3, 5, 10, tzinfo=UTC), account="A"),
+    )
+
+    async def payment_seen() -> bool:
+        state = (await client.get("/v1/accounts/A", headers=ACME)).json()
+        return [i["invoice_id"] for i in state["invoices"]] == ["INV-1"]
+
+    await until(payment_seen, what="the payment applied")
+
+    async def eur_totals(as_of: str) -> dict[str, str]:
+        url = f"/v1/reports/aging?as_of={as_of}"
+        totals = (await client.get(url, headers=ACME)).json()["totals"]
+        return next(t for t in totals if t["currency"] == "EUR")
+
+    assert (await eur_totals("2026-03-01"))["days_1_30"] == "200.00"
+    assert (await eur_totals("2026-03-04"))["total"] == "1000.00"
+    assert (await eur_totals("2026-03-05"))["total"] == "800.00"
     dso = (await client.get("/v1/reports/dso?from=2026-02-01&to=2026-03-01", headers=ACME)).json()
     figures = {f["currency"]: f for f in dso["figures"]}
     assert figures["EUR"]["days"] == 29
+    # Receivables at the period's end as they stood then: the payment came after it.
+    assert figures["EUR"]["receivables"] == "1000.00"
     assert figures["JPY"]["receivables"] == "50"
     bad = await client.get("/v1/reports/dso?from=2026-03-02&to=2026-03-01", headers=ACME)
     assert bad.status_code == 422 and fields(bad) == ["query.from"]

@@ -432,6 +432,39 @@ def test_settled_and_voided_invoices_are_not_chased() -> None:
     assert walk.log == []
 
 
+def test_balances_as_of_a_past_day_add_back_what_was_paid_after_it() -> None:
+    walk = Walk()
+    walk(issued("INV-1", amount="100.00", due=date(2026, 3, 3)), at(date(2026, 3, 1)))
+    walk(issued("INV-2", amount="50.00", due=date(2026, 3, 3)), at(date(2026, 3, 1)))
+    walk(issued("INV-3", amount="70.00", due=date(2026, 3, 3)), at(date(2026, 3, 1)))
+    walk(issued("INV-4", amount="10.00", due=date(2026, 3, 3)), at(date(2026, 3, 1)))
+    # 23:30 UTC on the 9th is already the 10th in Berlin, the account's zone.
+    walk(
+        paid("P1", ("INV-1", "60.00"), at=datetime(2026, 3, 9, 23, 30, tzinfo=UTC)),
+        at(date(2026, 3, 10)),
+    )
+    walk(paid("P2", ("INV-1", "40.00"), at=at(date(2026, 3, 20))), at(date(2026, 3, 20)))
+    walk(settled("INV-1"), at(date(2026, 3, 20)))
+    walk(paid("P3", ("INV-2", "50.00"), at=at(date(2026, 3, 5))), at(date(2026, 3, 5)))
+    walk(reversed_("P3", ("INV-2", "50.00")), at(date(2026, 3, 25)))
+    walk(voided("INV-3"), at(date(2026, 3, 15)))
+    account, invoices = walk.account, walk.account.invoices
+    on = account.balance_on
+    assert [on(invoices["INV-1"], d) for d in (date(2026, 3, 9), date(2026, 3, 10))] == [
+        10000,
+        4000,
+    ]
+    assert on(invoices["INV-1"], date(2026, 3, 20)) == 0 == account.balance(invoices["INV-1"])
+    # What the events give no date for counts from the start: the reversal, the void.
+    assert on(invoices["INV-2"], date(2026, 3, 6)) == 5000
+    assert on(invoices["INV-3"], date(2026, 3, 10)) == 0
+    # Not issued yet on the day: nothing owed on it then.
+    assert (
+        on(invoices["INV-4"], date(2026, 1, 31)) == 0
+        and on(invoices["INV-4"], date(2026, 2, 1)) == 1000
+    )
+
+
 # -- policies -----------------------------------------------------------------------
 
 

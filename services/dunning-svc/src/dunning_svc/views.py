@@ -95,9 +95,10 @@ def _buckets(sums: dict[str, dict[str, Decimal]]) -> list[AgingBucket]:
 
 
 class AgingTally:
-    """Open balances (as they stand) by days past due on ``as_of``, per currency, in total
-    and (``by_account``) per account, added up one account at a time, so a report over a
-    million accounts never holds them all. Written-off accounts are left out."""
+    """Open balances as they stood at the end of ``as_of`` (``Account.balance_on``) by days
+    past due on that day, per currency, in total and (``by_account``) per account, added
+    up one account at a time, so a report over a million accounts never holds them all.
+    Written-off accounts are left out."""
 
     def __init__(self, as_of: date, *, by_account: bool) -> None:
         self.as_of = as_of
@@ -110,11 +111,13 @@ class AgingTally:
         if account.written_off:
             return
         mine: dict[str, dict[str, Decimal]] = {}
-        for invoice in account.open_invoices():
-            if invoice.issue_date is not None and invoice.issue_date > self.as_of:
+        for invoice in account.invoices.values():
+            # As it stood on as_of: an invoice paid since then is still open there.
+            owed = account.balance_on(invoice, self.as_of)
+            if owed <= 0:
                 continue
             days = (self.as_of - invoice.due_date).days if invoice.due_date else 0
-            amount = from_minor(account.balance(invoice), invoice.currency)
+            amount = from_minor(owed, invoice.currency)
             for target in (self.totals, mine):
                 row = target.setdefault(invoice.currency, dict.fromkeys(_BUCKETS, Decimal(0)))
                 row[_bucket(days)] += amount
@@ -128,7 +131,7 @@ class AgingTally:
 
 class DsoTally:
     """Standard DSO per currency: receivables open at the end of the period (balances as
-    they stand, of invoices issued by then) divided by the credit sales invoiced in the
+    they stood then, ``Account.balance_on``) divided by the credit sales invoiced in the
     period, times its days; added up one account at a time."""
 
     def __init__(self, start: date, end: date) -> None:
@@ -145,7 +148,7 @@ class DsoTally:
             if self.start <= invoice.issue_date and not invoice.void:
                 self.sales[currency] = self.sales.get(currency, 0) + invoice.amount_due
             if not account.written_off:
-                owed = account.balance(invoice)
+                owed = account.balance_on(invoice, self.end)
                 self.receivables[currency] = self.receivables.get(currency, 0) + owed
 
     def report(self) -> DsoReport:
