@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
+import jsonschema_rs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dunning_events.money import (
@@ -276,10 +276,16 @@ amount_texts = st.from_regex(r"-?[0-9]{1,16}(\.[0-9]{1,3})?", fullmatch=True) | 
 
 @given(amount_texts)
 def test_the_json_schemas_agree_with_the_validators(text: str) -> None:
-    """What we write passes the published schema, and what passes it we read."""
+    """What we write passes the published schema, and what passes it we read.
+
+    Checked with jsonschema-rs, which reads ``pattern`` as ECMA-262 as JSON Schema says:
+    there ``$`` is the end of the string. python-jsonschema uses ``re.search``, where
+    ``$`` also matches before a final newline, so it let ``"0\n"`` through a pattern
+    no conforming validator (nor ours) accepts (docs/events.md says so to subscribers).
+    """
     for money_type in (Money, PositiveMoney, NonNegativeMoney):
         adapter = TypeAdapter(money_type)
-        schema = Draft202012Validator(adapter.json_schema(mode="serialization"))
+        schema = jsonschema_rs.Draft202012Validator(adapter.json_schema(mode="serialization"))
         document = {"currency": "EUR", "amount": text}
         try:
             money = adapter.validate_python(document)
