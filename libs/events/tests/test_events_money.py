@@ -7,7 +7,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 import jsonschema_rs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -275,6 +275,7 @@ amount_texts = st.from_regex(r"-?[0-9]{1,16}(\.[0-9]{1,3})?", fullmatch=True) | 
 
 
 @given(amount_texts)
+@example("0\n")  # once drawn at random: passed python-jsonschema, refused by the validator
 def test_the_json_schemas_agree_with_the_validators(text: str) -> None:
     """What we write passes the published schema, and what passes it we read.
 
