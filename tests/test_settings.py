@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dunning_runtime.settings import (
     SERVICE_ORDER,
@@ -120,6 +121,15 @@ def test_base_port_moves_every_default_port(monkeypatch: pytest.MonkeyPatch) -> 
     assert ports == [9001, 9002, 9003, 9004]
     monkeypatch.setenv("DUNNING_PORT", "7000")
     assert load_settings("invoice-svc").port == 7000
+
+
+def test_a_malformed_key_pair_is_refused_without_quoting_the_key() -> None:
+    # A tenant forgotten before its key: the message start-up prints must not hold the key.
+    with pytest.raises(ValidationError) as refused:
+        ServiceSettings(service_name="x", api_keys="acme:k1, sk-live-4f9a")
+    [error] = refused.value.errors()
+    assert "tenant:key pairs separated by commas; pair 2 is not" in error["msg"]
+    assert "sk-live" not in error["msg"]
 
 
 def test_admin_key_is_a_secret_compared_in_constant_time() -> None:

@@ -251,13 +251,16 @@ class ServiceSettings(BaseSettings):
 def tenant_pairs(value: str, shape: str) -> list[tuple[str, str]]:
     """``a:1, b:2`` as ``[("a", "1"), ("b", "2")]``; ValueError naming ``shape`` otherwise.
 
-    The form of every per-tenant setting (``DUNNING_API_KEYS``, invoice-svc's grace days).
+    The form of every per-tenant setting (``DUNNING_API_KEYS``, invoice-svc's grace days,
+    notify-svc's webhook keys). The value may hold ':' after the first one. A malformed
+    pair is named by its position, never quoted: its value may be a secret.
     """
     pairs = []
-    for pair in filter(None, (part.strip() for part in value.split(","))):
+    parts = filter(None, (part.strip() for part in value.split(",")))
+    for number, pair in enumerate(parts, start=1):
         left, sep, right = pair.partition(":")
         if not sep or not left.strip() or not right.strip():
-            raise ValueError(f"expected {shape} pairs separated by commas, got {pair!r}")
+            raise ValueError(f"expected {shape} pairs separated by commas; pair {number} is not")
         pairs.append((left.strip(), right.strip()))
     return pairs
 
