@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from dunning_runtime.settings import ServiceSettings
+from dunning_runtime.settings import ServiceSettings, tenant_pairs
 
 
 class NotifySettings(ServiceSettings):
@@ -106,14 +106,7 @@ class NotifySettings(ServiceSettings):
         if not isinstance(value, str):
             return value
         secrets: dict[str, str] = {}
-        for pair in filter(None, (part.strip() for part in value.split(","))):
-            tenant, _, secret = pair.partition(":")
-            tenant, secret = tenant.strip(), secret.strip()
-            if not tenant or not secret:
-                raise ValueError(
-                    "expected tenant:secret pairs separated by commas, "
-                    f"got one starting {pair[:12]!r}"
-                )
+        for tenant, secret in tenant_pairs(value, "tenant:secret"):
             if tenant in secrets:
                 raise ValueError(f"tenant {tenant!r} has two secrets; give it one")
             secrets[tenant] = secret
