@@ -436,3 +436,17 @@ def test_bad_webhook_secrets_stop_the_service_naming_the_problem(value: str, wor
 
     with pytest.raises(ValidationError, match=words):
         PaymentSettings(service_name="payment-svc", webhook_secrets=value)
+
+
+def test_a_malformed_webhook_secret_is_not_quoted_in_the_error() -> None:
+    from pydantic import ValidationError
+
+    from payment_svc.settings import PaymentSettings
+
+    # The tenant forgotten, or the provider: start-up prints the message, not the secret.
+    for value in ("whsec_live_0123456789ab", "acme:whsec_live_0123456789ab"):
+        with pytest.raises(ValidationError) as refused:
+            PaymentSettings(service_name="payment-svc", webhook_secrets=value)
+        [error] = refused.value.errors()
+        assert "tenant:provider:secret" in error["msg"]
+        assert "whsec_live" not in error["msg"]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from dunning_runtime.settings import ServiceSettings
+from dunning_runtime.settings import ServiceSettings, tenant_pairs
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -43,14 +43,14 @@ class PaymentSettings(ServiceSettings):
             return value
         parsed: dict[str, dict[str, list[str]]] = {}
         owners: dict[tuple[str, str], str] = {}
-        for triple in filter(None, (part.strip() for part in value.split(","))):
-            tenant, _, rest = triple.partition(":")
+        for tenant, rest in tenant_pairs(value, "tenant:provider:secret"):
             provider, _, secret = rest.partition(":")
-            tenant, provider, secret = tenant.strip(), provider.strip(), secret.strip()
-            if not tenant or not provider or not secret:
+            provider, secret = provider.strip(), secret.strip()
+            if not provider or not secret:
+                # Named by its tenant, never quoted: the rest is a secret.
                 raise ValueError(
-                    "expected tenant:provider:secret triples separated by commas, "
-                    f"got one starting {triple[:20]!r}"
+                    f"expected tenant:provider:secret; the one for {tenant!r} lacks a "
+                    "provider or a secret"
                 )
             if not _TENANT.match(tenant):
                 raise ValueError(f"tenant {tenant!r} is not a valid tenant name")
