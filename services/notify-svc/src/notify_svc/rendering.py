@@ -305,8 +305,8 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "company_name": "Accounts Receivable",
     "email": None,
     "phone": None,
-    "payment_instructions": "Please transfer the amount to the bank account shown on the invoice, "
-    "quoting the invoice number.",
+    # What GET /v1/profile shows; a notice takes the instructions of its own language.
+    "payment_instructions": phrases("en")["payment_instructions"],
     "payment_link": None,
     "webhook_url": None,
 }
