@@ -191,28 +191,29 @@ def _template() -> str:
     return storage.dumps(account.state_json())
 
 
+def _due_row(i: int, state: str) -> dict[str, Any]:
+    """The stored row of swept account ``i``: the template's state, its timer an hour ago."""
+    return {
+        "tenant": "sweep",
+        "account_id": f"S-{i:07d}",
+        "segment": "standard",
+        "stage": "overdue_1",
+        "policy_version": 0,
+        "paused": False,
+        "written_off": False,
+        "overdue_e4": 12_500_000,
+        "oldest_due_date": date(2026, 2, 20),
+        "next_action_at": NOW - timedelta(hours=1),
+        "last_contact_at": NOW - timedelta(days=7),
+        "state": state,
+        "updated_at": NOW,
+    }
+
+
 async def _sweep(runtime: _Runtime, accounts: int) -> dict[str, float]:
     state = _template()
-    due = NOW - timedelta(hours=1)
     for start in range(0, accounts, INSERT_BATCH):
-        rows = [
-            {
-                "tenant": "sweep",
-                "account_id": f"S-{i:07d}",
-                "segment": "standard",
-                "stage": "overdue_1",
-                "policy_version": 0,
-                "paused": False,
-                "written_off": False,
-                "overdue_e4": 12_500_000,
-                "oldest_due_date": date(2026, 2, 20),
-                "next_action_at": due,
-                "last_contact_at": NOW - timedelta(days=7),
-                "state": state,
-                "updated_at": NOW,
-            }
-            for i in range(start, min(accounts, start + INSERT_BATCH))
-        ]
+        rows = [_due_row(i, state) for i in range(start, min(accounts, start + INSERT_BATCH))]
         async with runtime.database.transaction() as session:
             await session.execute(insert(storage.accounts), rows)
     heap.settle()
@@ -230,17 +231,7 @@ async def _sweep(runtime: _Runtime, accounts: int) -> dict[str, float]:
 
 def _sweep_cpu(outbox: Outbox, repeat: int = 5_000) -> dict[str, float]:
     """The sweep's per-account work without IO, best of three rounds (see the docstring)."""
-    row = SimpleNamespace(
-        tenant="sweep",
-        account_id="S-0000001",
-        segment="standard",
-        stage="overdue_1",
-        policy_version=0,
-        written_off=False,
-        last_contact_at=NOW - timedelta(days=7),
-        next_action_at=NOW - timedelta(hours=1),
-        state=_template(),
-    )
+    row = SimpleNamespace(**_due_row(1, _template()))  # as the database hands it back
     policies, scope = Policies({}, {}), Scope("sweep", NOW, outbox, "/dunning-svc")
     work = Work(row.tenant, row.account_id, Tick())
 
