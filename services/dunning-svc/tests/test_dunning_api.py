@@ -42,7 +42,16 @@ async def test_promise_to_pay_pauses_and_refuses_what_the_rules_refuse(
     assert response.status_code == 201, response.text
     state = response.json()
     assert state["paused"] and state["pause_reason"].startswith("promise to pay PTP-1")
-    assert state["promise"]["date"] == "2026-03-20"
+    # Typed, in the contract's terms: decimal strings with a currency, no internal keys.
+    promise = state["promise"]
+    assert promise == {
+        "promise_id": "PTP-1",
+        "amount": {"currency": "EUR", "amount": "500.00"},
+        "promised_date": "2026-03-20",
+        "recorded_at": promise["recorded_at"],
+        "amount_received": {"currency": "EUR", "amount": "0.00"},
+    }
+    assert datetime.fromisoformat(promise["recorded_at"]).tzinfo is not None
     # The same request again is a replay; another promise is a conflict.
     again = await client.post(url, json=body, headers={**ACME, "Idempotency-Key": "k1"})
     assert again.status_code == 200 and again.json() == state
@@ -93,7 +102,7 @@ async def test_plan_pause_resume_handoff_write_off(client, dunning_settings) -> 
         ],
     }
     response = await client.post(f"{base}/payment-plan", json=plan, headers=ACME)
-    assert response.status_code == 201 and response.json()["plan"]["id"] == "PLAN-1"
+    assert response.status_code == 201 and response.json()["plan"]["plan_id"] == "PLAN-1"
     assert (
         await client.post(f"{base}/payment-plan", json=plan | {"plan_id": "PLAN-2"}, headers=ACME)
     ).status_code == 409
@@ -264,3 +273,39 @@ async def test_unknown_accounts_are_404(client, path: str) -> None:
 async def test_admin_routes_need_the_admin_key(client) -> None:
     assert (await client.post("/v1/admin/tick", headers=ACME)).status_code == 403
     assert (await client.post("/v1/admin/tick", headers=ADMIN)).status_code == 200
+
+
+async def test_the_account_shows_its_promise_and_plan_typed_with_what_has_arrived(
+    client, dunning_settings
+) -> None:
+    """Promise and plan read as the contract writes amounts (decimal strings with a
+    currency) and say how far the customer has got: the installments paid so far."""
+    await seeded(client, dunning_settings, "ACME-42")
+    base = "/v1/accounts/ACME-42"
+    plan = {
+        "plan_id": "PLAN-1",
+        "currency": "EUR",
+        "installments": [
+            {"due_date": "2026-03-15", "amount": "600.00"},
+            {"due_date": "2026-04-15", "amount": "650.00"},
+        ],
+    }
+    agreed = await client.post(f"{base}/payment-plan", json=plan, headers=ACME)
+    assert agreed.status_code == 201, agreed.text
+    shown = agreed.json()["plan"]
+    assert [(i["due_date"], i["amount"], i["paid"]) for i in shown["installments"]] == [
+        ("2026-03-15", {"currency": "EUR", "amount": "600.00"}, False),
+        ("2026-04-15", {"currency": "EUR", "amount": "650.00"}, False),
+    ]
+    assert shown["currency"] == "EUR" and shown["amount_received"]["amount"] == "0.00"
+    after = datetime.fromisoformat(shown["agreed_at"]).replace(hour=23)
+    await publish(dunning_settings, paid("P-1", ("INV-ACME-42", "600.00"), at=after))
+
+    async def first_paid() -> bool:
+        current = (await account(client))["plan"]
+        return current is not None and current["installments"][0]["paid"]
+
+    await until(first_paid, what="the first installment shown as paid")
+    current = (await account(client))["plan"]
+    assert [i["paid"] for i in current["installments"]] == [True, False]
+    assert current["amount_received"] == {"currency": "EUR", "amount": "600.00"}

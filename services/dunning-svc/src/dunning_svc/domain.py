@@ -919,6 +919,38 @@ def _check_plan(
             return
 
 
+def promise_received(account: Account) -> int:
+    """Minor units received in the promise's currency since it was recorded (0 without one)."""
+    if account.promise is None:
+        return 0
+    return _received_since(account, account.promise["cur"], account.promise["since"])
+
+
+def plan_received(account: Account) -> int:
+    """Minor units received in the plan's currency since it was agreed (0 without one)."""
+    if account.plan is None:
+        return 0
+    return _received_since(account, account.plan["cur"], account.plan["since"])
+
+
+def plan_installments(account: Account) -> list[tuple[date, int, bool]]:
+    """The running plan's installments as ``(due_date, minor amount, paid)``, in order.
+
+    Payments since the plan was agreed pay its installments oldest first, as the plan
+    check counts them: an installment is paid once everything due up to it has arrived.
+    """
+    plan = account.plan
+    if plan is None:
+        return []
+    received = plan_received(account)
+    rows: list[tuple[date, int, bool]] = []
+    required = 0
+    for due, amount in plan["inst"]:
+        required += amount
+        rows.append((date.fromisoformat(due), amount, received >= required))
+    return rows
+
+
 def _received_since(account: Account, currency: str, since: str) -> int:
     start = datetime.fromisoformat(since)
     return sum(

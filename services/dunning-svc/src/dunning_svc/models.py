@@ -166,6 +166,40 @@ class NoticeInvoiceOut(BaseModel):
     kind: str
 
 
+class PromiseOut(BaseModel):
+    """The promise to pay the account is keeping to, as a collector recorded it."""
+
+    promise_id: str
+    amount: Money = Field(description="What was promised.")
+    promised_date: date
+    recorded_at: datetime
+    amount_received: Money = Field(
+        description="Paid in the promise's currency since it was recorded; the promise is "
+        "kept once this reaches the amount."
+    )
+
+
+class InstallmentOut(BaseModel):
+    """One installment of the running payment plan."""
+
+    due_date: date
+    amount: Money
+    paid: bool = Field(
+        description="Everything due up to and including this installment has arrived "
+        "(payments since the plan was agreed count oldest installment first)."
+    )
+
+
+class PlanOut(BaseModel):
+    """The payment plan that replaces the ladder while its installments are met."""
+
+    plan_id: str
+    currency: str
+    agreed_at: datetime
+    installments: list[InstallmentOut]
+    amount_received: Money = Field(description="Paid in the plan's currency since it was agreed.")
+
+
 class AccountOut(BaseModel):
     """Where an account stands."""
 
@@ -182,8 +216,8 @@ class AccountOut(BaseModel):
     oldest_days_past_due: int
     paused: bool
     pause_reason: str | None
-    promise: dict[str, Any] | None
-    plan: dict[str, Any] | None
+    promise: PromiseOut | None
+    plan: PlanOut | None
     credit_hold: bool
     handoff: Literal["awaiting_approval", "requested"] | None
     written_off: bool

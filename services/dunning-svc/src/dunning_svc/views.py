@@ -7,7 +7,12 @@ from decimal import Decimal
 
 from dunning_events import Contact, Money
 from dunning_events.money import from_minor
-from dunning_svc.domain import Account
+from dunning_svc.domain import (
+    Account,
+    plan_installments,
+    plan_received,
+    promise_received,
+)
 from dunning_svc.models import (
     AccountOut,
     AgingAccount,
@@ -15,7 +20,10 @@ from dunning_svc.models import (
     AgingReport,
     DsoFigure,
     DsoReport,
+    InstallmentOut,
     NoticeInvoiceOut,
+    PlanOut,
+    PromiseOut,
 )
 
 
@@ -42,8 +50,8 @@ def account_view(account: Account, now: datetime) -> AccountOut:
         oldest_days_past_due=account.oldest_days_past_due(today),
         paused=account.paused,
         pause_reason=account.pause_reason,
-        promise=account.promise,
-        plan=account.plan,
+        promise=_promise_view(account),
+        plan=_plan_view(account),
         credit_hold=account.credit_hold,
         handoff=account.handoff,
         written_off=account.written_off,
@@ -69,6 +77,43 @@ def account_view(account: Account, now: datetime) -> AccountOut:
             )
             for i in open_
         ],
+    )
+
+
+def _one(minor: int, currency: str) -> Money:
+    return Money(amount=from_minor(minor, currency), currency=currency)
+
+
+def _promise_view(account: Account) -> PromiseOut | None:
+    promise = account.promise
+    if promise is None:
+        return None
+    currency = promise["cur"]
+    return PromiseOut(
+        promise_id=promise["id"],
+        amount=_one(promise["amount"], currency),
+        promised_date=date.fromisoformat(promise["date"]),
+        recorded_at=datetime.fromisoformat(promise["since"]),
+        amount_received=_one(promise_received(account), currency),
+    )
+
+
+def _plan_view(account: Account) -> PlanOut | None:
+    plan = account.plan
+    if plan is None:
+        return None
+    currency = plan["cur"]
+    installments = plan_installments(account)
+    received = plan_received(account)
+    return PlanOut(
+        plan_id=plan["id"],
+        currency=currency,
+        agreed_at=datetime.fromisoformat(plan["since"]),
+        installments=[
+            InstallmentOut(due_date=due, amount=_one(amount, currency), paid=paid)
+            for due, amount, paid in installments
+        ],
+        amount_received=_one(received, currency),
     )
 
 
