@@ -177,6 +177,8 @@ async def test_policies_are_versioned_data(client, dunning_settings) -> None:
     response = await client.put("/v1/policies/standard", json=broken, headers=ACME)
     assert response.status_code == 422, response.text
     assert "days_past_due must increase" in response.text
+    # Named like every other 422: the step and its field, not the whole body.
+    assert fields(response) == ["body.steps[1].days_past_due"]
     assert (
         await client.put("/v1/policies/standard", json={**policy, "bogus": 1}, headers=ACME)
     ).status_code == 422

@@ -536,3 +536,57 @@ def test_a_policy_round_trips_through_yaml() -> None:
 
     text = yaml.safe_dump(STANDARD.model_dump(mode="json"))
     assert load_yaml(text) == STANDARD
+
+
+_EMAIL = {"channels": ["email"]}
+
+
+@pytest.mark.parametrize(
+    ("steps", "contact_from", "field"),
+    [
+        (
+            [
+                {"stage": "a", "days_past_due": 5, **_EMAIL},
+                {"stage": "b", "days_past_due": 5, **_EMAIL},
+            ],
+            "a",
+            "steps[1].days_past_due",
+        ),
+        (
+            [
+                {"stage": "a", "days_past_due": 5, **_EMAIL},
+                {"stage": "a", "days_past_due": 6, **_EMAIL},
+            ],
+            "a",
+            "steps[1].stage",
+        ),
+        (
+            [
+                {"stage": "a", "days_past_due": 5, **_EMAIL},
+                {"stage": "r", "days_before_due": 3, **_EMAIL},
+            ],
+            "a",
+            "steps[1].days_before_due",
+        ),
+        (
+            [
+                {"stage": "a", "days_past_due": 5, "actions": ["handoff"]},
+                {"stage": "b", "days_past_due": 9, **_EMAIL},
+            ],
+            "a",
+            "steps[0].actions",
+        ),
+        ([{"stage": "r", "days_before_due": 3, **_EMAIL}], "r", "steps"),
+        ([{"stage": "a", "days_past_due": 5, **_EMAIL}], "zz", "escalation_contact.from_stage"),
+    ],
+)
+def test_a_refused_ladder_names_the_step_and_field(
+    steps: list[dict[str, object]], contact_from: str, field: str
+) -> None:
+    from dunning_runtime.problems import validation_errors
+
+    data = STANDARD.model_dump(mode="json")
+    data.update(steps=steps, escalation_contact={"from_stage": contact_from})
+    with pytest.raises(ValidationError) as info:
+        Policy.model_validate(data)
+    assert [e["field"] for e in validation_errors(info.value.errors())] == [field]

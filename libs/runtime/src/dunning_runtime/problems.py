@@ -118,11 +118,26 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def validation_errors(errors: Any) -> list[dict[str, Any]]:
-    """pydantic errors as ``{"field", "message", "type"}`` entries."""
+    """pydantic errors as ``{"field", "message", "type"}`` entries.
+
+    A model validator that refuses the whole model can name the field it means by
+    raising a ``ValueError`` with a ``loc`` tuple (say ``("steps", 3, "days_past_due")``):
+    it is appended to the model's own location, so the 422 names that field.
+    """
     return [
-        {"field": field_path(err["loc"]), "message": err["msg"], "type": err["type"]}
+        {
+            "field": field_path((*err["loc"], *_inner_loc(err))),
+            "message": err["msg"],
+            "type": err["type"],
+        }
         for err in errors
     ]
+
+
+def _inner_loc(error: Any) -> tuple[Any, ...]:
+    cause = (error.get("ctx") or {}).get("error")
+    loc = getattr(cause, "loc", ())
+    return tuple(loc) if isinstance(loc, tuple | list) else ()
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "BusinessHours",
     "EscalationContact",
     "Fee",
+    "LadderError",
     "Policy",
     "Step",
     "shipped_policy",
@@ -41,6 +42,16 @@ Action = Literal["call_task", "credit_hold", "handoff"]
 CURRENT = "current"
 
 _PLAIN_AMOUNT = r"^[0-9]{1,12}(\.[0-9]{1,4})?$"
+
+
+class LadderError(ValueError):
+    """A refusal of the policy as a whole that names where in it the fault is
+    (``("steps", 3, "days_past_due")``): the 422 then points at that step's field, as
+    other validation errors point at theirs (``dunning_runtime.problems`` reads ``loc``)."""
+
+    def __init__(self, message: str, *loc: str | int) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class _Strict(BaseModel):
@@ -200,24 +211,33 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _a_ladder(self) -> Self:
-        stages = [s.stage for s in self.steps]
-        if len(set(stages)) != len(stages):
-            raise ValueError("every step needs its own stage")
-        reminders = [i for i, s in enumerate(self.steps) if s.days_before_due is not None]
-        if reminders and reminders != [0]:
-            raise ValueError("at most one reminder before the due date, as the first step")
-        days = [s.days_past_due for s in self.steps if s.days_past_due is not None]
-        if not days:
-            raise ValueError("a policy needs at least one step by days_past_due")
-        if any(b <= a for a, b in itertools.pairwise(days)):
-            raise ValueError("days_past_due must increase from step to step")
-        handoffs = [i for i, s in enumerate(self.steps) if "handoff" in s.actions]
-        if handoffs and handoffs != [len(self.steps) - 1]:
-            raise ValueError("a handoff can only be the last step")
-        if self.escalation_contact.from_stage not in stages:
-            raise ValueError(
+        seen: set[str] = set()
+        for index, step in enumerate(self.steps):
+            if step.stage in seen:
+                raise LadderError("every step needs its own stage", "steps", index, "stage")
+            seen.add(step.stage)
+            if step.days_before_due is not None and index != 0:
+                raise LadderError(
+                    "at most one reminder before the due date, as the first step",
+                    *("steps", index, "days_before_due"),
+                )
+        by_days = [(i, d) for i, s in enumerate(self.steps) if (d := s.days_past_due) is not None]
+        if not by_days:
+            raise LadderError("a policy needs at least one step by days_past_due", "steps")
+        for (_, before), (index, days) in itertools.pairwise(by_days):
+            if days <= before:
+                raise LadderError(
+                    f"days_past_due must increase from step to step ({days} after {before})",
+                    *("steps", index, "days_past_due"),
+                )
+        for index, step in enumerate(self.steps[:-1]):
+            if "handoff" in step.actions:
+                raise LadderError("a handoff can only be the last step", "steps", index, "actions")
+        if self.escalation_contact.from_stage not in seen:
+            raise LadderError(
                 f"escalation_contact.from_stage {self.escalation_contact.from_stage!r} "
-                "is not a stage of this policy"
+                "is not a stage of this policy",
+                *("escalation_contact", "from_stage"),
             )
         return self
 
