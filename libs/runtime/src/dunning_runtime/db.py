@@ -108,13 +108,18 @@ def _sqlite_close(dbapi_conn: Any) -> None:
     dbapi_conn.close()
 
 
+#: How long a SQLite statement waits for another connection's write lock before it fails:
+#: long enough to ride out any transaction of ours, so "busy" means something is wrong.
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 

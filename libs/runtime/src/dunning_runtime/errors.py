@@ -102,6 +102,9 @@ def _transient_one(error: BaseException) -> bool:
         "SerializationError",
         "DeadlockDetectedError",
         "TooManyConnectionsError",
+        # A connection that broke in the middle of a query (a server restart) can leave
+        # asyncpg's protocol unable to go on: "cannot switch to state 12".
+        "InternalClientError",
     }
 
 

@@ -10,8 +10,11 @@ In this order, for each HTTP request:
    else ``DEFAULT_BODY_LIMIT``): a larger ``Content-Length`` is a 413 at once,
    and a body streamed without one is cut off with a 413 as soon as it passes
    the limit.
-3. An unexpected exception is a problem+json 500 carrying an ``error_id`` that
-   the log line (with its traceback) carries too.
+3. A database or broker that is away (``errors.is_transient``: a restart, a
+   refused connection, a failover) is a temporary condition: a problem+json 503
+   with ``Retry-After``, logged as a warning without a traceback. Any other
+   unexpected exception is a problem+json 500 carrying an ``error_id`` that the
+   log line (with its traceback) carries too.
 
 Every response gets ``X-Content-Type-Options: nosniff``; ``/v1`` responses
 (which carry tenant data such as contact emails) get ``Cache-Control: no-store``.
@@ -27,6 +30,7 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dunning_runtime.errors import is_transient
 from dunning_runtime.problems import PROBLEM_JSON, Problem
 from dunning_runtime.settings import ServiceSettings
 
@@ -36,6 +40,11 @@ log = logging.getLogger(__name__)
 DEFAULT_BODY_LIMIT = 256 * 1024
 
 ADMIN_PREFIX = "/v1/admin"
+
+#: Seconds a client should wait before retrying when a backend is away: a database
+#: restart or failover takes a few seconds, and the request is safe to repeat (every POST
+#: is idempotent).
+UNAVAILABLE_RETRY_AFTER_S = 2
 _TEMPLATE_PARAMETER = re.compile(r"\{[^/{}]+\}")
 
 
@@ -205,6 +214,19 @@ class RequestGuards:
         except Exception as exc:
             if answered:
                 return  # the app failed on the cut-off body; the 413 is already sent
+            if is_transient(exc):
+                log.warning(
+                    "%s: %s %s answered 503, a backend is away (%s: %s)",
+                    self.service,
+                    scope.get("method", ""),
+                    path,
+                    type(exc).__name__,
+                    exc,
+                )
+                if started:
+                    raise
+                await _send_problem(send, _unavailable(), path, extra_headers)
+                return
             error_id = uuid.uuid4().hex
             log.error(
                 "%s: unexpected error %s on %s %s",
@@ -227,6 +249,17 @@ class RequestGuards:
     def _signed(self, path: str) -> bool:
         """Whether ``path`` authenticates itself (``ServiceSpec.signed_prefixes``)."""
         return any(path.startswith(prefix) for prefix in self.signed_prefixes)
+
+
+def _unavailable() -> Problem:
+    return Problem(
+        503,
+        "The service's database or event bus is unreachable for the moment. Retry the "
+        "request after Retry-After seconds: every POST is idempotent, so a retry with the "
+        "same id or Idempotency-Key never applies it twice.",
+        type_="service-unavailable",
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+    )
 
 
 def _headers(scope: Scope) -> dict[str, str]:
