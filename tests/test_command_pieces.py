@@ -14,6 +14,7 @@ from sqlalchemy import func, insert, select
 
 from dunning_runtime import idempotency
 from dunning_runtime.db import Database
+from dunning_runtime.liveness import Liveness
 from dunning_runtime.locks import (
     MAX_ACCOUNT_LOCKS,
     account_lock_id,
@@ -170,28 +171,72 @@ def test_the_fingerprint_reads_json_by_content() -> None:
 
 async def test_a_claimed_key_is_replayed_refused_or_taken_over(database: Database) -> None:
     now = datetime.now(UTC)
-    async with database.transaction() as session:
-        assert await idempotency.claim(session, "acme", "k", "h1", now) is None
-    async with database.transaction() as session:
-        with pytest.raises(Problem) as busy:
-            await idempotency.claim(session, "acme", "k", "h1", now)
-    assert (busy.value.status, busy.value.type.rsplit("/", 1)[1]) == (409, "idempotency-key-in-use")
-    # A claim whose request died is taken over once it is old enough.
-    later = now + idempotency.CLAIM_TIMEOUT + timedelta(seconds=1)
-    async with database.transaction() as session:
-        assert await idempotency.claim(session, "acme", "k", "h1", later) is None
-        await idempotency.remember(session, "acme", "k", 201, {"id": 1})
-    async with database.transaction() as session:
-        stored = await idempotency.claim(session, "acme", "k", "h1", later)
-        assert stored == idempotency.StoredResponse(201, {"id": 1})
-        with pytest.raises(Problem) as reused:
-            await idempotency.claim(session, "acme", "k", "h2", later)
-    assert reused.value.type.endswith("idempotency-key-reused")
-    # Released claims free their key; keys are per tenant.
-    async with database.transaction() as session:
-        assert await idempotency.claim(session, "globex", "k", "h2", later) is None
-        await idempotency.release(session, "globex", "k")
-        assert await idempotency.claim(session, "globex", "k", "h3", later) is None
+    first, second = Liveness(database, "pieces"), Liveness(database, "pieces")
+    await first.start()
+    await second.start()
+    try:
+        async with database.transaction() as session:
+            assert await idempotency.claim(session, "acme", "k", "h1", now, first) is None
+        # However old, a claim whose instance is alive is in use, for it and for others.
+        much_later = now + idempotency.CLAIM_TIMEOUT * 10
+        for asking in (first, second):
+            async with database.transaction() as session:
+                with pytest.raises(Problem) as busy:
+                    await idempotency.claim(session, "acme", "k", "h1", much_later, asking)
+            assert (busy.value.status, busy.value.type.rsplit("/", 1)[1]) == (
+                409,
+                "idempotency-key-in-use",
+            )
+            assert busy.value.headers == {"Retry-After": "1"}
+        # Its instance gone, the claim is taken over at once, not after a timeout.
+        await first.close()
+        async with database.transaction() as session:
+            assert await idempotency.claim(session, "acme", "k", "h1", now, second) is None
+            await idempotency.remember(session, "acme", "k", 201, {"id": 1})
+        async with database.transaction() as session:
+            stored = await idempotency.claim(session, "acme", "k", "h1", now, second)
+            assert stored == idempotency.StoredResponse(201, {"id": 1})
+            with pytest.raises(Problem) as reused:
+                await idempotency.claim(session, "acme", "k", "h2", now, second)
+        assert reused.value.type.endswith("idempotency-key-reused")
+        # Released claims free their key; keys are per tenant.
+        async with database.transaction() as session:
+            assert await idempotency.claim(session, "globex", "k", "h2", now, second) is None
+            await idempotency.release(session, "globex", "k")
+            assert await idempotency.claim(session, "globex", "k", "h3", now, second) is None
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_claim_without_an_owner_is_taken_over_after_the_timeout(
+    database: Database,
+) -> None:
+    """Claims written before owners were recorded fall back to the old timeout."""
+    now = datetime.now(UTC)
+    liveness = Liveness(database, "pieces")
+    await liveness.start()
+    try:
+        async with database.transaction() as session:
+            await session.execute(
+                insert(idempotency_keys).values(
+                    tenant="acme",
+                    key="old",
+                    request_hash="h1",
+                    status_code=0,
+                    response={},
+                    created_at=now,
+                    owner=None,
+                )
+            )
+        async with database.transaction() as session:
+            with pytest.raises(Problem):
+                await idempotency.claim(session, "acme", "old", "h1", now, liveness)
+        later = now + idempotency.CLAIM_TIMEOUT + timedelta(seconds=1)
+        async with database.transaction() as session:
+            assert await idempotency.claim(session, "acme", "old", "h1", later, liveness) is None
+    finally:
+        await liveness.close()
 
 
 async def test_purge_forgets_keys_older_than_the_window_a_batch_at_a_time(

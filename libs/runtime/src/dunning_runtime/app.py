@@ -40,6 +40,7 @@ from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
 from dunning_runtime.http_guards import RequestGuards
 from dunning_runtime.idempotency import IdempotencyMiddleware
+from dunning_runtime.liveness import Liveness
 from dunning_runtime.openapi import install_openapi
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.problems import Problem, install_problem_handlers
@@ -103,6 +104,8 @@ class Runtime:
     outbox: Outbox
     relay: OutboxRelay
     supervisor: Supervisor
+    #: This process's lock: claims (relay lease, Idempotency-Keys) name it as their owner.
+    liveness: Liveness
     consumers: list[EventConsumer] = field(default_factory=list)
 
     @property
@@ -212,20 +215,28 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
     clock: Clock = ManualClock() if settings.clock is ClockKind.MANUAL else SystemClock()
     database = Database(settings.effective_database_url, schema=settings.effective_schema)
     bus = create_bus(settings)
+    liveness = Liveness(database, spec.name)
     try:
         await database.migrate(spec.versions)
+        await liveness.start()
         await bus.start()
         if spec.produces:
             await bus.ensure_topics(spec.produces)
     except BaseException:
-        await _close(spec.name, bus, database)
+        await _close(spec.name, bus, database, liveness)
         raise
     outbox = Outbox()
     relay = OutboxRelay(
-        database, bus, outbox, service=spec.name, retry_max_s=settings.consumer_retry_max_s
+        database,
+        bus,
+        outbox,
+        service=spec.name,
+        retry_max_s=settings.consumer_retry_max_s,
+        liveness=liveness,
     )
     supervisor = Supervisor(spec.name)
-    runtime = Runtime(spec, settings, clock, database, bus, outbox, relay, supervisor)
+    runtime = Runtime(spec, settings, clock, database, bus, outbox, relay, supervisor, liveness)
+    supervisor.start(f"{spec.name}-liveness", liveness.keep)
     supervisor.start(f"{spec.name}-relay", relay.run)
     for factory in spec.subscriptions:
         subscription = factory(runtime)
@@ -260,11 +271,12 @@ async def stop_runtime(runtime: Runtime) -> None:
     await runtime.supervisor.stop(STOP_TASKS_TIMEOUT_S)
     await _bounded(name, "the last outbox flush", runtime.relay.flush(), FINAL_FLUSH_TIMEOUT_S)
     await _bounded(name, "releasing the relay lease", runtime.relay.release_lease(), 0.5)
-    await _close(name, runtime.bus, runtime.database)
+    await _close(name, runtime.bus, runtime.database, runtime.liveness)
 
 
-async def _close(service: str, bus: Bus, database: Database) -> None:
+async def _close(service: str, bus: Bus, database: Database, liveness: Liveness) -> None:
     await _bounded(service, "closing the bus", bus.close(), CLOSE_TIMEOUT_S)
+    await _bounded(service, "releasing the liveness lock", liveness.close(), CLOSE_TIMEOUT_S)
     await _bounded(service, "closing the database", database.dispose(), CLOSE_TIMEOUT_S)
 
 

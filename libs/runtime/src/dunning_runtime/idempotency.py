@@ -10,7 +10,10 @@ remembered per tenant under that key:
 - the same key with another request is a 409 ``idempotency-key-reused``;
 - the same key while the first request still runs is a 409
   ``idempotency-key-in-use`` with ``Retry-After``;
-- a request that ends in an error stores nothing, so a retry runs again.
+- a request that ends in an error stores nothing, so a retry runs again;
+- a claim left by a process that died in the middle of the request (SIGKILL, OOM)
+  is free at once: each claim names the instance that holds it, and the key is
+  "in use" only while that instance is alive (``dunning_runtime.liveness``).
 
 Keys are kept ``DUNNING_IDEMPOTENCY_RETENTION_HOURS`` (``purge``), counted in wall-clock
 time, not by a service's manual clock.
@@ -38,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dunning_runtime.auth import tenant_of
 from dunning_runtime.db import Database
+from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import idempotency_keys
 from dunning_runtime.problems import PROBLEM_JSON, Problem
 
@@ -47,9 +51,11 @@ T = TypeVar("T")
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
-#: A claim older than this belongs to a request that died (a crash, a timeout): the
-#: next request with its key takes it over instead of waiting for it forever.
+#: A claim without an owner (made before owners were recorded) older than this belongs
+#: to a request that died: the next request with its key takes it over.
 CLAIM_TIMEOUT = timedelta(seconds=60)
+#: While a live request holds the key: the claim is checked again at every retry.
+IN_USE_RETRY_AFTER_S = 1
 _IN_PROGRESS = 0  # status_code of a claimed key whose request has not finished
 
 
@@ -124,11 +130,17 @@ class StoredResponse:
 
 
 async def claim(
-    session: AsyncSession, tenant: str, key: str, fingerprint: str, now: datetime
+    session: AsyncSession,
+    tenant: str,
+    key: str,
+    fingerprint: str,
+    now: datetime,
+    liveness: Liveness,
 ) -> StoredResponse | None:
     """Claim ``key`` for a request (None), or the response stored for it earlier.
 
-    A 409 problem if the key belongs to another request or its request still runs.
+    A 409 problem if the key belongs to another request, or its request still runs in
+    a live instance; a claim whose instance is gone is taken over.
     """
     row = (
         (
@@ -150,6 +162,7 @@ async def claim(
                 status_code=_IN_PROGRESS,
                 response={},
                 created_at=now,
+                owner=liveness.instance_id,
             )
         )
         return None
@@ -161,22 +174,43 @@ async def claim(
         )
     if row["status_code"] != _IN_PROGRESS:
         return StoredResponse(row["status_code"], row["response"])
-    created = row["created_at"]
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    if now - created < CLAIM_TIMEOUT:
+    if await _still_running(row, now, liveness):
         raise Problem(
             409,
             f"A request with this {HEADER} is still being processed; retry shortly.",
             type_="idempotency-key-in-use",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": str(IN_USE_RETRY_AFTER_S)},
         )
-    await session.execute(
+    taken = await session.execute(
         update(idempotency_keys)
-        .where(idempotency_keys.c.tenant == tenant, idempotency_keys.c.key == key)
-        .values(created_at=now)
+        .where(
+            idempotency_keys.c.tenant == tenant,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.status_code == _IN_PROGRESS,
+            idempotency_keys.c.created_at == row["created_at"],
+        )
+        .values(created_at=now, owner=liveness.instance_id)
     )
+    if not taken.rowcount:  # type: ignore[attr-defined]
+        # Another retry took it over (or it finished) between our read and write.
+        raise Problem(
+            409,
+            f"A request with this {HEADER} is still being processed; retry shortly.",
+            type_="idempotency-key-in-use",
+            headers={"Retry-After": str(IN_USE_RETRY_AFTER_S)},
+        )
     return None
+
+
+async def _still_running(row: Any, now: datetime, liveness: Liveness) -> bool:
+    """Whether the request holding an unfinished claim may still be running."""
+    owner = row["owner"]
+    if owner is not None:
+        return await liveness.alive(owner)
+    created = row["created_at"]
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return bool(now - created < CLAIM_TIMEOUT)
 
 
 async def remember(
@@ -249,7 +283,9 @@ class IdempotencyMiddleware:
         body = await _read_body(receive)
         if body is None:
             return  # the client went away
-        await self._handle(scope, receive, send, runtime.database, tenant, key, body)
+        await self._handle(
+            scope, receive, send, runtime.database, runtime.liveness, tenant, key, body
+        )
 
     async def _handle(
         self,
@@ -257,6 +293,7 @@ class IdempotencyMiddleware:
         receive: Receive,
         send: Send,
         database: Database,
+        liveness: Liveness,
         tenant: str,
         key: str,
         body: bytes,
@@ -268,7 +305,7 @@ class IdempotencyMiddleware:
         try:
 
             async def take(session: AsyncSession) -> StoredResponse | None:
-                return await claim(session, tenant, key, fingerprint, now)
+                return await claim(session, tenant, key, fingerprint, now, liveness)
 
             stored = await in_transaction(database, take)
         except Problem as problem:

@@ -64,4 +64,7 @@ idempotency_keys = Table(
     Column("response", JSON, nullable=False),
     # Wall-clock time of the first request; retention purges by it (messaging_0004).
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    # The instance (``Liveness.instance_id``) whose request holds an unfinished claim
+    # (messaging_0005); null on claims made before owners were recorded.
+    Column("owner", String(64), nullable=True),
 )

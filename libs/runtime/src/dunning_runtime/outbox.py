@@ -6,7 +6,8 @@ If the process dies between commit and publish, the rows are still there and
 the next relay publishes them: at-least-once, made idempotent by the inbox.
 
 Order: the relay publishes one service's rows in id order, one batch at a time,
-and only one relay per service is active (a lease row), so one key's events
+and only one relay per service is active (a lease row, taken over at once when the
+process holding it is gone: ``dunning_runtime.liveness``), so one key's events
 reach the bus in the order they were written. Rows are deleted once published,
 so a late-committing transaction is never skipped: its rows are simply picked
 up by a later pass.
@@ -33,6 +34,7 @@ from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
+from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
 from dunning_runtime.telemetry import current_trace_headers
 
@@ -115,6 +117,7 @@ class OutboxRelay:
         poll_interval_s: float = 1.0,
         lease_s: float = 15.0,
         retry_max_s: float = 300.0,
+        liveness: Liveness | None = None,
     ) -> None:
         self.database = database
         self.bus = bus
@@ -124,7 +127,9 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self.lease = timedelta(seconds=lease_s)
         self.retry_max_s = retry_max_s
-        self.owner = str(uuid.uuid4())
+        #: Without a liveness check, a dead instance's lease holds until it expires.
+        self.liveness = liveness
+        self.owner = liveness.instance_id if liveness is not None else str(uuid.uuid4())
         self.outage = Outage(f"{service} relay", log)
         self._flush_lock = asyncio.Lock()
 
@@ -194,8 +199,43 @@ class OutboxRelay:
         return len(rows)
 
     async def _hold_lease(self) -> bool:
-        """Take or renew the relay lease; wall-clock time, since leases are about liveness."""
+        """Take or renew the relay lease, or take it over from an instance that is gone.
+
+        The lease's expiry is wall-clock time and only the fallback: a restarted
+        instance takes over at once what its dead predecessor held, instead of
+        stalling every event of the service until the lease runs out.
+        """
         now = datetime.now(UTC)
+        if await self._take_or_renew(now):
+            return True
+        if self.liveness is None:
+            return False
+        async with self.database.sessions() as session:
+            holder = (
+                await session.execute(
+                    select(relay_lease.c.owner).where(relay_lease.c.name == "outbox")
+                )
+            ).scalar_one_or_none()
+            await session.rollback()
+        if holder is None:
+            return await self._take_or_renew(now)  # released in between
+        if await self.liveness.alive(holder):
+            return False
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                update(relay_lease)
+                .where(relay_lease.c.name == "outbox", relay_lease.c.owner == holder)
+                .values(owner=self.owner, expires_at=now + self.lease)
+            )
+        if result.rowcount:  # type: ignore[attr-defined]
+            log.info(
+                "%s: took over the relay lease of instance %s, which is gone", self.service, holder
+            )
+            return True
+        return False
+
+    async def _take_or_renew(self, now: datetime) -> bool:
+        """Renew our lease or take an expired or free one; False while another holds it."""
         async with self.database.transaction() as session:
             result = await session.execute(
                 update(relay_lease)
