@@ -127,6 +127,26 @@ async def test_manual_clock_moves_forward_only(client: httpx.AsyncClient) -> Non
     assert tick.json()["now"] == "2030-01-15T08:00:00Z"
 
 
+async def test_a_restarted_service_goes_on_at_the_manual_clocks_time(settings_factory) -> None:
+    """The manual clock's instant is kept in the service's database: a restart in the
+    middle of a simulation neither falls back to the wall clock nor refuses to go on."""
+    settings = settings_factory(INVOICE.name, clock="manual")
+    async with running(create_app(INVOICE, settings)) as http:
+        moved = await http.put(
+            "/v1/admin/clock", json={"now": "2031-06-01T09:00:00Z"}, headers=ADMIN
+        )
+        assert moved.status_code == 200
+    async with running(create_app(INVOICE, settings)) as http:
+        now = (await http.get("/v1/admin/clock", headers=ADMIN)).json()["now"]
+        assert now == "2031-06-01T09:00:00Z"
+        back = await http.put(
+            "/v1/admin/clock", json={"now": "2031-05-01T00:00:00Z"}, headers=ADMIN
+        )
+        problem(back, 409)
+        on = await http.put("/v1/admin/clock", json={"now": "2031-06-02T09:00:00Z"}, headers=ADMIN)
+        assert on.status_code == 200 and on.json()["now"] == "2031-06-02T09:00:00Z"
+
+
 @pytest.mark.parametrize("now", ["2030-01-15T09:00:00", 1519, 1.5e9, True])
 async def test_invalid_clock_body_is_a_422_naming_the_field(
     client: httpx.AsyncClient, now: object

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, field_validator
 
-from dunning_runtime import heap, housekeeping
+from dunning_runtime import clock_store, heap, housekeeping
 from dunning_runtime.auth import Admin
 from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import Bus
@@ -218,6 +218,8 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
     liveness = Liveness(database, spec.name)
     try:
         await database.migrate(spec.versions)
+        if isinstance(clock, ManualClock) and (stored := await clock_store.load(database)):
+            clock.set(stored)  # a restart goes on at the simulated time
         await liveness.start()
         await bus.start()
         if spec.produces:
@@ -376,10 +378,16 @@ def _admin_router() -> APIRouter:
 
     @router.put("/clock", summary="Move the manual clock forward (backwards is a 409)")
     async def set_clock(body: ClockBody, request: Request, _admin: Admin) -> dict[str, datetime]:
-        clock = runtime_of(request).clock
+        runtime = runtime_of(request)
+        clock = runtime.clock
         assert isinstance(clock, ManualClock)
         try:
-            return {"now": clock.set(body.now)}
+            # Under the clock's lock: a concurrent set or tick sees one order of instants,
+            # and the stored instant is the clock's.
+            async with clock.lock:
+                now = clock.set(body.now)
+                await clock_store.save(runtime.database, now)
+            return {"now": now}
         except ClockWentBackwards as exc:
             raise Problem(409, str(exc), type_="clock-went-backwards") from exc
         except ClockOutOfRange as exc:  # the body's validator already refuses these

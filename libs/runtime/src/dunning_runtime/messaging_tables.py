@@ -68,3 +68,12 @@ idempotency_keys = Table(
     # (messaging_0005); null on claims made before owners were recorded.
     Column("owner", String(64), nullable=True),
 )
+
+# The manual clock's instant (DUNNING_CLOCK=manual), so a restarted service goes on at
+# the simulated time instead of the wall clock (messaging_0006). One row.
+manual_clock = Table(
+    "manual_clock",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("now", DateTime(timezone=True), nullable=False),
+)
