@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import func, select
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from dunning_runtime import logs
 from dunning_runtime.db import Database, utc
@@ -84,13 +85,15 @@ class RequestTimer:
     The template comes from the route Starlette matched (``scope["route"]``, set as the
     request is routed), so ``/v1/invoices/inv-1`` counts as ``/v1/invoices/{invoice_id}``
     and the label set stays small. A request refused before routing (no key, too large)
-    is matched against the app's routes here; one no route matches is ``unmatched``.
+    is matched against the app's documented paths here; one no route matches is
+    ``unmatched``.
     It also names the service in the request's log lines (``logs.SERVICE``).
     """
 
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app = app
         self.service = service
+        self._templates: list[tuple[re.Pattern[str], str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Time one HTTP request (other scopes pass through)."""
@@ -111,21 +114,24 @@ class RequestTimer:
             await self.app(scope, receive, timed_send)
         finally:
             HTTP_REQUEST_DURATION.labels(
-                self.service, scope["method"], route_template(scope), str(status)
+                self.service, scope["method"], self.template(scope), str(status)
             ).observe(time.perf_counter() - began)
 
-
-def route_template(scope: Scope) -> str:
-    """The path template of the route that served (or would have served) ``scope``."""
-    route = scope.get("route")
-    if route is None and "app" in scope:
-        # Refused before routing: find the route (rare, so the scan costs nothing).
-        for candidate in getattr(scope["app"], "routes", ()):
-            match, _ = candidate.matches(scope)
-            if match is not Match.NONE:
-                route = candidate
-                break
-    return str(getattr(route, "path", None) or "unmatched")
+    def template(self, scope: Scope) -> str:
+        """The path template of the route that served (or would have served) ``scope``."""
+        route = scope.get("route")
+        if route is not None:
+            return str(getattr(route, "path", "unmatched"))
+        # Refused before routing (no key, too large): match the documented paths (rare).
+        if self._templates is None:
+            paths = scope["app"].openapi().get("paths", {}) if "app" in scope else {}
+            # Literal segments before parameters: /v1/invoices/batch, not /{invoice_id}.
+            ordered = sorted(paths, key=lambda p: p.count("{"))
+            self._templates = [(compile_path(p)[0], p) for p in ordered]
+        for pattern, template in self._templates:
+            if pattern.match(scope["path"]):
+                return template
+        return "unmatched"
 
 
 class ScrapeRefresh:
