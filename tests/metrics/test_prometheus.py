@@ -99,28 +99,28 @@ async def test_prometheus_reads_http_events_lag_backlog_and_accounts(
             assert (await invoices.get("/v1/invoices/NOPE", headers=ACME)).status_code == 404
 
             # HTTP latency by route template and status.
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_http_request_duration_seconds_count{job="invoice-svc",service="invoice-svc",'
                 'method="POST",route="/v1/invoices",status="201"}',
                 equals(before["posted"] + 3),
             )
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_http_request_duration_seconds_count{job="invoice-svc",service="invoice-svc",'
                 'method="GET",route="/v1/invoices/{invoice_id}",status="404"}',
                 equals(before["missing"] + 1),
             )
             # Events published by invoice-svc's relay and applied by dunning-svc.
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 f'dunning_events_published_total{{job="invoice-svc",service="invoice-svc",topic="{topics.INVOICES}"}}',
                 equals(before["published"] + 3),
             )
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_events_consumed_total{job="dunning-svc",service="dunning-svc",group="dunning-svc",'
                 f'topic="{topics.INVOICES}",outcome="applied"}}',
                 equals(before["consumed"] + 3),
             )
             # Lag on every partition of the topic, all caught up.
-            lag = await prometheus.wait_for_series(
+            lag = await prometheus.wait_for_series_async(
                 'dunning_consumer_lag{job="dunning-svc",service="dunning-svc",group="dunning-svc",'
                 f'topic="{topics.INVOICES}"}}',
                 lambda s: len(s) == 8 and sum(x.value for x in s) == 0,
@@ -128,31 +128,31 @@ async def test_prometheus_reads_http_events_lag_backlog_and_accounts(
             assert {x.labels["partition"] for x in lag} == {str(p) for p in range(8)}
             assert {x.labels["job"] for x in lag} == {"dunning-svc"}
             # Nothing left in invoice-svc's outbox.
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_outbox_backlog{job="invoice-svc",service="invoice-svc"}', equals(0)
             )
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_outbox_oldest_age_seconds{job="invoice-svc",service="invoice-svc"}',
                 equals(0),
             )
             # The business gauges: three accounts in current, their balance not yet aged.
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_accounts{job="dunning-svc",tenant="acme",stage="current",segment="standard"}',
                 equals(3),
             )
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_open_balance{job="dunning-svc",tenant="acme",currency="EUR"}',
                 equals(1350.5),
             )
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_aging_balance{job="dunning-svc",tenant="acme",currency="EUR",bucket="current"}',
                 equals(1350.5),
             )
-            await prometheus.wait_for_series(
+            await prometheus.wait_for_series_async(
                 'dunning_overdue_balance{job="dunning-svc",tenant="acme",currency="EUR"}', equals(0)
             )
             # A PromQL aggregation over the scraped series works like any other.
-            total = await prometheus.query(
+            total = await prometheus.query_async(
                 'sum by (stage) (dunning_accounts{job="dunning-svc",tenant="acme"})'
             )
             assert [(s.labels, s.value) for s in total] == [({"stage": "current"}, 3.0)]
