@@ -3,6 +3,8 @@ outbox, request durations by route template (on whichever backends the run uses)
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,10 +15,13 @@ from dunning_events import topics
 from dunning_runtime.app import create_app
 from dunning_runtime.auth import Tenant
 from dunning_runtime.bus import create_bus
+from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
 from dunning_runtime.messaging_tables import outbox
-from dunning_runtime.metrics import consumer_lag, outbox_backlog
+from dunning_runtime.metrics import ScrapeRefresh, consumer_lag, outbox_backlog
 from tests.bus.test_bus_port import drain
+from tests.bus.test_dead_letter import read_dlq, run_until, setup
+from tests.support import ledger
 from tests.support.events import message, overdue
 from tests.support.fixtures import ledger_spec, running
 
@@ -120,3 +125,63 @@ async def test_request_duration_is_labelled_by_route_template_and_status(
     assert 'dunning_outbox_backlog{service="ledger-svc"} 0.0' in scraped
     lag = 'dunning_consumer_lag{group="ledger",partition="0",service="ledger-svc",topic="invoices"}'
     assert f"{lag} 0.0" in scraped
+
+
+async def test_a_dead_lettered_event_is_counted_for_its_service_group_and_topic(
+    settings_factory,
+) -> None:
+    _settings, database, bus = await setup(settings_factory)
+    labels = {"service": "ledger-svc", "group": "ledger", "topic": topics.INVOICES}
+    dead_before = REGISTRY.get_sample_value("dunning_events_dead_lettered_total", labels) or 0
+    applied = {**labels, "outcome": "applied"}
+    applied_before = REGISTRY.get_sample_value("dunning_events_consumed_total", applied) or 0
+    poison = replace(message(overdue("acc-1", 2)), value=b'{"account_id": 42}')
+    await bus.publish([message(overdue("acc-1", 1)), poison])
+    consumer = EventConsumer(
+        bus,
+        database,
+        Subscription("ledger", (topics.INVOICES,), ledger.apply_event),
+        service="ledger-svc",
+    )
+    try:
+        await run_until(consumer, database, 1)
+        await read_dlq(bus, 1)
+    finally:
+        await bus.close()
+        await database.dispose()
+    dead = REGISTRY.get_sample_value("dunning_events_dead_lettered_total", labels) or 0
+    assert dead - dead_before == 1
+    assert (REGISTRY.get_sample_value("dunning_events_consumed_total", applied) or 0) == (
+        applied_before + 1
+    )
+
+
+async def test_a_scrape_waits_for_one_refresh_at_most_its_bound() -> None:
+    release = asyncio.Event()
+    runs = 0
+
+    async def slow() -> None:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+
+    refresh = ScrapeRefresh(slow, name="test", timeout_s=0.05, min_interval_s=60)
+    # The refresh is stuck: each scrape returns after its bound, and joins the same run.
+    await refresh()
+    await asyncio.gather(refresh(), refresh())
+    assert runs == 1
+    release.set()
+    await refresh()  # joins the run under way until it ends
+    # Fresh within min_interval_s: a scrape storm starts nothing more.
+    await asyncio.gather(*(refresh() for _ in range(10)))
+    assert runs == 1
+    await refresh.close()
+
+
+async def test_a_failing_refresh_keeps_the_scrape_answering(caplog) -> None:
+    async def broken() -> None:
+        raise ConnectionError("database away")
+
+    refresh = ScrapeRefresh(broken, name="test-svc")
+    await refresh()
+    assert "test-svc: refreshing metrics failed: ConnectionError: database away" in caplog.text
