@@ -99,9 +99,9 @@ def test_stack_starts_four_services_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert proc.returncode == 0, output
         assert "stopped." in output
         assert "using the development admin key (dev-admin-key)" in output
-        # Each service's log lines name it, so the four are told apart.
+        # Each service's log lines (JSON by default) name it, so the four are told apart.
         for name in ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc"):
-            assert f" {name} INFO" in output, f"no log line names {name}"
+            assert f'"level": "INFO", "service": "{name}"' in output, f"no log line names {name}"
         stored = sorted(p.name for p in tmp_path.glob("*.sqlite"))
         assert stored == [
             "bus.sqlite",

@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events import Envelope, topics
 from dunning_events.topics import dead_letter_topic
 from dunning_runtime.bus import create_bus, partition_for
-from dunning_runtime.consumer import RETRIED, EventConsumer, Subscription
+from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
 from dunning_runtime.errors import EventRejected
+from dunning_runtime.metrics import TRANSIENT_RETRIES
 from tests.bus.test_dead_letter import read_dlq
 from tests.support import ledger
 from tests.support.events import message, overdue
@@ -157,7 +158,7 @@ async def test_database_down_for_10s_under_a_steady_stream_loses_and_dead_letter
     )
     keys, rounds = 20, 60
     published: list[Envelope] = []
-    retries_before = RETRIED.labels("ledger")._value.get()
+    retries_before = TRANSIENT_RETRIES.labels("", "ledger")._value.get()
 
     async def stream() -> None:
         # 20 events every 0.2 s for 12 s: before, during and after the outage.
@@ -199,7 +200,7 @@ async def test_database_down_for_10s_under_a_steady_stream_loses_and_dead_letter
     # One line when an outage began and one when it ended, not one per attempt. Under
     # load the 0.2 s busy timeout also trips on the consumer's own concurrent writers (a
     # blip of its own, reported as one more outage), so count outages, not exact lines.
-    retries = RETRIED.labels("ledger")._value.get() - retries_before
+    retries = TRANSIENT_RETRIES.labels("", "ledger")._value.get() - retries_before
     lines = [r.getMessage() for r in caplog.records if r.name == "dunning_runtime.consumer"]
     began = [line for line in lines if "outage began" in line]
     over = [line for line in lines if "outage over" in line]

@@ -20,13 +20,11 @@ rightly refused with a 422.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import os
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,8 +32,7 @@ from typing import Any
 import httpx
 import jsonschema_rs
 import pytest
-import uvicorn
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -47,6 +44,7 @@ from dunning_runtime.auth import Tenant
 from dunning_runtime.openapi import ADMIN_SCHEME, PROBLEM_SCHEMA, SIGNATURE_SCHEME, TENANT_SCHEME
 from dunning_runtime.stack import SERVICES
 from tests.support.fixtures import backend_name, ledger_spec, running
+from tests.support.serving import serving
 
 #: Test cases per operation and phase; the run stays within a minute or two per service.
 MAX_EXAMPLES = int(os.environ.get("DUNNING_TEST_FUZZ_EXAMPLES", "60"))
@@ -79,31 +77,6 @@ def spec_of(module: str) -> ServiceSpec:
 
 
 SERVICE_PARAMS = [pytest.param(module, id=name) for name, module in SERVICES]
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """``app`` under uvicorn on a free local port, lifespan included; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if task.done():
-                task.result()  # raises what stopped the server
-                raise RuntimeError("uvicorn stopped before it started")
-            assert time.monotonic() < deadline, "the service did not start within 60 s"
-            await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 60)
-        sock.close()
 
 
 def schemathesis_config(tenant_key: str, admin_key: str) -> str:

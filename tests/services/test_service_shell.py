@@ -62,7 +62,7 @@ async def test_health_ready_openapi_and_metrics(client: httpx.AsyncClient) -> No
     assert "/v1/admin/tick" in spec["paths"]
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200
-    assert "dunning_outbox_published_total" in metrics.text
+    assert "dunning_events_published_total" in metrics.text
 
 
 async def test_readyz_is_503_when_the_bus_is_unreachable(client: httpx.AsyncClient) -> None:

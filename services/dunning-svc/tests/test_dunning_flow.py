@@ -106,6 +106,13 @@ async def test_events_in_commands_out_state_and_timeline(client, dunning_setting
     metrics = (await client.get("/metrics")).text
     assert 'dunning_stage_changes_total{segment="standard",to_stage="overdue_1"}' in metrics
     assert 'dunning_commands_total{event_type="NotificationRequested"}' in metrics
+    decided = (
+        'dunning_decisions_total{from_stage="reminder",segment="standard",to_stage="overdue_1"}'
+    )
+    assert decided in metrics
+    # Scraping computed the business gauges from this test's accounts.
+    assert 'dunning_accounts{segment="standard",stage="' in metrics
+    assert 'dunning_open_balance{currency="EUR",tenant="acme"}' in metrics
     # Another tenant's key sees nothing.
     response = await client.get("/v1/accounts/ACME-42", headers=GLOBEX)
     assert response.status_code == 404

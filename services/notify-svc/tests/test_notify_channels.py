@@ -18,6 +18,7 @@ from notify_fixtures import (
     three_invoices,
     until,
 )
+from prometheus_client import REGISTRY
 
 from dunning_events import DunningStageChanged
 from dunning_events.notifications import CollectorTaskCompleted, NotificationSuppressed
@@ -71,9 +72,18 @@ async def test_a_webhook_answered_4xx_fails_at_once(
     assert "404" in body["error"]
 
 
+def metric(name: str, **labels: str) -> float:
+    """A notify-svc metric's value in this process now."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_opted_out_and_unreachable_contacts_are_suppressed_and_published(
     client: httpx.AsyncClient, smtp: SmtpServer, notify_settings: Any
 ) -> None:
+    suppressed_before = {
+        c: metric("dunning_notifications_total", channel=c, outcome="suppressed")
+        for c in ("email", "sms", "webhook")
+    }
     out = await client.post(
         "/v1/contacts/AP@Acme.example/opt-out", json={"reason": "asked by phone"}, headers=ACME
     )
@@ -107,12 +117,22 @@ async def test_opted_out_and_unreachable_contacts_are_suppressed_and_published(
         ("OPT-2", "no_address"),
         ("OPT-4", "no_address"),
     }
+    for channel, before in suppressed_before.items():
+        after = metric("dunning_notifications_total", channel=channel, outcome="suppressed")
+        assert after - before == 1, channel
+    sends_before = metric(
+        "dunning_notification_send_duration_seconds_count", channel="email", outcome="sent"
+    )
     # Back in: the next notice goes out.
     back = await client.post("/v1/contacts/ap@acme.example/opt-in", headers=ACME)
     assert back.json()["opted_out"] == []
     await publish(notify_settings, request(notification_id="OPT-3"))
     assert (await settled(client, "OPT-3"))["status"] == "sent"
     assert len(smtp.messages) == 1
+    sends = metric(
+        "dunning_notification_send_duration_seconds_count", channel="email", outcome="sent"
+    )
+    assert sends - sends_before == 1
     bad = await client.post("/v1/contacts/nobody/opt-out", headers=ACME)
     assert bad.status_code == 422
     wrong = await client.post(

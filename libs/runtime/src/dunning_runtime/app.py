@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, field_validator
 
-from dunning_runtime import clock_store, heap, housekeeping
+from dunning_runtime import clock_store, heap, housekeeping, logs
 from dunning_runtime.auth import Admin
 from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import Bus
@@ -41,6 +40,7 @@ from dunning_runtime.db import Database
 from dunning_runtime.http_guards import RequestGuards
 from dunning_runtime.idempotency import IdempotencyMiddleware
 from dunning_runtime.liveness import Liveness
+from dunning_runtime.metrics import RequestTimer, RuntimeGauges, ScrapeRefresh
 from dunning_runtime.openapi import install_openapi
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.problems import Problem, install_problem_handlers
@@ -69,6 +69,16 @@ class ScheduledJob:
 
 
 @dataclass(frozen=True)
+class ScrapedGauges:
+    """Gauges a service computes from its state when ``/metrics`` is scraped (e.g.
+    dunning-svc's accounts by stage), at most once per ``min_interval_s``."""
+
+    name: str
+    refresh: JobFn
+    min_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """What makes one service: its name, API, migrations, subscriptions and jobs."""
 
@@ -90,6 +100,8 @@ class ServiceSpec:
     #: from a processor that cannot send a Bearer key): the key check lets them through
     #: and the route must verify them.
     signed_prefixes: tuple[str, ...] = ()
+    #: The service's own gauges, refreshed on scrape besides the runtime's (lag, backlog).
+    gauges: Sequence[ScrapedGauges] = ()
 
 
 @dataclass
@@ -107,6 +119,8 @@ class Runtime:
     #: This process's lock: claims (relay lease, Idempotency-Keys) name it as their owner.
     liveness: Liveness
     consumers: list[EventConsumer] = field(default_factory=list)
+    #: What ``/metrics`` refreshes before it answers (runtime gauges, then the service's).
+    scrape: list[ScrapeRefresh] = field(default_factory=list)
 
     @property
     def jobs(self) -> tuple[ScheduledJob, ...]:
@@ -133,10 +147,6 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-#: Every log line names its service, so the four services' lines under ``make run`` differ.
-LOG_FORMAT = "%(asctime)s {service} %(levelname)s %(name)s: %(message)s"
-
-
 def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> FastAPI:
     """Build the FastAPI app of ``spec``; settings default to the environment.
 
@@ -144,9 +154,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     fields then come from the environment or their defaults).
     """
     settings = service_settings(spec, settings)
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT.format(service=spec.name))
-    # Alembic narrates every plugin it loads at INFO; only its warnings help an operator.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.setup_logging(spec.name, settings.log_level, settings.log_format)
     setup_tracing(spec.name, settings.otlp_endpoint)
 
     @contextlib.asynccontextmanager
@@ -178,6 +186,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
         service=spec.name,
         signed_prefixes=spec.signed_prefixes,
     )
+    # Outermost: a request the guards refuse is timed too.
+    app.add_middleware(RequestTimer, service=spec.name)
     app.include_router(_health_router())
     for router in spec.routers:
         app.include_router(router)
@@ -212,6 +222,8 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
     If start-up fails half-way, what was opened is closed again before the error
     propagates, so a failed start leaks no thread or connection either.
     """
+    # The tasks started below inherit it: their log lines name this service.
+    logs.SERVICE.set(spec.name)
     clock: Clock = ManualClock() if settings.clock is ClockKind.MANUAL else SystemClock()
     database = Database(settings.effective_database_url, schema=settings.effective_schema)
     bus = create_bus(settings)
@@ -250,9 +262,11 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
             batch_size=settings.consumer_batch_size,
             concurrency=settings.consumer_concurrency,
             retry_max_s=settings.consumer_retry_max_s,
+            service=spec.name,
         )
         runtime.consumers.append(consumer)
         supervisor.start(subscription.group, consumer.run)
+    runtime.scrape = _scrape_refreshes(runtime)
     if settings.clock is ClockKind.SYSTEM:
         for job in runtime.jobs:
             supervisor.start(job.name, _job_loop(runtime, job))
@@ -270,6 +284,8 @@ async def stop_runtime(runtime: Runtime) -> None:
     because consumers and relay use it until they are gone.
     """
     name = runtime.spec.name
+    for refresh in runtime.scrape:
+        await refresh.close()
     await runtime.supervisor.stop(STOP_TASKS_TIMEOUT_S)
     await _bounded(name, "the last outbox flush", runtime.relay.flush(), FINAL_FLUSH_TIMEOUT_S)
     await _bounded(name, "releasing the relay lease", runtime.relay.release_lease(), 0.5)
@@ -297,6 +313,36 @@ async def _bounded(service: str, step: str, work: Awaitable[object], timeout_s: 
         log.warning("%s: %s failed (%s: %s)", service, step, type(exc).__name__, exc)
         return False
     return True
+
+
+#: How long a scrape waits for the gauges' refresh; then it shows their previous values.
+SCRAPE_REFRESH_TIMEOUT_S = 2.0
+
+
+def _scrape_refreshes(runtime: Runtime) -> list[ScrapeRefresh]:
+    """The runtime's gauges (consumer lag, outbox backlog), then the service's own."""
+    name = runtime.spec.name
+    gauges = RuntimeGauges(
+        name,
+        runtime.bus,
+        runtime.database,
+        lambda: [(c.group, c.subscription.topics) for c in runtime.consumers],
+    )
+    refreshes = [ScrapeRefresh(gauges.refresh, name=name, timeout_s=SCRAPE_REFRESH_TIMEOUT_S)]
+    for own in runtime.spec.gauges:
+
+        def refresh(own: ScrapedGauges = own) -> Awaitable[Any]:
+            return own.refresh(runtime)
+
+        refreshes.append(
+            ScrapeRefresh(
+                refresh,
+                name=f"{name} {own.name}",
+                timeout_s=SCRAPE_REFRESH_TIMEOUT_S,
+                min_interval_s=own.min_interval_s,
+            )
+        )
+    return refreshes
 
 
 def _job_loop(runtime: Runtime, job: ScheduledJob) -> Callable[[], Awaitable[None]]:
@@ -340,7 +386,9 @@ def _health_router() -> APIRouter:
         )
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # Gauges of state (lag, backlog, the service's figures) are read now, bounded.
+        await asyncio.gather(*(refresh() for refresh in runtime_of(request).scrape))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
@@ -435,17 +483,9 @@ def serve(spec: ServiceSpec) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(spec.name),
+        # No config of uvicorn's own: its loggers propagate to ours (logs.setup_logging).
+        log_config=None,
+        access_log=settings.access_log,
         # Our own stop takes a few seconds at most; in-flight requests get this long.
         timeout_graceful_shutdown=10,
     )
-
-
-def uvicorn_log_config(service: str) -> dict[str, Any]:
-    """uvicorn's logging configuration with the service's name in every line."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    for formatter in config["formatters"].values():
-        formatter["fmt"] = f"%(asctime)s {service} " + str(formatter["fmt"])
-    return config

@@ -34,13 +34,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope
 from dunning_events.codec import DecodeError, from_kafka
 from dunning_events.topics import dead_letter_topic
-from dunning_runtime import inbox
+from dunning_runtime import inbox, logs
 from dunning_runtime.bus.port import Bus, BusConsumer, OutgoingMessage, Record, TopicPartition
 from dunning_runtime.db import Database
 from dunning_runtime.errors import (
@@ -51,23 +50,13 @@ from dunning_runtime.errors import (
     raise_if_cancelled,
     transient_retries,
 )
+from dunning_runtime.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, TRANSIENT_RETRIES
 from dunning_runtime.telemetry import consume_span
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
-
-CONSUMED = Counter(
-    "dunning_events_consumed_total",
-    "Events consumed, by outcome (applied, duplicate, dead_lettered)",
-    ["group", "topic", "outcome"],
-)
-RETRIED = Counter(
-    "dunning_consumer_transient_retries_total",
-    "Chunks retried after a transient failure (database or broker away)",
-    ["group"],
-)
 
 #: Longest single wait between two attempts at a chunk during an outage.
 MAX_RETRY_WAIT_S = 5.0
@@ -108,8 +97,11 @@ class EventConsumer:
         retry_backoff_s: float = 0.05,
         concurrency: int = 4,
         retry_max_s: float = 300.0,
+        service: str = "",
     ) -> None:
         self.bus = bus
+        #: The ``service`` label of this consumer's metrics.
+        self.service = service
         self.database = database
         self.subscription = subscription
         self.group = subscription.group
@@ -226,7 +218,7 @@ class EventConsumer:
                 max_s=self.retry_max_s,
                 backoff_s=self.retry_backoff_s,
                 max_wait_s=MAX_RETRY_WAIT_S,
-                on_retry=RETRIED.labels(self.group).inc,
+                on_retry=TRANSIENT_RETRIES.labels(self.service, self.group).inc,
             ):
                 with attempt:
                     raise_if_cancelled()
@@ -311,6 +303,9 @@ class EventConsumer:
             return counts
         batch_handler = self.subscription.batch_handler
         if batch_handler is not None:
+            # Log lines name the chunk's tenant when it has one (each chunk has its own task).
+            tenants = {e.tenant for _, e in fresh}
+            logs.TENANT.set(tenants.pop() if len(tenants) == 1 else None)
             first = fresh[0][0]
             with consume_span(
                 topic,
@@ -326,6 +321,7 @@ class EventConsumer:
         handler = self.subscription.handler
         assert handler is not None  # one of them is set (Subscription checks)
         for record, envelope in fresh:
+            logs.TENANT.set(envelope.tenant)
             with consume_span(
                 record.topic,
                 self.group,
@@ -348,9 +344,9 @@ class EventConsumer:
 
     def _count(self, topic: str, applied: int, duplicates: int) -> None:
         if applied:
-            CONSUMED.labels(self.group, topic, "applied").inc(applied)
+            EVENTS_CONSUMED.labels(self.service, self.group, topic, "applied").inc(applied)
         if duplicates:
-            CONSUMED.labels(self.group, topic, "duplicate").inc(duplicates)
+            EVENTS_CONSUMED.labels(self.service, self.group, topic, "duplicate").inc(duplicates)
 
     async def _apply_alone(self, one: _Decoded) -> None:
         """One event in its own transaction, with ``max_attempts`` quick tries."""
@@ -427,7 +423,8 @@ class EventConsumer:
             attempts,
             reason,
         )
-        CONSUMED.labels(self.group, record.topic, "dead_lettered").inc()
+        EVENTS_CONSUMED.labels(self.service, self.group, record.topic, "dead_lettered").inc()
+        EVENTS_DEAD_LETTERED.labels(self.service, self.group, record.topic).inc()
         try:
             async with self.database.transaction() as session:
                 await inbox.record_dead(session, self.group, event_id, record.topic)

@@ -24,7 +24,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import Counter
 from sqlalchemy import delete, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,13 +35,10 @@ from dunning_runtime.db import Database
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
+from dunning_runtime.metrics import EVENTS_PUBLISHED
 from dunning_runtime.telemetry import current_trace_headers
 
 log = logging.getLogger(__name__)
-
-PUBLISHED = Counter(
-    "dunning_outbox_published_total", "Events published from the outbox", ["service", "topic"]
-)
 
 
 def encode_headers(headers: list[tuple[str, bytes]]) -> str:
@@ -194,8 +190,11 @@ class OutboxRelay:
         )
         async with self.database.transaction() as session:
             await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+        published: dict[str, int] = {}
         for r in rows:
-            PUBLISHED.labels(self.service, r.topic).inc()
+            published[r.topic] = published.get(r.topic, 0) + 1
+        for topic, count in published.items():
+            EVENTS_PUBLISHED.labels(self.service, topic).inc(count)
         return len(rows)
 
     async def _hold_lease(self) -> bool:

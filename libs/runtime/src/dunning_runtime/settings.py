@@ -12,7 +12,7 @@ import hmac
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -163,6 +163,17 @@ class ServiceSettings(BaseSettings):
         description="OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); empty: no export.",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description=(
+            "json: one JSON object per log line (time, level, service, logger, message, "
+            "trace_id, span_id, tenant); text: the same as a line for people."
+        ),
+    )
+    access_log: bool = Field(
+        default=False,
+        description="Log every HTTP request (uvicorn's access log, at INFO); off under load.",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

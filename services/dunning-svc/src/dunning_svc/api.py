@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -65,7 +64,7 @@ from dunning_svc.models import (
 )
 from dunning_svc.policy import SHIPPED_SEGMENTS, Policy, load_policy_json, shipped_policy
 from dunning_svc.storage import accounts, policies, timeline
-from dunning_svc.views import AgingTally, DsoTally, account_view
+from dunning_svc.views import AgingTally, DsoTally, account_view, dso_period_start
 
 #: Parsed policy versions shared by every request of this process.
 BOOK = PolicyBook()
@@ -566,26 +565,6 @@ async def put_policy(
 # -- reports ----------------------------------------------------------------------------------
 
 
-async def _all_accounts(runtime: Runtime, tenant: str) -> AsyncIterator[Account]:
-    """The tenant's accounts, a page at a time (a million accounts are never all in memory)."""
-    after = 0
-    while True:
-        async with runtime.database.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(accounts)
-                    .where(accounts.c.tenant == tenant, accounts.c.seq > after)
-                    .order_by(accounts.c.seq)
-                    .limit(1000)
-                )
-            ).all()
-        for row in rows:
-            yield storage.to_account(row)
-        if len(rows) < 1000:
-            return
-        after = rows[-1].seq
-
-
 @router.get(
     "/reports/aging",
     response_model=AgingReport,
@@ -602,7 +581,7 @@ async def aging_report(
     runtime = runtime_of(request)
     day = as_of or runtime.clock.now().date()
     tally = AgingTally(day, by_account=by_account)
-    async for account in _all_accounts(runtime, tenant):
+    async for account in storage.each_account(runtime.database, tenant):
         tally.add(account)
     return tally.report()
 
@@ -623,10 +602,10 @@ async def dso_report(
     days up to today (UTC)."""
     runtime = runtime_of(request)
     end = period_to or runtime.clock.now().date()
-    start = period_from or date.fromordinal(end.toordinal() - 89)
+    start = period_from or dso_period_start(end)
     if start > end:
         raise field_problem("from must not be after to.", "query.from", "must not be after to")
     tally = DsoTally(start, end)
-    async for account in _all_accounts(runtime, tenant):
+    async for account in storage.each_account(runtime.database, tenant):
         tally.add(account)
     return tally.report()

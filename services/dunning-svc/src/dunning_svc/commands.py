@@ -35,6 +35,11 @@ STAGE_CHANGES = Counter(
     "Accounts moved to a stage of their escalation policy",
     ["segment", "to_stage"],
 )
+DECISIONS = Counter(
+    "dunning_decisions_total",
+    "Stage transitions the engine decided, by segment and stages",
+    ["segment", "from_stage", "to_stage"],
+)
 COMMANDS = Counter(
     "dunning_commands_total", "Events dunning-svc decided to publish", ["event_type"]
 )
@@ -144,7 +149,7 @@ async def process(
     staged: list[Envelope] = []
     command_rows: list[dict[str, Any]] = []  # the timeline row of each staged command
     scopes: dict[str, Scope] = {}
-    emitted: CountOf[tuple[str, str | None, str | None]] = CountOf()
+    emitted: CountOf[tuple[str, str | None, str | None, str | None]] = CountOf()
     for item in work:
         key = (item.tenant, item.account_id)
         account = accounts.get(key)
@@ -167,13 +172,16 @@ async def process(
         staged += [envelope_of(scope, c) for c in commands]
     for command in (e.data for e in staged):
         if isinstance(command, DunningStageChanged):
-            emitted[(command.event_type, command.segment, command.to_stage)] += 1
+            emitted[
+                (command.event_type, command.segment, command.from_stage, command.to_stage)
+            ] += 1
         else:
-            emitted[(command.event_type, None, None)] += 1
-    for (event_type, segment, to_stage), count in emitted.items():
+            emitted[(command.event_type, None, None, None)] += 1
+    for (event_type, segment, from_stage, to_stage), count in emitted.items():
         COMMANDS.labels(event_type).inc(count)
-        if segment is not None and to_stage is not None:
+        if segment is not None and from_stage is not None and to_stage is not None:
             STAGE_CHANGES.labels(segment, to_stage).inc(count)
+            DECISIONS.labels(segment, from_stage, to_stage).inc(count)
     await storage.save_accounts(
         session,
         [(seqs[k], accounts[k], accounts[k].local_today(now)) for k in touched],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
-from dunning_svc import api, consumers, jobs
+from dunning_svc import api, consumers, gauges, jobs
 
 SPEC = ServiceSpec(
     name="dunning-svc",
@@ -23,6 +23,7 @@ SPEC = ServiceSpec(
     routers=(api.router,),
     subscriptions=(consumers.events,),
     jobs=(jobs.TIMERS,),
+    gauges=gauges.GAUGES,
 )
 
 

@@ -11,7 +11,7 @@ The timeline is append-only; policy versions are rows per tenant and segment.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import from_minor
-from dunning_runtime.db import SequenceId, utc
+from dunning_runtime.db import Database, SequenceId, utc
 from dunning_svc.domain import Account
 
 metadata = MetaData()
@@ -212,6 +212,34 @@ async def save_accounts(
                 for a, d in new
             ],
         )
+
+
+async def each_account(database: Database, tenant: str | None = None) -> AsyncIterator[Account]:
+    """Every account (of ``tenant``, or of all tenants), a page of 1,000 at a time in
+    short read sessions: a million accounts are never all in memory."""
+    after = 0
+    while True:
+        query = select(accounts).where(accounts.c.seq > after).order_by(accounts.c.seq)
+        if tenant is not None:
+            query = query.where(accounts.c.tenant == tenant)
+        async with database.sessions() as session:
+            rows = (await session.execute(query.limit(1000))).all()
+        for row in rows:
+            yield to_account(row)
+        if len(rows) < 1000:
+            return
+        after = rows[-1].seq
+
+
+async def accounts_by_stage(session: AsyncSession) -> dict[tuple[str, str, str], int]:
+    """How many accounts each ``(tenant, stage, segment)`` has, in one GROUP BY (the
+    worklist index covers it)."""
+    rows = await session.execute(
+        select(accounts.c.tenant, accounts.c.stage, accounts.c.segment, func.count()).group_by(
+            accounts.c.tenant, accounts.c.stage, accounts.c.segment
+        )
+    )
+    return {(t, st, sg): int(n) for t, st, sg, n in rows}
 
 
 async def due_accounts(session: AsyncSession, now: datetime, limit: int) -> list[Key]:

@@ -174,6 +174,15 @@ class AgingTally:
         return AgingReport(as_of=self.as_of, totals=_buckets(self.totals), accounts=self.lines)
 
 
+#: The period DSO is computed over unless asked otherwise: the last 90 days.
+DSO_DAYS = 90
+
+
+def dso_period_start(end: date) -> date:
+    """The first day of the default DSO period ending on ``end``."""
+    return date.fromordinal(end.toordinal() - (DSO_DAYS - 1))
+
+
 class DsoTally:
     """Standard DSO per currency: receivables open at the end of the period (balances as
     they stood then, ``Account.balance_on``) divided by the credit sales invoiced in the

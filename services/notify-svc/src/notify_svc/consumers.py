@@ -11,6 +11,7 @@ slow or failing provider never holds a partition.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from dunning_runtime.consumer import Subscription
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
 from notify_svc import domain, events, rendering, storage
+from notify_svc.delivery import SENDS
 from notify_svc.settings import NotifySettings
 from notify_svc.storage import account_stages, notifications
 
@@ -105,6 +107,7 @@ async def apply_stage_changes(
             stages[(notice["tenant"], notice["account_id"])]["current_sequence"],
         )
     ]
+    suppressed_on: list[str] = []
     for notice in obsolete:
         current = stages[(notice["tenant"], notice["account_id"])]["current_sequence"]
         detail = (
@@ -126,6 +129,22 @@ async def apply_stage_changes(
             continue
         suppressed = events.suppressed(notice, "obsolete", detail)
         await outbox.add(session, events.envelope(notice["tenant"], suppressed, now, notice))
+        suppressed_on.append(notice["channel"])
+    count_suppressed_on_commit(session, suppressed_on)
+
+
+def count_suppressed_on_commit(session: AsyncSession, channels: list[str]) -> None:
+    """Count notices suppressed on ``channels`` once the transaction commits, so a chunk
+    retried after a failure counts them once."""
+    if not channels:
+        return
+    counts = Counter(channels)
+
+    def count(_session: Any) -> None:
+        for channel, n in counts.items():
+            SENDS.labels(channel, "suppressed").inc(n)
+
+    event.listen(session.sync_session, "after_commit", count, once=True)
 
 
 async def record_requests(
@@ -167,6 +186,7 @@ async def record_requests(
     rows: list[dict[str, Any]] = []
     staged: list[Envelope] = []
     pending = 0
+    suppressed_on: list[str] = []
     for envelope, request in fresh:
         tenant = envelope.tenant
         address = addresses[(tenant, request.notification_id)]
@@ -189,6 +209,7 @@ async def record_requests(
         row = _row(envelope, request, settings, now, address, cc)
         if decision is not None:
             row.update(status="suppressed", reason=decision.reason, error=decision.detail)
+            suppressed_on.append(request.channel)
             staged.append(
                 events.envelope(
                     tenant, events.suppressed(row, decision.reason, decision.detail), now, row
@@ -218,6 +239,7 @@ async def record_requests(
     await session.execute(insert(notifications), rows)
     if staged:
         await outbox.add(session, *staged)
+    count_suppressed_on_commit(session, suppressed_on)
     return pending
 
 

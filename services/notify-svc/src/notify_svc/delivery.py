@@ -34,7 +34,7 @@ from email.utils import formataddr, parseaddr
 from typing import Any
 
 import httpx
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import insert, select
 from sqlalchemy.engine import RowMapping
 from tenacity import (
@@ -68,8 +68,15 @@ log = logging.getLogger(__name__)
 
 SENDS = Counter(
     "dunning_notifications_total",
-    "Notices by channel and outcome (sent, failed, retried, possible_duplicate)",
+    "Notices by channel and outcome (sent, failed, retried, possible_duplicate, suppressed)",
     ["channel", "outcome"],
+)
+SEND_DURATION = Histogram(
+    "dunning_notification_send_duration_seconds",
+    "One attempt to hand a notice to its channel (SMTP server, SMS gateway, webhook), by "
+    "outcome: sent, retried (a temporary failure), failed",
+    ["channel", "outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 
 #: How often the worker looks for due notices when nothing wakes it.
@@ -263,9 +270,14 @@ class Delivery:
     async def _send(
         self, channel: Channel, message: Outgoing, row: RowMapping, attempts: int
     ) -> Any:
+        began = time.perf_counter()
+        outcome = "failed"
         try:
-            return await channel.send(message)
+            receipt = await channel.send(message)
+            outcome = "sent"
+            return receipt
         except TemporaryFailure as exc:
+            outcome = "retried"
             SENDS.labels(row["channel"], "retried").inc()
             log.info("notify-svc: %s attempt %d: %s", row["notification_id"], attempts, exc)
             await self._record_attempt_failed(row, str(exc))
@@ -276,6 +288,8 @@ class Delivery:
             # A channel bug must not look like a send that may have happened.
             await self._record_attempt_failed(row, f"{type(exc).__name__}: {exc}")
             raise PermanentFailure(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            SEND_DURATION.labels(row["channel"], outcome).observe(time.perf_counter() - began)
 
     def _channel(self, name: str, client: httpx.AsyncClient) -> Channel:
         settings = self.settings

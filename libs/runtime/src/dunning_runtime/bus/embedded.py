@@ -342,6 +342,22 @@ class EmbeddedBus:
         await cur.close()
         return {int(p): int(o) for p, o in rows}
 
+    async def committed_offsets(
+        self, group: str, topics: Sequence[str]
+    ) -> dict[TopicPartition, int]:
+        """The next offset ``group`` committed per partition of ``topics`` (for lag)."""
+        if not topics:
+            return {}
+        names = [self.physical(t) for t in topics]
+        cur = await self.conn.execute(
+            "SELECT topic, partition, next_offset FROM group_offsets WHERE group_id = ? "
+            f"AND topic IN ({', '.join('?' for _ in names)})",
+            (self.physical_group(group), *names),
+        )
+        rows = await cur.fetchall()
+        await cur.close()
+        return {(t.removeprefix(self.topic_prefix), int(p)): int(o) for t, p, o in rows}
+
     async def enforce_retention(self) -> int:
         """Delete records older than ``retention_hours`` or beyond ``max_records`` per partition.
 

@@ -160,6 +160,8 @@ class KafkaBus:
         self._producer_lock = asyncio.Lock()
         self._admin: AIOKafkaAdminClient | None = None
         self._admin_lock = asyncio.Lock()
+        self._reader: AIOKafkaConsumer | None = None
+        self._reader_lock = asyncio.Lock()
 
     def physical(self, topic: str) -> str:
         """The broker's name of a logical topic."""
@@ -197,6 +199,7 @@ class KafkaBus:
         admin, self._admin = self._admin, None
         if admin is not None:
             await _close_quietly("the Kafka admin client", admin.close)
+        await self._drop_offset_reader()
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         """One admin client for pings, made on first use and dropped when it fails."""
@@ -220,12 +223,16 @@ class KafkaBus:
             await asyncio.wait_for(admin.describe_cluster(), 5)
         except Exception as exc:
             BROKER.failed(exc)
-            async with self._admin_lock:
-                admin, self._admin = self._admin, None
-            if admin is not None:
-                await _close_quietly("the Kafka admin client", admin.close)
+            await self._drop_admin()
             raise
         BROKER.recovered()
+
+    async def _drop_admin(self) -> None:
+        """Forget the cached admin client (it failed); the next use makes a new one."""
+        async with self._admin_lock:
+            admin, self._admin = self._admin, None
+        if admin is not None:
+            await _close_quietly("the Kafka admin client", admin.close)
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics and their dead-letter topics with the configured partitions."""
@@ -295,20 +302,57 @@ class KafkaBus:
         """A new member of ``group``."""
         return KafkaConsumer(self, self.physical_group(group), [self.physical(t) for t in topics])
 
+    async def _offset_reader(self) -> AIOKafkaConsumer:
+        """One consumer outside any group for reading end offsets (lag is read on every
+        scrape: a new client each time would cost a connection and a metadata round)."""
+        async with self._reader_lock:
+            if self._reader is None:
+                reader = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap, client_id=self.client_id
+                )
+                try:
+                    await _start(reader.start)
+                except BaseException:
+                    await _close_quietly("an offset reader that failed to start", reader.stop)
+                    raise
+                self._reader = reader
+            return self._reader
+
+    async def _drop_offset_reader(self) -> None:
+        async with self._reader_lock:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            await _close_quietly("the Kafka offset reader", reader.stop)
+
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """Next offset per partition of a logical topic (for lag and tests)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        reader = await self._offset_reader()
         try:
-            await _start(consumer.start)
-            parts = consumer.partitions_for_topic(self.physical(topic)) or set()
+            parts = reader.partitions_for_topic(self.physical(topic)) or set()
             if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(self.physical(topic)) or set()
+                await reader._client.force_metadata_update()
+                parts = reader.partitions_for_topic(self.physical(topic)) or set()
             tps = [TopicPartition(self.physical(topic), p) for p in parts]
-            ends = await consumer.end_offsets(tps)
-            return {tp.partition: int(off) for tp, off in ends.items()}
-        finally:
-            await _close_quietly("a Kafka consumer", consumer.stop)
+            ends = await reader.end_offsets(tps) if tps else {}
+        except Exception:
+            await self._drop_offset_reader()  # the next call starts afresh
+            raise
+        return {tp.partition: int(off) for tp, off in ends.items()}
+
+    async def committed_offsets(self, group: str, topics: Sequence[str]) -> dict[TP, int]:
+        """The next offset ``group`` committed per partition of ``topics`` (for lag)."""
+        wanted = {self.physical(t) for t in topics}
+        try:
+            admin = await self._admin_client()
+            offsets = await admin.list_consumer_group_offsets(self.physical_group(group))
+        except Exception:
+            await self._drop_admin()
+            raise
+        return {
+            (tp.topic.removeprefix(self.topic_prefix), tp.partition): int(meta.offset)
+            for tp, meta in offsets.items()
+            if tp.topic in wanted and meta.offset >= 0
+        }
 
     async def enforce_retention(self) -> int:
         """Nothing to do: the broker's own retention (retention.ms/bytes) applies."""

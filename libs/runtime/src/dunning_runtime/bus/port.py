@@ -170,6 +170,13 @@ class Bus(Protocol):
         """Next offset per partition of a logical topic."""
         ...
 
+    async def committed_offsets(
+        self, group: str, topics: Sequence[str]
+    ) -> dict[TopicPartition, int]:
+        """The next offset ``group`` committed per partition of ``topics`` (logical names);
+        partitions it never committed on are left out. With ``end_offsets``, the lag."""
+        ...
+
     async def enforce_retention(self) -> int:
         """Drop records past the retention limits that no group still needs; returns how many.
 
