@@ -14,14 +14,14 @@ from tests.support.smtp import MailServer
 # starts at the wall clock, so dates after it keep every clock moving forward only.
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mail() -> Iterator[MailServer]:
     """A real SMTP server; notify-svc sends every email to it."""
     with MailServer() as server:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory, mail: MailServer) -> Iterator[Platform]:
     """The four services as separate processes on the active backends, manual clock."""
     with Platform(
