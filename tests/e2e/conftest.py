@@ -1,5 +1,6 @@
 """Fixtures of the end-to-end suite: one platform (four OS processes) and one SMTP
-server shared by the scenarios of a module; each scenario uses its own accounts."""
+server shared by every scenario of the run (starting four processes is most of a
+scenario's cost); each scenario uses its own accounts and moves the one clock forward."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
+from tests.e2e.desk import check_every_mail
 from tests.support.platform import Platform
 from tests.support.smtp import MailServer
 
@@ -28,6 +30,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory, mail: MailServer) -> Iter
         tmp_path_factory.mktemp("platform"), env={"DUNNING_SMTP_URL": mail.url}
     ) as running:
         yield running
+        # After every scenario: exactly one mail per notice, over the whole run.
+        check_every_mail(running, mail)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -176,3 +176,24 @@ class Desk:
             assert notice["to"] == self.address(account)
             assert subjects[notice["provider_message_id"]] == notice["subject"]
         return mails
+
+
+def check_every_mail(platform: Platform, mail: MailServer) -> None:
+    """Across the whole run and both tenants: one message at the SMTP server per email
+    notice notify-svc recorded as sent, and no message that is not one of them."""
+    sent: list[str] = []
+    for tenant in ("acme", "globex"):
+        client = platform.client(tenant, "notify-svc")
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"channel": "email", "status": "sent", "limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            page = ok(client.get("/v1/notifications", params=params))
+            sent += [n["provider_message_id"] for n in page["items"] if n["channel"] == "email"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    received = Counter(m.message_id for m in mail.messages)
+    assert all(count == 1 for count in received.values()), received.most_common(3)
+    assert sorted(received) == sorted(sent)

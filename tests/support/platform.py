@@ -426,12 +426,17 @@ class Platform:
 
     # --- logs ----------------------------------------------------------------------------
 
-    def log_tail(self, service: str, lines: int = 80) -> str:
+    def log_tail(self, service: str, lines: int = 60) -> str:
         """The last ``lines`` lines of ``service``'s log."""
         path = self.log_dir / f"{service}.log"
         if not path.exists():
             return f"(no log for {service})"
-        text = path.read_text(errors="replace").splitlines()[-lines:]
+        # The harness's own polling (metrics, pending notices) would drown what matters.
+        text = [
+            line
+            for line in path.read_text(errors="replace").splitlines()
+            if '"GET /metrics' not in line and "/v1/notifications?status=pending" not in line
+        ][-lines:]
         return f"--- {service} log (last {len(text)} lines) ---\n" + "\n".join(text)
 
     def logs(self) -> Iterator[str]:
