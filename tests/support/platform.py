@@ -30,11 +30,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import httpx
 
@@ -42,6 +43,7 @@ from dunning_runtime.stack import SERVICES
 from tests.support.fixtures import BUS_URL, DATABASE_URL, _delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 #: Tenants and their API keys (DUNNING_API_KEYS), and the admin key (DUNNING_ADMIN_KEY).
 TENANT_KEYS = {"acme": "acme-e2e-key", "globex": "globex-e2e-key"}
@@ -175,7 +177,7 @@ class Platform:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_port = free_port_block(len(SERVICES))
         if DATABASE_URL:
-            self.database_url = asyncio.run(_create_database(DATABASE_URL, self.token))
+            self.database_url = _run(_create_database(DATABASE_URL, self.token))
         for name in self.services:
             self._spawn(name)
         try:
@@ -249,9 +251,9 @@ class Platform:
             log.close()
         self._logs.clear()
         if BUS_URL.startswith("kafka"):
-            asyncio.run(_delete_topics(BUS_URL, f"{self.token}."))
+            _run(_delete_topics(BUS_URL, f"{self.token}."))
         if self.database_url:
-            asyncio.run(_drop_database(DATABASE_URL, self.token))
+            _run(_drop_database(DATABASE_URL, self.token))
             self.database_url = ""
 
     def __enter__(self) -> Platform:
@@ -443,6 +445,17 @@ class Platform:
         """Every service's log tail, for a failed test's report."""
         for service in self.services:
             yield self.log_tail(service)
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to completion, also when called from an async test (whose loop is
+    busy in this very thread): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 async def _create_database(url: str, token: str) -> str:
