@@ -134,6 +134,7 @@ class Platform:
         # Counters as they stood at the last restart: a restarted process counts from 0, so
         # the settled check compares what happened since (see ``restart``).
         self._base: dict[str, dict[tuple[str, str, str], float]] = {}
+        self._backlog_exported = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -334,11 +335,13 @@ class Platform:
             response = self._admin(service).post("/v1/admin/tick")
             if response.status_code != 200:
                 raise PlatformError(f"{service}: tick -> {response.status_code}: {response.text}")
-            self.settle(timeout_s=timeout_s)
+            if response.json().get("jobs"):  # a service without scheduled work changed nothing
+                self.settle(timeout_s=timeout_s)
 
     def settle(self, *, timeout_s: float = 60) -> None:
         """Wait (bounded) until the platform is idle: every topic's events consumed by each
-        group that reads it, no outbox backlog, no notice pending, and that twice in a row."""
+        group that reads it, no outbox backlog, no notice pending, and that on several polls
+        in a row."""
         deadline = time.monotonic() + timeout_s
         calm = 0
         previous: object = None
@@ -352,7 +355,9 @@ class Platform:
             state, why = self._idle_state()
             if why == "" and state == previous:
                 calm += 1
-                if calm >= 2:
+                # Without the backlog gauge a committed row may still wait for its relay:
+                # ask for a longer calm then (the relay is woken at commit, so it is short).
+                if calm >= (2 if self._backlog_exported else 3):
                     return
             else:
                 calm = 0
@@ -386,6 +391,9 @@ class Platform:
     def _idle_state(self) -> tuple[object, str]:
         """A snapshot of the counters, and why the platform is busy ('' when idle)."""
         counters = self._counters()
+        self._backlog_exported = all(
+            any(kind == "backlog" for kind, _, _ in mine) for mine in counters.values()
+        )
         published: dict[str, float] = {}
         consumed: dict[tuple[str, str], float] = {}
         busy: list[str] = []
