@@ -69,13 +69,19 @@ def test_partial_payment_keeps_the_ladder_then_full_payment_thanks(
 
 def test_payment_before_its_invoice_pays_it(platform: Platform, mail: MailServer) -> None:
     desk = Desk(platform, mail)
-    # The ERP posts the payment first: it stays unapplied credit on the account ...
+    # The ERP posts the payments first: one unallocated (credit on the account), one
+    # naming an invoice payment-svc does not know yet (held for it) ...
     desk.pay("early", "early-p1", "750.00")
-    # ... and pays the invoice once it is issued.
-    desk.issue("early", "early-1", "750.00")
+    desk.pay(
+        "early", "early-p2", "300.00", allocations=[{"invoice_id": "early-2", "amount": "300.00"}]
+    )
+    # ... and both pay their invoices once issued.
+    desk.issue("early", "early-2", "300.00")
+    desk.issue("early", "early-1", "750.00", due=1)
     platform.settle()
     assert desk.invoice("early-1")["status"] == "paid"
-    desk.advance_to(2)
+    assert desk.invoice("early-2")["status"] == "paid"
+    desk.advance_to(3)
     account = desk.account("early")
     assert account["stage"] == "current"
     assert account["open_balance"] == []

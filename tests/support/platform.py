@@ -160,12 +160,12 @@ class Platform:
             DUNNING_LOG_LEVEL="INFO",
             PYTHONPATH=str(ROOT),
         )
-        if BUS_URL:
+        if BUS_URL.startswith("kafka"):
             env["DUNNING_BUS_URL"] = BUS_URL
             env["DUNNING_TOPIC_PREFIX"] = f"{self.token}."
             # Few partitions: topic creation and group joins dominate a short run on Kafka.
             env["DUNNING_BUS_PARTITIONS"] = "2"
-        else:
+        else:  # the embedded log of this platform alone, whatever the run's own setting
             env["DUNNING_BUS_URL"] = f"embedded:{self.data_dir / 'bus.sqlite'}"
         if self.database_url:
             env["DUNNING_DATABASE_URL"] = self.database_url
@@ -177,7 +177,7 @@ class Platform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_port = free_port_block(len(SERVICES))
-        if DATABASE_URL:
+        if DATABASE_URL.startswith("postgresql"):
             self.database_url = _run(_create_database(DATABASE_URL, self.token))
         for name in self.services:
             self._spawn(name)
