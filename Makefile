@@ -26,6 +26,10 @@ run: install ## Start all four services on embedded defaults (ports DUNNING_BASE
 test: install ## Run the test suite (embedded backends unless DUNNING_BUS_URL/DUNNING_DATABASE_URL say otherwise)
 	@$(UV) run --no-sync pytest $(PYTEST_ARGS)
 
+.PHONY: e2e
+e2e: install ## End-to-end tests only: the four services as processes, a real SMTP server (backend as for `make test`)
+	@$(UV) run --no-sync pytest tests/e2e $(PYTEST_ARGS)
+
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy
 	@$(UV) run --no-sync ruff check .
