@@ -51,7 +51,7 @@ from dunning_runtime.errors import (
     raise_if_cancelled,
     transient_retries,
 )
-from dunning_runtime.telemetry import consume_span
+from dunning_runtime.telemetry import batch_span, consume_span
 
 log = logging.getLogger(__name__)
 
@@ -312,13 +312,15 @@ class EventConsumer:
         batch_handler = self.subscription.batch_handler
         if batch_handler is not None:
             first = fresh[0][0]
-            with consume_span(
+            types = {e.type for _, e in fresh}
+            with batch_span(
                 topic,
                 self.group,
-                first.headers,
+                [r.headers for r, _ in fresh],  # linked, every one
                 **{
                     "messaging.batch.message_count": len(fresh),
                     "messaging.destination.partition.id": str(first.partition),
+                    "cloudevents.event_type": sorted(types),
                 },
             ):
                 await batch_handler(session, [e for _, e in fresh])
