@@ -207,10 +207,12 @@ async def save_accounts(
             update(accounts)
             .where(accounts.c.seq == bindparam("k_seq"))
             .values(
-                {c: bindparam(f"v_{c}") for c in _COLUMNS},
-                last_traceparent=func.coalesce(
-                    bindparam("v_last_traceparent", type_=String), accounts.c.last_traceparent
-                ),
+                {
+                    **{c: bindparam(f"v_{c}") for c in _COLUMNS},
+                    "last_traceparent": func.coalesce(
+                        bindparam("v_last_traceparent", type_=String), accounts.c.last_traceparent
+                    ),
+                }
             ),
             [
                 {
