@@ -55,7 +55,8 @@ run() {
   export STORAGE_TYPE=mem QUERY_PORT="$port" SELF_TRACING_ENABLED=false
   # shellcheck disable=SC2086
   exec java ${ZIPKIN_HEAP_OPTS:--Xms64m -Xmx384m} -XX:+UseSerialGC -jar "$jar" \
-    --armeria.ports[0].ip=127.0.0.1 --spring.main.banner-mode=off
+    --armeria.ports[0].ip=127.0.0.1 --armeria.ports[0].port="$port" --armeria.ports[0].protocols[0]=http \
+    --spring.main.banner-mode=off
 }
 
 case "${1:-}" in
