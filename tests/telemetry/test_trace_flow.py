@@ -25,11 +25,11 @@ from typing import TypeVar
 import httpx
 
 from tests.support.platform import Platform
+from tests.support.smtp import MailServer
 from tests.telemetry.spans import Node, components, personal_attributes
 from tests.telemetry.stores import Stores, running_stores
 
 SERVICES = ["invoice-svc", "payment-svc", "dunning-svc", "notify-svc"]
-ACME = {"Authorization": "Bearer acme-key"}
 CONTACT = {"name": "Dana Fischer", "email": "ap@acme.example", "phone": "+49 30 1234567"}
 INVOICE = {
     "invoice_id": "INV-TRACE-1",
@@ -38,12 +38,13 @@ INVOICE = {
     "contact": CONTACT,
     "currency": "EUR",
     "amount_due": "1250.00",
-    "issue_date": "2026-02-01",
-    "due_date": "2026-03-03",
+    "issue_date": "2027-02-01",
+    "due_date": "2027-03-03",
     "timezone": "Europe/Berlin",
     "locale": "en-GB",
 }
-START = datetime(2026, 3, 1, 9, tzinfo=UTC)
+# After the machine's wall clock: a manual clock starts there and only moves forward.
+START = datetime(2027, 3, 1, 9, tzinfo=UTC)
 T = TypeVar("T")
 
 
@@ -78,30 +79,30 @@ def sent(stores: Stores) -> list[Node] | None:
 
 
 def test_the_erps_post_leads_to_the_notice_sent_after_the_due_date(tmp_path: Path) -> None:
-    with running_stores(tmp_path) as stores:
-        env = {"DUNNING_OTLP_ENDPOINT": stores.otlp_endpoint, "DUNNING_GRACE_DAYS": "0"}
-        with Platform(tmp_path, env=env) as platform:
+    with running_stores(tmp_path) as stores, MailServer() as mail:
+        env = {
+            "DUNNING_OTLP_ENDPOINT": stores.otlp_endpoint,
+            "DUNNING_SMTP_URL": mail.url,
+            "DUNNING_GRACE_DAYS": "0",
+        }
+        with Platform(tmp_path, env=env, start_at=START) as platform:
             sends = _run_the_flow(platform, stores)
             nodes = eventually(lambda: _complete(stores), "the flow's spans in Zipkin")
+        # The notice really went out, to the SMTP server.
+        assert mail.messages_to(CONTACT["email"])
         _check_the_graph(stores, nodes, sends)
 
 
 def _run_the_flow(platform: Platform, stores: Stores) -> list[Node]:
     """Post the invoice and move the clock a day at a time until an overdue notice is
     sent; returns the send spans."""
-    platform.advance(START)
-    response = httpx.post(
-        f"{platform.url('invoice-svc')}/v1/invoices",
-        json=INVOICE,
-        headers={**ACME, "Idempotency-Key": "trace-flow-1"},
-        timeout=30,
+    response = platform.client("acme", "invoice-svc").post(
+        "/v1/invoices", json=INVOICE, headers={"Idempotency-Key": "trace-flow-1"}
     )
     assert response.status_code == 201, response.text
 
     def known() -> bool:
-        found = httpx.get(
-            f"{platform.url('dunning-svc')}/v1/accounts/ACME-TRACE", headers=ACME, timeout=10
-        )
+        found = platform.client("acme", "dunning-svc").get("/v1/accounts/ACME-TRACE")
         return found.status_code == 200 and bool(found.json()["invoices"])
 
     eventually(known, "dunning-svc knows the invoice")
