@@ -8,10 +8,19 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
-from dunning_runtime.telemetry import consume_span, current_trace_headers, setup_tracing
+from dunning_runtime.bus.port import OutgoingMessage
+from dunning_runtime.telemetry import (
+    consume_span,
+    current_trace_headers,
+    publish_spans,
+    setup_tracing,
+    start_clock_span,
+    tracer,
+)
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -88,3 +97,51 @@ def test_an_event_without_trace_context_starts_no_trace_of_its_own_when_tracing_
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "{}"
+
+
+def test_a_producer_span_per_message_names_itself_in_the_header_and_keeps_the_cause() -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("tests", "", exporter=exporter)
+    cause = f"00-{TRACE_ID}-{PARENT_ID}-01".encode()
+    message = OutgoingMessage(
+        "invoices",
+        b"acme:A1",
+        b"{}",
+        [("ce_id", b"evt-1"), ("ce_traceparent", cause), ("traceparent", cause)],
+    )
+    with publish_spans([message]) as [traced]:
+        pass
+    [publish] = [s for s in exporter.get_finished_spans() if s.name == "invoices publish"]
+    assert publish.kind is SpanKind.PRODUCER
+    assert publish.parent is not None and format(publish.parent.span_id, "016x") == PARENT_ID
+    headers = dict(traced.headers)
+    assert headers["ce_traceparent"] == cause  # the event still names what caused it
+    assert headers["traceparent"].decode() == f"00-{TRACE_ID}-{publish.context.span_id:016x}-01"
+    assert publish.attributes is not None
+    assert publish.attributes["messaging.message.id"] == "evt-1"
+
+
+def test_a_failed_publish_marks_its_producer_spans_with_the_error() -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("tests", "", exporter=exporter)
+    message = OutgoingMessage("payments", b"k", b"{}", [("ce_id", b"evt-2")])
+    with pytest.raises(ConnectionError), publish_spans([message]):
+        raise ConnectionError("broker away")
+    [publish] = [s for s in exporter.get_finished_spans() if s.name == "payments publish"]
+    assert publish.status.status_code is StatusCode.ERROR
+    assert publish.end_time is not None
+
+
+def test_clock_work_starts_a_trace_linked_to_the_valid_stored_contexts_only() -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing("tests", "", exporter=exporter)
+    stored = f"00-{TRACE_ID}-{PARENT_ID}-01"
+    with tracer().start_as_current_span("a sweep that happens to run inside a request"):
+        span = start_clock_span("invoice overdue", [stored, stored, None, "junk"], x="1")
+        span.end()
+    [overdue] = [s for s in exporter.get_finished_spans() if s.name == "invoice overdue"]
+    assert overdue.parent is None and format(overdue.context.trace_id, "032x") != TRACE_ID
+    assert [
+        (format(link.context.trace_id, "032x"), format(link.context.span_id, "016x"))
+        for link in overdue.links
+    ] == [(TRACE_ID, PARENT_ID)]

@@ -51,7 +51,7 @@ from dunning_runtime.errors import (
     transient_retries,
 )
 from dunning_runtime.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, TRANSIENT_RETRIES
-from dunning_runtime.telemetry import consume_span
+from dunning_runtime.telemetry import batch_span, consume_span
 
 log = logging.getLogger(__name__)
 
@@ -307,13 +307,15 @@ class EventConsumer:
             tenants = {e.tenant for _, e in fresh}
             logs.TENANT.set(tenants.pop() if len(tenants) == 1 else None)
             first = fresh[0][0]
-            with consume_span(
+            types = {e.type for _, e in fresh}
+            with batch_span(
                 topic,
                 self.group,
-                first.headers,
+                [r.headers for r, _ in fresh],  # linked, every one
                 **{
                     "messaging.batch.message_count": len(fresh),
                     "messaging.destination.partition.id": str(first.partition),
+                    "cloudevents.event_type": sorted(types),
                 },
             ):
                 await batch_handler(session, [e for _, e in fresh])

@@ -36,7 +36,7 @@ from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
 from dunning_runtime.metrics import EVENTS_PUBLISHED
-from dunning_runtime.telemetry import current_trace_headers
+from dunning_runtime.telemetry import current_trace_headers, publish_spans
 
 log = logging.getLogger(__name__)
 
@@ -177,17 +177,18 @@ class OutboxRelay:
             await session.rollback()
         if not rows:
             return 0
-        await self.bus.publish(
-            [
-                OutgoingMessage(
-                    topic=r.topic,
-                    key=bytes(r.key),
-                    value=bytes(r.value),
-                    headers=decode_headers(r.headers),
-                )
-                for r in rows
-            ]
-        )
+        messages = [
+            OutgoingMessage(
+                topic=r.topic,
+                key=bytes(r.key),
+                value=bytes(r.value),
+                headers=decode_headers(r.headers),
+            )
+            for r in rows
+        ]
+        # One producer span per event, in the trace of the span that caused it.
+        with publish_spans(messages) as traced:
+            await self.bus.publish(traced)
         async with self.database.transaction() as session:
             await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
         published: dict[str, int] = {}

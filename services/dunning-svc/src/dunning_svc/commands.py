@@ -6,6 +6,13 @@ them with one query, resolves each account's policy version, folds the inputs in
 order through ``domain.apply`` and ``domain.escalate``, then writes the accounts back
 in one statement, appends the timeline, and stages the commands in the outbox, so a
 decision and what it causes commit together.
+
+Tracing (the shell's part; the core stays free of IO): every fold that emits commands
+gets a ``dunning decision`` span built from what the core returned (the stage before
+and after, the stage change's reason, the policy version), and the commands carry that
+span's context. An event's decision continues the event's trace; a timer's decision
+starts a trace of its own, linked to the account's last input (``last_traceparent``,
+stored with the account), so a notice sent weeks later leads back to its invoice.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,8 +32,17 @@ from dunning_events import DunningStageChanged, Envelope, Event, InvoiceIssued
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.scope import Scope, envelope_of
+from dunning_runtime.telemetry import (
+    context_of,
+    current_traceparent,
+    links_to,
+    start_clock_span,
+    tracer,
+    tracing_enabled,
+    with_trace_of,
+)
 from dunning_svc import domain, storage
-from dunning_svc.domain import Account, Input
+from dunning_svc.domain import Account, Input, Tick
 from dunning_svc.policy import Policy, load_policy_json, shipped_policy
 
 SOURCE = "/dunning-svc"
@@ -98,12 +116,14 @@ class Policies:
 
 @dataclass
 class Work:
-    """One input for one account: an event, a timer or a manual action by ``actor``."""
+    """One input for one account: an event, a timer or a manual action by ``actor``;
+    ``traceparent`` is the trace context it came with (an event's), if any."""
 
     tenant: str
     account_id: str
     input: Input
     actor: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass
@@ -150,6 +170,10 @@ async def process(
     command_rows: list[dict[str, Any]] = []  # the timeline row of each staged command
     scopes: dict[str, Scope] = {}
     emitted: CountOf[tuple[str, str | None, str | None, str | None]] = CountOf()
+    tracing = tracing_enabled()
+    # The trace context of each account's last input (not of its timers), to store.
+    last_inputs: dict[Key, str | None] = {}
+    stored_inputs = await storage.last_traceparents(session, keys) if tracing else {}
     for item in work:
         key = (item.tenant, item.account_id)
         account = accounts.get(key)
@@ -159,17 +183,27 @@ async def process(
                 continue
             account = accounts[key] = Account(item.tenant, item.account_id)
             seqs[key] = None
+        stage_before = account.stage
         commands, rows = fold(account, item, policies, now)
         outcome.commands.append(commands)
         timeline += rows
         touched[key] = None
+        if not isinstance(item.input, Tick):
+            last_inputs[key] = item.traceparent or current_traceparent()
         if not commands:
             continue
         command_rows += rows[len(rows) - len(commands) :]
         scope = scopes.get(item.tenant) or scopes.setdefault(
             item.tenant, scope_for(item.tenant, now, outbox)
         )
-        staged += [envelope_of(scope, c) for c in commands]
+        span = None
+        if tracing:
+            caused_by = last_inputs.get(key) or stored_inputs.get(key)
+            version = policies.resolve(account).version
+            span = _decision_span(item, account, stage_before, version, commands, caused_by)
+        staged += [with_trace_of(envelope_of(scope, c), span) for c in commands]
+        if span is not None:
+            span.end()
     for command in (e.data for e in staged):
         if isinstance(command, DunningStageChanged):
             emitted[
@@ -186,6 +220,7 @@ async def process(
         session,
         [(seqs[k], accounts[k], accounts[k].local_today(now)) for k in touched],
         now,
+        last_inputs,
     )
     if staged:
         messages = await outbox.add(session, *staged)
@@ -230,6 +265,53 @@ def fold(
         for c in commands
     ]
     return commands, rows
+
+
+def _decision_span(
+    item: Work,
+    account: Account,
+    stage_before: str,
+    policy_version: int,
+    commands: Sequence[Event],
+    caused_by: str | None,
+) -> Span:
+    """The span of one decision, from what the core returned; not yet ended.
+
+    An event's decision is the child of the consumer's span when the event is in that
+    span's trace, else of the event's own context (a chunk holds events of many traces),
+    linked to the chunk's span. A timer's decision starts a trace, linked to the
+    account's last input. Attributes hold ids, stages and reasons, never contact data.
+    """
+    changes = [c for c in commands if isinstance(c, DunningStageChanged)]
+    attributes: dict[str, Any] = {
+        "dunning.tenant": account.tenant,
+        "dunning.account_id": account.account_id,
+        "dunning.stage.from": stage_before,
+        "dunning.stage.to": account.stage,
+        "dunning.reason": changes[-1].reason if changes else _summary(commands[0]),
+        "dunning.policy_version": policy_version,
+        "dunning.input": _input_name(item.input),
+        "dunning.commands": [_summary(c) for c in commands],
+    }
+    if isinstance(item.input, Tick):
+        return start_clock_span("dunning decision", [caused_by], **attributes)
+    current = trace.get_current_span()
+    parent = context_of(item.traceparent)
+    own = trace.get_current_span(parent).get_span_context()
+    if not own.is_valid or own.trace_id == current.get_span_context().trace_id:
+        return tracer().start_span("dunning decision", attributes=attributes)
+    return tracer().start_span(
+        "dunning decision",
+        context=parent,
+        links=links_to([current_traceparent()]),
+        attributes=attributes,
+    )
+
+
+def _input_name(value: Input) -> str:
+    if isinstance(value, Event):
+        return value.event_type
+    return type(value).__name__
 
 
 def _summary(event: Event) -> str:

@@ -26,7 +26,7 @@ async def apply_events(
     session: AsyncSession, runtime: Runtime, book: PolicyBook, envelopes: Sequence[Envelope]
 ) -> None:
     """Fold a chunk of events into their accounts at the service's clock."""
-    work = [Work(e.tenant, e.data.account_id, e.data) for e in envelopes]
+    work = [Work(e.tenant, e.data.account_id, e.data, traceparent=e.traceparent) for e in envelopes]
     await process(session, runtime.outbox, book, work, runtime.clock.now())
 
 

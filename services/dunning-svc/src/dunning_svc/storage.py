@@ -11,7 +11,7 @@ The timeline is append-only; policy versions are rows per tenant and segment.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -63,6 +63,9 @@ accounts = Table(
     Column("last_contact_at", DateTime(timezone=True)),
     Column("state", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The W3C traceparent of the account's last input (event or action): a timer's
+    # decision starts a trace of its own and links to it (docs/observability.md).
+    Column("last_traceparent", String(100)),
     UniqueConstraint("tenant", "account_id", name="uq_accounts_tenant_account"),
     Index("ix_accounts_next_action", "next_action_at"),
     Index("ix_accounts_worklist", "tenant", "stage", "segment"),
@@ -190,17 +193,33 @@ async def save_accounts(
     session: AsyncSession,
     changed: Sequence[tuple[int | None, Account, date]],
     now: datetime,
+    last_traceparents: Mapping[Key, str | None] | None = None,
 ) -> None:
-    """Write accounts back: one UPDATE for the known rows, one INSERT for the new ones."""
+    """Write accounts back: one UPDATE for the known rows, one INSERT for the new ones.
+
+    ``last_traceparents`` holds the trace context of the accounts' latest inputs; an
+    account not in it (a timer's run) keeps the one it has."""
+    traceparents = last_traceparents or {}
     known = [(seq, a, d) for seq, a, d in changed if seq is not None]
     new = [(a, d) for seq, a, d in changed if seq is None]
     if known:
         await session.execute(
             update(accounts)
             .where(accounts.c.seq == bindparam("k_seq"))
-            .values({c: bindparam(f"v_{c}") for c in _COLUMNS}),
+            .values(
+                {
+                    **{c: bindparam(f"v_{c}") for c in _COLUMNS},
+                    "last_traceparent": func.coalesce(
+                        bindparam("v_last_traceparent", type_=String), accounts.c.last_traceparent
+                    ),
+                }
+            ),
             [
-                {"k_seq": seq, **{f"v_{k}": v for k, v in columns_of(a, d, now).items()}}
+                {
+                    "k_seq": seq,
+                    **{f"v_{k}": v for k, v in columns_of(a, d, now).items()},
+                    "v_last_traceparent": traceparents.get((a.tenant, a.account_id)),
+                }
                 for seq, a, d in known
             ],
         )
@@ -208,7 +227,12 @@ async def save_accounts(
         await session.execute(
             insert(accounts),
             [
-                {"tenant": a.tenant, "account_id": a.account_id, **columns_of(a, d, now)}
+                {
+                    "tenant": a.tenant,
+                    "account_id": a.account_id,
+                    **columns_of(a, d, now),
+                    "last_traceparent": traceparents.get((a.tenant, a.account_id)),
+                }
                 for a, d in new
             ],
         )
@@ -240,6 +264,22 @@ async def accounts_by_stage(session: AsyncSession) -> dict[tuple[str, str, str],
         )
     )
     return {(t, st, sg): int(n) for t, st, sg, n in rows}
+
+
+async def last_traceparents(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, str]:
+    """The stored trace context of the last input of each account among ``keys`` that
+    has one (read only when tracing is on, for the links of timer decisions)."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(accounts.c.tenant, accounts.c.account_id, accounts.c.last_traceparent).where(
+            accounts.c.tenant.in_(sorted({t for t, _ in wanted})),
+            accounts.c.account_id.in_(sorted({a for _, a in wanted})),
+            accounts.c.last_traceparent.is_not(None),
+        )
+    )
+    return {(t, a): tp for t, a, tp in rows if (t, a) in wanted}
 
 
 async def due_accounts(session: AsyncSession, now: datetime, limit: int) -> list[Key]:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import SequenceId
+from dunning_runtime.telemetry import current_traceparent
 from invoice_svc import domain
 from invoice_svc.domain import Balance, InvoiceStatus
 from invoice_svc.models import InvoiceIn
@@ -71,6 +72,9 @@ invoices = Table(
     # True while the invoice is chased and InvoiceOverdue is still owed.
     Column("chase_pending", Boolean, nullable=False),
     Column("request", JSON, nullable=False),  # the accepted body, for idempotency checks
+    # The W3C traceparent the invoice was created under: overdue detection, which the
+    # clock causes, starts a trace of its own linked to it (docs/observability.md).
+    Column("traceparent", String(100)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("tenant", "invoice_id", name="uq_invoices_tenant_invoice"),
@@ -221,6 +225,7 @@ def new_row(
         "overdue_notified_at": None,
         "chase_pending": domain.is_chased(status, disputed=False),
         "request": body,
+        "traceparent": current_traceparent(),
         "created_at": now,
         "updated_at": now,
     }

@@ -34,6 +34,8 @@ from email.utils import formataddr, parseaddr
 from typing import Any
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
 from sqlalchemy import insert, select
 from sqlalchemy.engine import RowMapping
@@ -214,6 +216,7 @@ class Delivery:
             possible_duplicate=row["possible_duplicate"],
         )
         if plan == "give_up":
+            _outcome("failed_permanently", row["attempts"])
             await self._failed(
                 row,
                 "two sends were interrupted before their outcome was recorded; the notice "
@@ -234,6 +237,7 @@ class Delivery:
         message = outgoing(row, profile, self.settings, self.runtime.clock.now())
         if row["channel"] == "task":
             await self._open_task(row, message)
+            _outcome("sent", row["attempts"] + 1)
             return
         first = utc(row["first_attempt_at"]) or wall_now()
         budget = self.settings.delivery_retry_max_s - (wall_now() - first).total_seconds()
@@ -254,12 +258,16 @@ class Delivery:
                 with attempt:
                     attempts += 1
                     if not await self._begin(row, attempts, first, duplicate):
+                        _outcome("not_begun")
                         return  # suppressed meanwhile, or another instance took over
                     receipt = await self._send(channel, message, row, attempts)
                     await self._sent(row, receipt.provider_message_id, attempts)
+                    _outcome("sent", attempts)
         except PermanentFailure as exc:
+            _outcome("failed_permanently", attempts)
             await self._failed(row, str(exc), permanent=True, attempts=attempts)
         except TemporaryFailure as exc:
+            _outcome("failed", attempts)
             await self._failed(
                 row,
                 f"gave up after {attempts} attempts: {exc}",
@@ -466,13 +474,27 @@ def _continued_trace(row: RowMapping) -> Iterator[None]:
         for name, value in (("traceparent", row["traceparent"]), ("tracestate", row["tracestate"]))
         if value
     ]
+    # Ids, channel and stage only: never the address, the name or the message.
     with tracer().start_as_current_span(
-        f"notify-svc send {row['channel']}",
+        "notify send",
         context=context_from_headers(headers),
         attributes={
             "dunning.tenant": row["tenant"],
             "dunning.account_id": row["account_id"],
             "dunning.notification_id": row["notification_id"],
+            "dunning.channel": row["channel"],
+            "dunning.stage": row["stage"],
+            "dunning.outcome": "interrupted",  # until one of the outcomes below is set
         },
     ):
         yield
+
+
+def _outcome(outcome: str, attempts: int | None = None) -> None:
+    """Note the send's outcome (sent, failed, failed_permanently, not_begun) on its span."""
+    span = trace.get_current_span()
+    span.set_attribute("dunning.outcome", outcome)
+    if attempts is not None:
+        span.set_attribute("dunning.attempts", attempts)
+    if outcome.startswith("failed"):
+        span.set_status(Status(StatusCode.ERROR, outcome))
