@@ -178,7 +178,7 @@ def test_red_thresholds_where_an_operator_must_act() -> None:
             "Consumer lag (max)",
             "Outbox backlog",
             "Oldest unpublished event",
-            "Dead letters in range",
+            "Dead letters",
             "HTTP 5xx ratio",
             "HTTP p95 latency",
             "Consumer lag by group and topic",
