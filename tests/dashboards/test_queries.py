@@ -16,7 +16,7 @@ Skips locally without Prometheus, fails under CI=true (tests/support/prometheus.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,8 @@ START = datetime(2027, 3, 1, 9, tzinfo=UTC)
 ISSUED = START.date()
 DUE = ISSUED + timedelta(days=14)
 ACCOUNTS = ("DASH-1", "DASH-2", "DASH-3")
+#: Every counter and histogram bucket of the platform: what the panels take rates of.
+COUNTERS = '{__name__=~"dunning_.+_(total|bucket)"}'
 
 
 def invoice(account: str, number: int) -> dict[str, object]:
@@ -125,20 +127,41 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             asyncio.run(server.wait_for_series("up", lambda s: len(s) == 4 and all_up(s)))
             drive(platform)
             mail.wait_for_count(2)  # the two unpaid accounts' first overdue notices, at least
-            # The business gauges are refreshed on scrape and cached up to 15 s: wait until
-            # Prometheus holds the escalated accounts and the dead letter.
-            asyncio.run(
-                server.wait_for_series(f'dunning_accounts{{tenant="{TENANT}", stage!="current"}}')
-            )
-            asyncio.run(server.wait_for_series("dunning_events_dead_lettered_total"))
-            asyncio.run(server.wait_for_series('dunning_notifications_total{outcome="sent"}'))
-            # Two more scrapes after the last change, so rates over a minute have two points.
-            asyncio.run(asyncio.sleep(2.5))
+            # The business gauges are computed on scrape and cached (accounts 5 s, balances,
+            # aging and DSO 15 s): wait until Prometheus holds the final state, not the state
+            # of a refresh before the clock moved.
+            for promql, check in (
+                (f'dunning_overdue_balance{{tenant="{TENANT}", currency="EUR"}}', is_(2500)),
+                (
+                    f'sum(dunning_accounts{{tenant="{TENANT}", stage!~"current|reminder"}})',
+                    at_least(2),
+                ),
+                (f'dunning_dso_days{{tenant="{TENANT}"}}', bool),
+                ("dunning_events_dead_lettered_total", bool),
+                ('dunning_notifications_total{outcome="sent"}', bool),
+                # Rates and increases over a minute need two samples of a counter: every
+                # counter and bucket Prometheus holds now it also held 3 s (3 scrapes) ago.
+                (
+                    f"count({COUNTERS}) - count({COUNTERS} offset 3s)",
+                    is_(0),
+                ),
+            ):
+                asyncio.run(server.wait_for_series(promql, check))
             yield server
 
 
 def all_up(samples: list[Sample]) -> bool:
     return all(sample.value == 1 for sample in samples)
+
+
+def is_(value: float) -> Callable[[list[Sample]], bool]:
+    """A check that the query has exactly one sample, of ``value``."""
+    return lambda samples: [s.value for s in samples] == [value]
+
+
+def at_least(value: float) -> Callable[[list[Sample]], bool]:
+    """A check that every sample is at least ``value`` (and there is one)."""
+    return lambda samples: bool(samples) and all(s.value >= value for s in samples)
 
 
 def run_all(server: Prometheus, queries: list[tuple[PanelQuery, str]]) -> dict[str, list[Sample]]:
