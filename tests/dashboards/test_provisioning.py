@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -156,8 +156,21 @@ def test_dashboard_follows_the_house_rules(path: Path) -> None:
             assert target["datasource"]["uid"] == "${datasource}", title
             assert target["expr"].strip(), title
         for link in panel["fieldConfig"]["defaults"].get("links", []):
-            uids = set(re.findall(r"%22uid%22%3A%22([a-z]+)%22", link["url"]))
-            assert uids <= set(datasources()), f"{title}: link to unknown datasource {uids}"
+            for pane in explore_panes(link["url"]).values():
+                uids = {pane["datasource"]} | {q["datasource"]["uid"] for q in pane["queries"]}
+                assert uids <= set(datasources()), f"{title}: link to unknown datasource {uids}"
+
+
+def explore_panes(url: str) -> dict[str, Any]:
+    """The panes of an Explore link, as Grafana decodes them (the link's ${...} kept)."""
+    split = urlsplit(url)
+    assert split.path == "/explore", url
+    [panes] = parse_qs(split.query)["panes"]
+    try:
+        decoded: dict[str, Any] = json.loads(panes)
+    except json.JSONDecodeError as error:
+        pytest.fail(f"the link's panes are not JSON ({error}): {panes}")
+    return decoded
 
 
 def test_uids_are_unique_and_dashboards_link_to_each_other() -> None:
