@@ -124,7 +124,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     ):
         targets = [platform.url(name).removeprefix("http://") for name in platform.services]
         with Prometheus.scraping({"dunning": targets}, workdir / "prometheus") as server:
-            asyncio.run(server.wait_for_series("up", lambda s: len(s) == 4 and all_up(s)))
+            server.wait_for_series("up", lambda s: len(s) == 4 and all_up(s))
             drive(platform)
             mail.wait_for_count(2)  # the two unpaid accounts' first overdue notices, at least
             # The business gauges are computed on scrape and cached (accounts 5 s, balances,
@@ -146,7 +146,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                     is_(0),
                 ),
             ):
-                asyncio.run(server.wait_for_series(promql, check))
+                server.wait_for_series(promql, check)
             yield server
 
 
@@ -166,15 +166,10 @@ def at_least(value: float) -> Callable[[list[Sample]], bool]:
 
 def run_all(server: Prometheus, queries: list[tuple[PanelQuery, str]]) -> dict[str, list[Sample]]:
     """Each query's samples, keyed "dashboard: title (refId)"."""
-
-    async def run() -> dict[str, list[Sample]]:
-        results = await asyncio.gather(*(server.query(expr) for _, expr in queries))
-        return {
-            f"{q.dashboard}: {q.title}" + (f" ({q.ref_id})" if q.ref_id else ""): samples
-            for (q, _), samples in zip(queries, results, strict=True)
-        }
-
-    return asyncio.run(run())
+    return {
+        f"{q.dashboard}: {q.title}" + (f" ({q.ref_id})" if q.ref_id else ""): server.query(expr)
+        for q, expr in queries
+    }
 
 
 def selections() -> list[tuple[Path, dict[str, str]]]:
@@ -214,7 +209,7 @@ def panel_samples(server: Prometheus, dashboard: str, title: str) -> list[Sample
     board = load_dashboard(next(p for p in dashboard_files() if p.stem == dashboard))
     variables = dashboard_variables(board)
     [query] = [q for q in dashboard_queries(dashboard, board) if q.title == title]
-    return asyncio.run(server.query(substitute(query.expr, variables, GRAFANA_BUILTINS)))
+    return server.query(substitute(query.expr, variables, GRAFANA_BUILTINS))
 
 
 def test_dead_letter_turns_the_dead_letters_panel_red(prometheus: Prometheus) -> None:

@@ -30,11 +30,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import httpx
 
@@ -42,6 +43,7 @@ from dunning_runtime.stack import SERVICES
 from tests.support.fixtures import BUS_URL, DATABASE_URL, _delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 #: Tenants and their API keys (DUNNING_API_KEYS), and the admin key (DUNNING_ADMIN_KEY).
 TENANT_KEYS = {"acme": "acme-e2e-key", "globex": "globex-e2e-key"}
@@ -132,6 +134,7 @@ class Platform:
         # Counters as they stood at the last restart: a restarted process counts from 0, so
         # the settled check compares what happened since (see ``restart``).
         self._base: dict[str, dict[tuple[str, str, str], float]] = {}
+        self._backlog_exported = False
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -157,12 +160,12 @@ class Platform:
             DUNNING_LOG_LEVEL="INFO",
             PYTHONPATH=str(ROOT),
         )
-        if BUS_URL:
+        if BUS_URL.startswith("kafka"):
             env["DUNNING_BUS_URL"] = BUS_URL
             env["DUNNING_TOPIC_PREFIX"] = f"{self.token}."
             # Few partitions: topic creation and group joins dominate a short run on Kafka.
             env["DUNNING_BUS_PARTITIONS"] = "2"
-        else:
+        else:  # the embedded log of this platform alone, whatever the run's own setting
             env["DUNNING_BUS_URL"] = f"embedded:{self.data_dir / 'bus.sqlite'}"
         if self.database_url:
             env["DUNNING_DATABASE_URL"] = self.database_url
@@ -174,8 +177,8 @@ class Platform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_port = free_port_block(len(SERVICES))
-        if DATABASE_URL:
-            self.database_url = asyncio.run(_create_database(DATABASE_URL, self.token))
+        if DATABASE_URL.startswith("postgresql"):
+            self.database_url = _run(_create_database(DATABASE_URL, self.token))
         for name in self.services:
             self._spawn(name)
         try:
@@ -249,9 +252,9 @@ class Platform:
             log.close()
         self._logs.clear()
         if BUS_URL.startswith("kafka"):
-            asyncio.run(_delete_topics(BUS_URL, f"{self.token}."))
+            _run(_delete_topics(BUS_URL, f"{self.token}."))
         if self.database_url:
-            asyncio.run(_drop_database(DATABASE_URL, self.token))
+            _run(_drop_database(DATABASE_URL, self.token))
             self.database_url = ""
 
     def __enter__(self) -> Platform:
@@ -332,11 +335,13 @@ class Platform:
             response = self._admin(service).post("/v1/admin/tick")
             if response.status_code != 200:
                 raise PlatformError(f"{service}: tick -> {response.status_code}: {response.text}")
-            self.settle(timeout_s=timeout_s)
+            if response.json().get("jobs"):  # a service without scheduled work changed nothing
+                self.settle(timeout_s=timeout_s)
 
     def settle(self, *, timeout_s: float = 60) -> None:
         """Wait (bounded) until the platform is idle: every topic's events consumed by each
-        group that reads it, no outbox backlog, no notice pending, and that twice in a row."""
+        group that reads it, no outbox backlog, no notice pending, and that on several polls
+        in a row."""
         deadline = time.monotonic() + timeout_s
         calm = 0
         previous: object = None
@@ -350,7 +355,9 @@ class Platform:
             state, why = self._idle_state()
             if why == "" and state == previous:
                 calm += 1
-                if calm >= 2:
+                # Without the backlog gauge a committed row may still wait for its relay:
+                # ask for a longer calm then (the relay is woken at commit, so it is short).
+                if calm >= (2 if self._backlog_exported else 3):
                     return
             else:
                 calm = 0
@@ -384,6 +391,9 @@ class Platform:
     def _idle_state(self) -> tuple[object, str]:
         """A snapshot of the counters, and why the platform is busy ('' when idle)."""
         counters = self._counters()
+        self._backlog_exported = all(
+            any(kind == "backlog" for kind, _, _ in mine) for mine in counters.values()
+        )
         published: dict[str, float] = {}
         consumed: dict[tuple[str, str], float] = {}
         busy: list[str] = []
@@ -426,18 +436,34 @@ class Platform:
 
     # --- logs ----------------------------------------------------------------------------
 
-    def log_tail(self, service: str, lines: int = 80) -> str:
+    def log_tail(self, service: str, lines: int = 60) -> str:
         """The last ``lines`` lines of ``service``'s log."""
         path = self.log_dir / f"{service}.log"
         if not path.exists():
             return f"(no log for {service})"
-        text = path.read_text(errors="replace").splitlines()[-lines:]
+        # The harness's own polling (metrics, pending notices) would drown what matters.
+        text = [
+            line
+            for line in path.read_text(errors="replace").splitlines()
+            if '"GET /metrics' not in line and "/v1/notifications?status=pending" not in line
+        ][-lines:]
         return f"--- {service} log (last {len(text)} lines) ---\n" + "\n".join(text)
 
     def logs(self) -> Iterator[str]:
         """Every service's log tail, for a failed test's report."""
         for service in self.services:
             yield self.log_tail(service)
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to completion, also when called from an async test (whose loop is
+    busy in this very thread): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 async def _create_database(url: str, token: str) -> str:

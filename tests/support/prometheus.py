@@ -1,11 +1,11 @@
 """A real Prometheus server for tests: scrape given targets, query the result.
 
-Usage (an async test; the services under test serve ``/metrics`` on ``host:port``)::
+Usage (the services under test serve ``/metrics`` on ``host:port``)::
 
-    with Prometheus.scraping({"invoice-svc": ["127.0.0.1:8001"]}, tmp_path) as prometheus:
-        samples = await prometheus.wait_for_series('dunning_accounts{stage="current"}')
+    with Prometheus.scraping({"dunning-svc": ["127.0.0.1:8003"]}, tmp_path) as prometheus:
+        samples = prometheus.wait_for_series('dunning_accounts{stage="current"}')
         assert samples[0].value == 3
-        more = await prometheus.query("sum(rate(dunning_events_consumed_total[1m]))")
+        more = prometheus.query("sum(rate(dunning_events_consumed_total[1m]))")
 
 * ``Prometheus.scraping(targets, workdir)`` starts Debian's ``prometheus`` on a free
   loopback port with a generated config: one job per key of ``targets`` (its name), each
@@ -13,6 +13,8 @@ Usage (an async test; the services under test serve ``/metrics`` on ``host:port`
 * ``query(promql)`` runs an instant query (``/api/v1/query``) and returns its samples;
   ``wait_for_series(promql, check)`` polls it (bounded) until ``check(samples)`` holds,
   by default until there is at least one sample, and fails naming the query otherwise.
+  Both block; ``query_async`` and ``wait_for_series_async`` are the same for a test whose
+  own event loop runs the services being scraped (uvicorn in-process).
 * ``require_prometheus()`` gives the binary's path; without one the test skips, or fails
   under ``CI=true`` (``scripts/prometheus.sh install`` installs it).
 
@@ -159,28 +161,26 @@ class Prometheus:
         except OSError:
             return "(no log)"
 
-    async def query(self, promql: str) -> list[Sample]:
+    def query(self, promql: str) -> list[Sample]:
         """The samples of an instant query of ``promql`` now (a vector or a scalar)."""
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        return _samples(promql, response)
+
+    async def query_async(self, promql: str) -> list[Sample]:
+        """``query`` for a test whose event loop serves the scraped services."""
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.get(f"{self.url}/api/v1/query", params={"query": promql})
-        body: dict[str, Any] = response.json()
-        if response.status_code != 200 or body.get("status") != "success":
-            raise AssertionError(f"query {promql!r} failed: {response.status_code} {body}")
-        data = body["data"]
-        if data["resultType"] == "scalar":
-            return [Sample({}, float(data["result"][1]))]
-        return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
+        return _samples(promql, response)
 
-    async def targets_health(self) -> dict[str, str]:
+    def targets_health(self) -> dict[str, str]:
         """Each scrape target's health ("up", "down", "unknown") and last error, by URL."""
-        async with httpx.AsyncClient(timeout=10) as client:
-            body = (await client.get(f"{self.url}/api/v1/targets")).json()
+        body = httpx.get(f"{self.url}/api/v1/targets", timeout=10).json()
         return {
             t["scrapeUrl"]: f"{t['health']} {t.get('lastError', '')}".strip()
             for t in body["data"]["activeTargets"]
         }
 
-    async def wait_for_series(
+    def wait_for_series(
         self,
         promql: str,
         check: Callable[[list[Sample]], bool] = bool,
@@ -191,14 +191,45 @@ class Prometheus:
         them. Fails after ``timeout_s`` with the last result and the targets' health."""
         deadline = time.monotonic() + timeout_s
         while True:
-            samples = await self.query(promql)
+            samples = self.query(promql)
             if check(samples):
                 return samples
             if time.monotonic() > deadline:
-                health = await self.targets_health()
-                pytest.fail(
-                    f"{promql!r} did not match within {timeout_s} s; last result {samples}; "
-                    f"targets {health}",
-                    pytrace=False,
-                )
+                self._fail(promql, timeout_s, samples)
+            time.sleep(0.25)
+
+    async def wait_for_series_async(
+        self,
+        promql: str,
+        check: Callable[[list[Sample]], bool] = bool,
+        *,
+        timeout_s: float = WAIT_S,
+    ) -> list[Sample]:
+        """``wait_for_series`` for a test whose event loop serves the scraped services
+        (a blocking wait would stop them from answering the scrapes)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            samples = await self.query_async(promql)
+            if check(samples):
+                return samples
+            if time.monotonic() > deadline:
+                self._fail(promql, timeout_s, samples)
             await asyncio.sleep(0.25)
+
+    def _fail(self, promql: str, timeout_s: float, samples: list[Sample]) -> None:
+        pytest.fail(
+            f"{promql!r} did not match within {timeout_s} s; last result {samples}; "
+            f"targets {self.targets_health()}",
+            pytrace=False,
+        )
+
+
+def _samples(promql: str, response: httpx.Response) -> list[Sample]:
+    """The samples of a ``/api/v1/query`` answer."""
+    body: dict[str, Any] = response.json()
+    if response.status_code != 200 or body.get("status") != "success":
+        raise AssertionError(f"query {promql!r} failed: {response.status_code} {body}")
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        return [Sample({}, float(data["result"][1]))]
+    return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
