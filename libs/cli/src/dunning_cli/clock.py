@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -57,11 +58,29 @@ def parse_instant(text: str) -> datetime:
     return instant
 
 
+async def admin(
+    platform: Platform, client: httpx.AsyncClient, name: str, method: str, path: str, **body: str
+) -> Any:
+    """An admin call to service ``name``; a 404 means the platform runs on the system clock."""
+    try:
+        return await call(
+            client, platform.service(name), method, path, key=platform.admin_key, json=body or None
+        )
+    except Unreachable as exc:
+        if exc.status == 404:
+            raise Unreachable(
+                f"{name} has no manual clock: start the platform without DUNNING_CLOCK "
+                "(or with DUNNING_CLOCK=manual) to move time",
+                404,
+            ) from None
+        raise
+
+
 async def now(platform: Platform, client: httpx.AsyncClient) -> datetime:
     """The platform's time: the latest of its services' clocks."""
     instants = []
     for service in platform.services:
-        body = await call(client, service, "GET", "/v1/admin/clock", key=platform.admin_key)
+        body = await admin(platform, client, service.name, "GET", "/v1/admin/clock")
         instants.append(datetime.fromisoformat(body["now"]))
     return max(instants)
 
@@ -69,13 +88,8 @@ async def now(platform: Platform, client: httpx.AsyncClient) -> datetime:
 async def set_clock(platform: Platform, client: httpx.AsyncClient, instant: datetime) -> None:
     """Set every service's clock to ``instant`` (each refuses to go back: a 409)."""
     for service in platform.services:
-        await call(
-            client,
-            service,
-            "PUT",
-            "/v1/admin/clock",
-            key=platform.admin_key,
-            json={"now": instant.isoformat()},
+        await admin(
+            platform, client, service.name, "PUT", "/v1/admin/clock", now=instant.isoformat()
         )
 
 
@@ -92,8 +106,7 @@ async def step(platform: Platform, client: httpx.AsyncClient, instant: datetime)
     for _ in range(5):
         if not await _due_notices_pending(platform, client, instant):
             return
-        notify = platform.service("notify-svc")
-        await call(client, notify, "POST", "/v1/admin/tick", key=platform.admin_key)
+        await admin(platform, client, "notify-svc", "POST", "/v1/admin/tick")
         await settle(platform, client, instant)
     raise Unreachable("notify-svc keeps due notices pending: see GET /v1/notifications")
 

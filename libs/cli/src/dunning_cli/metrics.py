@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from dunning_cli.platform import Service, Unreachable
+from dunning_cli.platform import Service, Unreachable, send
 
 LAG = "dunning_consumer_lag"
 BACKLOG = "dunning_outbox_backlog"
@@ -82,10 +82,7 @@ def parse(text: str, service: str) -> Reading:
 
 async def scrape(client: httpx.AsyncClient, service: Service) -> Reading:
     """GET ``/metrics`` of ``service``; Unreachable when it does not answer."""
-    try:
-        response = await client.get(service.url + "/metrics")
-    except httpx.HTTPError as exc:
-        raise Unreachable(f"{service.name} at {service.url} is unreachable ({exc})") from None
+    response = await send(client, service, "GET", "/metrics")
     if response.status_code != 200:
         raise Unreachable(f"{service.name}: GET /metrics answered {response.status_code}")
     return parse(response.text, service.name)

@@ -8,6 +8,7 @@ line prints as one line (exit code 2).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,10 @@ DEV_TENANT, DEV_KEY, DEV_ADMIN_KEY = "demo", "demo-key", "dev-admin-key"
 
 class Unreachable(Exception):
     """A service did not answer, or answered with something the command cannot use."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status it answered with, if it answered
 
 
 @dataclass(frozen=True)
@@ -87,16 +92,15 @@ async def call(
     ok: tuple[int, ...] = (200, 201),
 ) -> Any:
     """``method path`` on ``service`` with a Bearer key; the JSON answer, or Unreachable."""
-    try:
-        response = await client.request(
-            method,
-            service.url + path,
-            json=json,
-            params=params,
-            headers={"Authorization": f"Bearer {key}", **(headers or {})},
-        )
-    except httpx.HTTPError as exc:
-        raise Unreachable(f"{service.name} at {service.url} is unreachable ({_why(exc)})") from None
+    response = await send(
+        client,
+        service,
+        method,
+        path,
+        json=json,
+        params=params,
+        headers={"Authorization": f"Bearer {key}", **(headers or {})},
+    )
     if response.status_code not in ok:
         raise Unreachable(
             f"{service.name}: {method} {path} answered {response.status_code}: {_problem(response)}"
@@ -104,7 +108,30 @@ async def call(
     return response.json() if response.content else None
 
 
-def _why(exc: httpx.HTTPError) -> str:
+#: Attempts at a request whose connection failed. Every call the command makes may be
+#: sent twice (GETs, the clock, ticks, and POSTs that carry their resource's id), and a
+#: kept-alive connection the server closed at that moment fails with nothing wrong.
+ATTEMPTS = 3
+
+
+async def send(
+    client: httpx.AsyncClient, service: Service, method: str, path: str, **options: Any
+) -> httpx.Response:
+    """``method path`` on ``service``, tried again after a transport error; or Unreachable."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await client.request(method, service.url + path, **options)
+        except httpx.TransportError as exc:
+            if attempt == ATTEMPTS or isinstance(exc, httpx.TimeoutException):
+                raise Unreachable(
+                    f"{service.name} at {service.url} is unreachable ({why(exc)})"
+                ) from None
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def why(exc: Exception) -> str:
+    """The first line of an exception's message, or its type when it has none."""
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0]
 

@@ -8,7 +8,7 @@ import httpx
 from rich.table import Table
 
 from dunning_cli.metrics import Reading, scrape
-from dunning_cli.platform import Platform, Service, Unreachable
+from dunning_cli.platform import Platform, Service, Unreachable, send
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,9 @@ async def read_status(platform: Platform, client: httpx.AsyncClient) -> list[Ser
     found = []
     for service in platform.services:
         try:
-            response = await client.get(service.url + "/readyz")
-        except httpx.HTTPError as exc:
-            why = (str(exc) or type(exc).__name__).splitlines()[0]
-            found.append(ServiceStatus(service, False, f"unreachable ({why})", None))
+            response = await send(client, service, "GET", "/readyz")
+        except Unreachable:
+            found.append(ServiceStatus(service, False, "unreachable", None))
             continue
         ready = response.status_code == 200
         detail = "ready" if ready else _not_ready(response)
