@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
@@ -49,12 +49,8 @@ def _platform(ctx: click.Context) -> Platform:
     return Platform.from_settings(_settings(ctx))
 
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(_call(work))
-
-
-async def _call(work: Callable[[], Awaitable[T]]) -> T:
-    return await work()
+def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(work())
 
 
 def progress_bar() -> Progress:
