@@ -118,17 +118,17 @@ def ledger() -> list[Account]:
     """The eight accounts and their stories (due date: day 3)."""
     return [
         Account(
-            "on-time", "Nordwind Logistik GmbH", "pays in full before the due date",
+            "on-time", "Nordwind Logistik GmbH", "pays before the due date",
             [("1", "1180.00")], locale="de-DE", timezone="Europe/Berlin",
             actions={2: [pays()]},
         ),
         Account(
-            "late-partial", "Harbour Freight Ltd", "pays late in part, then in full",
+            "late-partial", "Harbour Freight Ltd", "pays late, in two parts",
             [("1", "900.00"), ("2", "600.00")], currency="GBP",
             actions={9: [pays("500.00")], 20: [pays("1000.00")]},
         ),
         Account(
-            "dispute", "Alpenblick Hotels AG", "disputes one invoice, rejected; pays day 30",
+            "dispute", "Alpenblick Hotels AG", "disputes, is rejected, pays",
             [("1", "2400.00"), ("2", "350.00")], locale="de-DE", timezone="Europe/Berlin",
             actions={
                 2: [disputes("1", "Lieferung unvollständig")],
@@ -138,15 +138,15 @@ def ledger() -> list[Account]:
             },
         ),
         Account(
-            "promise-kept", "Brightline Retail plc", "promises on day 6, pays on day 11",
+            "promise-kept", "Brightline Retail plc", "promises, pays in time",
             [("1", "1500.00")], actions={6: [promises(12)], 11: [pays()]},
         ),
         Account(
-            "promise-broken", "Kestrel Engineering Ltd", "promises on day 6, never pays",
+            "promise-broken", "Kestrel Engineering Ltd", "promises, never pays",
             [("1", "2000.00")], phone="+447700900123", actions={6: [promises(12)]},
         ),
         Account(
-            "plan-missed", "Rheinland Bau KG", "plan of 3 installments: pays 2, misses the 3rd",
+            "plan-missed", "Rheinland Bau KG", "plan: pays 2 of 3 installments",
             [("1", "3000.00")], locale="de-DE", timezone="Europe/Berlin",
             actions={
                 6: [agrees_plan([10, 24, 38])],
@@ -155,7 +155,7 @@ def ledger() -> list[Account]:
             },
         ),
         Account(
-            "strategic", "Orion Airlines SA", "strategic segment, never pays",
+            "strategic", "Orion Airlines SA", "strategic, never pays",
             [("1", "5000.00")], segment="strategic", locale="fr-FR", timezone="Europe/Paris",
         ),
         Account(
@@ -275,7 +275,8 @@ def summary_table(outcomes: list[Outcome]) -> Table:
     """One row per account: its story and where it ended."""
     table = Table(title="after 60 days")
     for column in ("account", "story", "stage", "notices sent", "fees", "handoff", "open"):
-        table.add_column(column)
+        # Only the story may wrap: ids and amounts are read, and copied, whole.
+        table.add_column(column, no_wrap=column != "story")
     for o in outcomes:
         sent = ", ".join(f"{channel} {n}" for channel, n in sorted(o.notices.items())) or "-"
         if o.suppressed:

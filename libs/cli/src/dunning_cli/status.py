@@ -64,7 +64,9 @@ def _per_topic(values: dict[str, float]) -> str:
 def status_table(statuses: list[ServiceStatus]) -> Table:
     """The Rich table ``dunning status`` prints."""
     table = Table(title="dunning platform")
-    for column in ("service", "URL", "ready", "consumer lag", "outbox backlog", "dead letters"):
+    table.add_column("service", no_wrap=True)
+    table.add_column("URL", no_wrap=True)
+    for column in ("ready", "consumer lag", "outbox backlog", "dead letters"):
         table.add_column(column)
     for status in statuses:
         style = "green" if status.ready else "red"
