@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -22,8 +22,10 @@ from dunning_cli import clock as platform_clock
 from dunning_cli.platform import Platform, Unreachable
 from dunning_cli.status import read_status, status_table
 from dunning_events.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
-from dunning_runtime import dlq
 from dunning_runtime.settings import ServiceSettings, load_settings
+
+if TYPE_CHECKING:
+    from dunning_runtime.dlq import DeadLetter
 
 #: Entry points in this group add ``dunning <name>`` subcommands: a callable taking the
 #: remaining arguments and returning an exit code (dunning-svc's ``simulate``). The
@@ -203,10 +205,12 @@ def dead_letters() -> None:
 @click.pass_context
 def dlq_list(ctx: click.Context, topic: str) -> None:
     """Print the records of TOPIC.dlq (TOPIC is the original topic, e.g. invoices)."""
+    from dunning_runtime import dlq  # the bus's clients load only for dlq commands
+
     name = topic.removesuffix(DEAD_LETTER_SUFFIX)
     settings = _settings(ctx)
 
-    async def work() -> list[dlq.DeadLetter]:
+    async def work() -> list[DeadLetter]:
         return await _with_bus(settings, lambda bus: dlq.list_dead_letters(bus, name))
 
     letters = _run(work)
@@ -221,10 +225,12 @@ def dlq_list(ctx: click.Context, topic: str) -> None:
 @click.pass_context
 def dlq_replay(ctx: click.Context, topic: str, ids: tuple[str, ...]) -> None:
     """Publish TOPIC.dlq's records not replayed yet (or only --id ones) to TOPIC again."""
+    from dunning_runtime import dlq
+
     name = topic.removesuffix(DEAD_LETTER_SUFFIX)
     settings = _settings(ctx)
 
-    async def work() -> list[dlq.DeadLetter]:
+    async def work() -> list[DeadLetter]:
         return await _with_bus(settings, lambda bus: dlq.replay(bus, name, set(ids)))
 
     replayed = _run(work)
