@@ -96,12 +96,17 @@ async def set_clock(platform: Platform, client: httpx.AsyncClient, instant: date
 async def step(platform: Platform, client: httpx.AsyncClient, instant: datetime) -> None:
     """Set every clock to ``instant``, run each service's due work in order, wait for it."""
     await set_clock(platform, client, instant)
-    for group in TICK_ORDER:
+    for index, group in enumerate(TICK_ORDER):
+        ticked = [platform.service(name) for name in group]
+        before = [r.flow for r in await asyncio.gather(*(scrape(client, s) for s in ticked))]
         for name in group:
-            await call(
-                client, platform.service(name), "POST", "/v1/admin/tick", key=platform.admin_key
-            )
-        await settle(platform, client, instant)
+            await admin(platform, client, name, "POST", "/v1/admin/tick")
+        after = [r.flow for r in await asyncio.gather(*(scrape(client, s) for s in ticked))]
+        # The first wait also covers what was posted before the step. After that, a tick
+        # that neither published nor consumed anything (its counters stand still) set
+        # nothing in motion: most days, for dunning-svc and notify-svc, so no wait.
+        if index == 0 or after != before:
+            await settle(platform, client, instant)
     # A notice requested by the last events may have become due after notify-svc's tick.
     for _ in range(5):
         if not await _due_notices_pending(platform, client, instant):
