@@ -174,6 +174,18 @@ def test_demo_tells_each_accounts_story(stack_env: dict[str, str]) -> None:
         account = rows["on-time"]["account"]
         notices = _get(f"{notify}/v1/notifications?account_id={account}", "demo-key")
         assert [n["stage"] for n in notices["items"]] == ["reminder"]  # type: ignore[index, union-attr]
+        # And status sees four ready services with their work done.
+        status = subprocess.run(
+            [sys.executable, "-m", "dunning_cli", "status"],
+            env=stack_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        ready = [line for line in status.stdout.splitlines() if "│ ready" in line]
+        assert len(ready) == 4, status.stdout
         if not BUS_URL and "DUNNING_SMTP_URL" not in stack_env:
             mails = list(Path(stack_env["DUNNING_DATA_DIR"]).glob("outbox/email/demo/**/*.eml"))
             assert mails, "no .eml file written"
