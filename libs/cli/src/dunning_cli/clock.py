@@ -3,7 +3,8 @@
 ``advance`` moves in steps of at most one day, so each day's work happens on its day:
 per step every service's clock is set (``PUT /v1/admin/clock``), then each service
 runs its due work (``POST /v1/admin/tick``) in the order invoice, payment, dunning,
-notify, and after each tick the command waits until the platform has settled: every
+notify, and after a tick that set something in motion the command waits until the
+platform has settled: every
 ``dunning_consumer_lag`` and ``dunning_outbox_backlog`` is 0 on two scrapes in a row,
 and no notice that is due is still pending in notify-svc.
 """
