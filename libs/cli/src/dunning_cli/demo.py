@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dunning_cli import clock
-from dunning_cli.platform import DEV_TENANT, Platform, Unreachable, call
+from dunning_cli.platform import DEV_TENANT, Platform, call
+from dunning_cli.terminal import progress_bar
 from dunning_runtime.settings import ServiceSettings
 
 DUE_DAY = 3  # every invoice of the ledger falls due on day 3 of the demo
@@ -166,13 +167,12 @@ def ledger() -> list[Account]:
 
 
 class Demo:
-    """The running demo: platform, tenant key, the clock's day 0 and the run's id."""
+    """The running demo: platform, tenant key and the clock's day 0."""
 
     def __init__(
-        self, platform: Platform, client: httpx.AsyncClient, key: str, start: datetime, run: str
+        self, platform: Platform, client: httpx.AsyncClient, key: str, start: datetime
     ) -> None:
-        self.platform, self.client, self.key = platform, client, key
-        self.start, self.run = start, run
+        self.platform, self.client, self.key, self.start = platform, client, key, start
         self.payments = 0
 
     def day(self, number: int) -> date:
@@ -313,8 +313,6 @@ async def run_demo(
     days: int = 60,
 ) -> list[Outcome]:
     """Post the ledger, move the clock ``days`` days, print the summary; the outcomes."""
-    from dunning_cli.main import progress_bar
-
     began = time.monotonic()
     tenant = _tenant(platform, tenant)
     key = platform.key_of(tenant)
@@ -325,7 +323,7 @@ async def run_demo(
         account.account_id = f"{account.key.upper()}-{run}"
     async with platform.client() as client:
         start = _next_opening(await clock.now(platform, client))
-        demo = Demo(platform, client, key, start, run)
+        demo = Demo(platform, client, key, start)
         await clock.step(platform, client, start)
         console.print(
             f"demo run {run} in tenant [bold]{tenant}[/bold]: 8 accounts, "
@@ -370,6 +368,3 @@ def _where_to_look(
     console.print(f"timeline: {dunning}/v1/accounts/{last}/timeline")
     console.print(f"notices:  {notify}/v1/notifications?account_id={last}")
     console.print(f"trace of the first invoice: {trace_id}")
-
-
-__all__ = ["Outcome", "Unreachable", "ledger", "run_demo"]

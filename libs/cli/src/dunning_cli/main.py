@@ -15,12 +15,11 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dunning_cli import clock as platform_clock
 from dunning_cli.platform import Platform, Unreachable
 from dunning_cli.status import read_status, status_table
+from dunning_cli.terminal import console, errors, progress_bar
 from dunning_events.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
 from dunning_runtime.settings import ServiceSettings, load_settings
 
@@ -34,8 +33,6 @@ COMMANDS_GROUP = "dunning.commands"
 USAGE_ERROR = 2
 
 T = TypeVar("T")
-console = Console()
-errors = Console(stderr=True)
 
 
 class Failed(Exception):
@@ -53,18 +50,6 @@ def _platform(ctx: click.Context) -> Platform:
 
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(work())
-
-
-def progress_bar() -> Progress:
-    """The progress bar of ``clock advance`` and ``demo``: one step per day."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
