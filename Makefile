@@ -19,8 +19,8 @@ install: $(UV) ## Create .venv with every workspace package and dev tool
 	@$(UV) sync --all-packages --frozen 2>/dev/null || $(UV) sync --all-packages
 
 .PHONY: run
-run: install ## Start all four services on embedded defaults (ports DUNNING_BASE_PORT..+3, default 8001-8004; data in ./var)
-	@$(UV) run --no-sync dunning-stack
+run: install ## Start all four services on embedded defaults (ports DUNNING_BASE_PORT..+3, default 8001-8004; data in ./var; manual clock unless DUNNING_CLOCK)
+	@$(UV) run --no-sync dunning up
 
 .PHONY: test
 test: install ## Run the test suite (embedded backends unless DUNNING_BUS_URL/DUNNING_DATABASE_URL say otherwise)
@@ -34,7 +34,7 @@ e2e: install ## End-to-end tests only: the four services as processes, a real SM
 lint: install ## ruff (lint + format check) and mypy
 	@$(UV) run --no-sync ruff check .
 	@$(UV) run --no-sync ruff format --check .
-	@$(UV) run --no-sync mypy libs/events/src libs/runtime/src services/*/src benchmarks
+	@$(UV) run --no-sync mypy libs/events/src libs/runtime/src libs/cli/src services/*/src benchmarks
 
 .PHONY: format
 format: install ## Apply ruff formatting and safe fixes

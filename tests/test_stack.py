@@ -99,6 +99,9 @@ def test_stack_starts_four_services_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert proc.returncode == 0, output
         assert "stopped." in output
         assert "using the development admin key (dev-admin-key)" in output
+        # Without DUNNING_CLOCK the stack runs on the manual clock, and says how to leave it.
+        assert "DUNNING_CLOCK not set: using the manual clock" in output
+        assert "DUNNING_CLOCK=system gives wall-clock time" in output
         # Each service's log lines (JSON by default) name it, so the four are told apart.
         for name in ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc"):
             assert f'"level": "INFO", "service": "{name}"' in output, f"no log line names {name}"

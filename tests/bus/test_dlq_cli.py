@@ -118,7 +118,7 @@ async def test_console_script_lists_and_replays(settings_factory) -> None:
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "dunning_runtime.dlq", "dlq", *args],
+            [sys.executable, "-m", "dunning_cli", "dlq", *args],
             env=env,
             capture_output=True,
             text=True,

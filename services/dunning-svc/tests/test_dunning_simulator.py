@@ -24,7 +24,7 @@ def test_the_example_ledger_prints_the_committed_output() -> None:
 
 def test_the_dunning_command_line_runs_it() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "dunning_runtime.dlq", "simulate", *ARGS, "--format", "json"],
+        [sys.executable, "-m", "dunning_cli", "simulate", *ARGS, "--format", "json"],
         capture_output=True,
         text=True,
         check=True,

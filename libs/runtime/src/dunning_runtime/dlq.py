@@ -1,4 +1,4 @@
-"""``dunning dlq list|replay TOPIC``: look into a dead-letter topic and re-drive it.
+"""Dead-letter topics: look into one and re-drive it (``dunning dlq list|replay TOPIC``).
 
 ``list`` prints every record of ``TOPIC.dlq`` with why it was dead-lettered.
 ``replay`` publishes the records not replayed yet (or only those named with ``--id``)
@@ -11,23 +11,18 @@ later replay (a record replayed twice is applied once, the inbox sees to that).
 Consumers apply a replayed event like any other: the inbox notes dead-lettered
 events as such, and counts them as new when they come back.
 
-Settings are the services' own (``DUNNING_BUS_URL``, ``DUNNING_TOPIC_PREFIX``, ...).
+The ``dunning`` command (libs/cli) calls these with the services' own settings
+(``DUNNING_BUS_URL``, ``DUNNING_TOPIC_PREFIX``, ...).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 
 from dunning_events.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
-from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import Bus, OutgoingMessage, Record, TopicPartition
-from dunning_runtime.settings import ServiceSettings, load_settings
 
 #: The consumer group that remembers what was replayed, per dead-letter topic.
 REPLAY_GROUP = "dunning-dlq-replay"
@@ -158,75 +153,3 @@ async def replay(bus: Bus, topic: str, ids: Collection[str] = ()) -> list[DeadLe
         return chosen
     finally:
         await reader.close()
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dunning", description="Dunning platform operations.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    dlq = commands.add_parser("dlq", help="Inspect and re-drive dead-letter topics.")
-    actions = dlq.add_subparsers(dest="action", required=True)
-    show = actions.add_parser("list", help="Print the records of TOPIC.dlq.")
-    show.add_argument("topic", help="The original topic, e.g. invoices (not invoices.dlq).")
-    again = actions.add_parser("replay", help="Publish TOPIC.dlq's records to TOPIC again.")
-    again.add_argument("topic", help="The original topic, e.g. invoices (not invoices.dlq).")
-    again.add_argument(
-        "--id", dest="ids", action="append", default=[], help="Only this event id (repeatable)."
-    )
-    for name, command in sorted(_plugged_commands().items()):
-        # Listed so `dunning --help` shows it; main() hands its arguments to it whole.
-        commands.add_parser(name, help=_summary(command), add_help=False)
-    return parser
-
-
-#: Entry points in this group add ``dunning <name>`` subcommands: a callable taking the
-#: remaining arguments and returning an exit code (dunning-svc's ``simulate``). The
-#: runtime knows no service; a service plugs its command in from its own pyproject.
-COMMANDS_GROUP = "dunning.commands"
-
-
-def _plugged_commands() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
-
-
-def _summary(command: EntryPoint) -> str:
-    return f"see: dunning {command.name} --help (from {command.value.split(':')[0]})"
-
-
-async def _run(settings: ServiceSettings, args: argparse.Namespace) -> int:
-    topic = args.topic.removesuffix(DEAD_LETTER_SUFFIX)
-    bus = create_bus(settings)
-    await bus.start()
-    try:
-        if args.action == "list":
-            letters = await list_dead_letters(bus, topic)
-            for letter in letters:
-                print(letter.describe())
-            print(f"{len(letters)} dead-lettered event(s) in {dead_letter_topic(topic)}")
-            return 0
-        replayed = await replay(bus, topic, set(args.ids))
-        for letter in replayed:
-            print(f"replayed {letter.event_id} to {letter.original_topic}")
-        missing = set(args.ids) - {letter.event_id for letter in replayed}
-        print(f"{len(replayed)} event(s) replayed from {dead_letter_topic(topic)}")
-        if missing:
-            print(f"not found (or replayed before): {', '.join(sorted(missing))}", file=sys.stderr)
-            return 1
-        return 0
-    finally:
-        await bus.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``dunning`` console script."""
-    given = list(sys.argv[1:] if argv is None else argv)
-    plugged = _plugged_commands()
-    if given and given[0] in plugged:
-        command: Callable[[list[str]], int] = plugged[given[0]].load()
-        return command(given[1:])
-    args = _parser().parse_args(argv)
-    settings = load_settings("dunning")
-    return asyncio.run(_run(settings, args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,10 @@ Starts the four services as child processes on ports ``DUNNING_BASE_PORT`` ..
 +3 (default 8001-8004; ``--base-port`` overrides it), data in ``./var``, and on
 Ctrl-C or SIGTERM stops them all cleanly. Every log line names its service.
 Without ``DUNNING_API_KEYS`` or ``DUNNING_ADMIN_KEY`` it uses development keys
-and prints them.
+and prints them; without ``DUNNING_CLOCK`` it uses the manual clock (so that
+``dunning clock advance`` and ``dunning demo`` can move time) and says so:
+``DUNNING_CLOCK=system`` gives wall-clock time. ``dunning up`` runs this;
+``dunning-stack`` is the same command under its older name.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ SERVICES = [
 ]
 DEV_KEYS = "demo:demo-key"
 DEV_ADMIN_KEY = "dev-admin-key"
+DEV_CLOCK = "manual"
 
 
 def _wait_healthy(port: int, host: str, deadline: float) -> bool:
@@ -40,10 +44,8 @@ def _wait_healthy(port: int, host: str, deadline: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run every service until interrupted."""
+    """The ``dunning-stack`` console script (``dunning up`` under its older name)."""
     import argparse
-
-    from dunning_runtime.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="dunning-stack", description=__doc__)
     parser.add_argument(
@@ -53,8 +55,15 @@ def main(argv: list[str] | None = None) -> None:
         help="give the services ports base .. base+3 (default: DUNNING_BASE_PORT, else 8001)",
     )
     args = parser.parse_args(argv)
+    sys.exit(run(args.base_port))
+
+
+def run(base_port_option: int = 0) -> int:
+    """Run every service until interrupted; the exit code (0 after a clean stop)."""
+    from dunning_runtime.settings import load_settings
+
     env = dict(os.environ)
-    overrides = {"base_port": args.base_port} if args.base_port else {}
+    overrides = {"base_port": base_port_option} if base_port_option else {}
     # Validates DUNNING_BASE_PORT (and the rest) before any child starts.
     base_port = load_settings("stack", **overrides).base_port
     env["DUNNING_BASE_PORT"] = str(base_port)
@@ -65,6 +74,13 @@ def main(argv: list[str] | None = None) -> None:
         env["DUNNING_ADMIN_KEY"] = DEV_ADMIN_KEY
         print(
             f"DUNNING_ADMIN_KEY not set: using the development admin key ({DEV_ADMIN_KEY})",
+            flush=True,
+        )
+    if not env.get("DUNNING_CLOCK"):
+        env["DUNNING_CLOCK"] = DEV_CLOCK
+        print(
+            "DUNNING_CLOCK not set: using the manual clock (move it with `dunning clock "
+            "advance 1d`); DUNNING_CLOCK=system gives wall-clock time",
             flush=True,
         )
     children: list[tuple[str, int, subprocess.Popen[bytes]]] = []
@@ -109,15 +125,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"  {name} did not become healthy (exit code {proc.poll()})", flush=True)
             stop()
-            sys.exit(1)
+            return 1
     print("platform up; Ctrl-C stops it.", flush=True)
     while not stopping:
         for name, _, proc in children:
             if proc.poll() is not None and not stopping:
                 print(f"{name} exited with code {proc.returncode}; stopping the rest")
                 stop()
-                sys.exit(1)
+                return 1
         time.sleep(0.5)
+    return 0
 
 
 if __name__ == "__main__":
