@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from types import TracebackType
 from typing import IO, Any, TypeVar
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from dunning_runtime.stack import SERVICES
 from tests.support.fixtures import BUS_URL, DATABASE_URL, _delete_topics
@@ -58,11 +58,6 @@ READERS: dict[str, tuple[str, ...]] = {
     "dunning.events": ("notify-svc", "invoice-svc-fees"),
     "notifications": ("dunning-svc",),
 }
-
-_SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)"
-)
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def free_port_block(size: int) -> int:
@@ -90,19 +85,11 @@ def free_port_block(size: int) -> int:
 
 def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
     """Samples of a Prometheus text exposition: (name, labels, value)."""
-    samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            continue
-        labels = dict(_LABEL.findall(match["labels"] or ""))
-        try:
-            samples.append((match["name"], labels, float(match["value"])))
-        except ValueError:
-            continue
-    return samples
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
 
 
 class PlatformError(AssertionError):
@@ -374,7 +361,7 @@ class Platform:
             for name, labels, value in parse_metrics(text):
                 topic = labels.get("topic", "").removeprefix(f"{self.token}.")
                 group = labels.get("group", "").removeprefix(f"{self.token}.")
-                if name in ("dunning_outbox_published_total", "dunning_events_published_total"):
+                if name == "dunning_events_published_total":
                     key = ("published", "", topic)
                 elif name == "dunning_events_consumed_total":
                     key = ("consumed", group, topic)

@@ -20,11 +20,7 @@ BACKLOG = "dunning_outbox_backlog"
 OLDEST = "dunning_outbox_oldest_age_seconds"
 DEAD_LETTERED = "dunning_events_dead_lettered_total"
 #: Counters that move while events flow: what a service without the gauges is judged by.
-FLOW_COUNTERS = (
-    "dunning_events_consumed_total",
-    "dunning_events_published_total",
-    "dunning_outbox_published_total",
-)
+FLOW_COUNTERS = ("dunning_events_consumed_total", "dunning_events_published_total")
 
 
 @dataclass
