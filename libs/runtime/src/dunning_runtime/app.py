@@ -40,7 +40,7 @@ from dunning_runtime.db import Database
 from dunning_runtime.http_guards import RequestGuards
 from dunning_runtime.idempotency import IdempotencyMiddleware
 from dunning_runtime.liveness import Liveness
-from dunning_runtime.metrics import RequestTimer, RuntimeGauges, ScrapeRefresh
+from dunning_runtime.metrics import EVENTS_PUBLISHED, RequestTimer, RuntimeGauges, ScrapeRefresh
 from dunning_runtime.openapi import install_openapi
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.problems import Problem, install_problem_handlers
@@ -248,6 +248,8 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
         retry_max_s=settings.consumer_retry_max_s,
         liveness=liveness,
     )
+    for topic in spec.produces:  # at 0 from the start, as the consumers' series are
+        EVENTS_PUBLISHED.labels(spec.name, topic)
     supervisor = Supervisor(spec.name)
     runtime = Runtime(spec, settings, clock, database, bus, outbox, relay, supervisor, liveness)
     supervisor.start(f"{spec.name}-liveness", liveness.keep)

@@ -119,6 +119,13 @@ class EventConsumer:
         self._failure: BaseException | None = None
         # Records dead-lettered while their chunk is still being retried: not twice.
         self._dead: set[tuple[str, int, int]] = set()
+        # Every series this consumer can move exists from the start, at 0: a rate over the
+        # first event (a dashboard's first dead letter) needs a sample from before it.
+        for topic in subscription.topics:
+            for outcome in ("applied", "duplicate", "dead_lettered"):
+                EVENTS_CONSUMED.labels(service, self.group, topic, outcome)
+            EVENTS_DEAD_LETTERED.labels(service, self.group, topic)
+        TRANSIENT_RETRIES.labels(service, self.group)
 
     async def run(self) -> None:
         """Consume until cancelled; raise when the consumer cannot go on.

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 from opentelemetry import trace
@@ -46,6 +46,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from dunning_events.common import Channel as ChannelName
 from dunning_runtime.app import Runtime
 from dunning_runtime.db import utc
 from dunning_runtime.errors import Outage, is_transient
@@ -80,6 +81,12 @@ SEND_DURATION = Histogram(
     ["channel", "outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+
+# Every channel's outcomes exist from the start at 0: a rate over the first notice (the
+# first failure on a dashboard) needs a sample from before it.
+for _channel in get_args(ChannelName):
+    for _outcome_name in ("sent", "failed", "retried", "possible_duplicate", "suppressed"):
+        SENDS.labels(_channel, _outcome_name)
 
 #: How often the worker looks for due notices when nothing wakes it.
 POLL_S = 1.0
