@@ -111,6 +111,10 @@ def test_the_next_step_is_named_in_the_notice_s_language() -> None:
     notice = three_invoices("de-DE", next_stage="final_notice", next_step_in_days=15)
     assert rendering.next_step_text(notice, "de") == "unsere letzte Mahnung in 15 Tagen"
     assert rendering.next_step_text(notice, "en") == "our final notice in 15 days"
+    # One day away reads as German and English say it, not "in 1 Tagen" / "in 1 days".
+    tomorrow = notice.model_copy(update={"next_step_in_days": 1})
+    assert rendering.next_step_text(tomorrow, "de") == "unsere letzte Mahnung in einem Tag"
+    assert rendering.next_step_text(tomorrow, "en") == "our final notice in one day"
     # A stage a policy made up has no words here: dunning-svc's own text stands.
     custom = three_invoices("de-DE", next_stage="legal_review", next_step="legal review in 5 days")
     assert rendering.next_step_text(custom, "de") == "legal review in 5 days"

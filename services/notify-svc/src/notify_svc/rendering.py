@@ -109,7 +109,9 @@ def next_step_text(request: NotificationRequested, language: str) -> str | None:
     what = said["stages"].get(request.next_stage or "")
     if what is None or request.next_step_in_days is None:
         return request.next_step
-    return str(said["next_step"]).format(what=what, days=request.next_step_in_days)
+    days = request.next_step_in_days
+    phrase = said["next_step_one"] if days == 1 else said["next_step"]
+    return str(phrase).format(what=what, days=days)
 
 
 def parse_key(key: str) -> tuple[str, str]:
