@@ -6,11 +6,15 @@ In this order, for each HTTP request:
    admin key (a tenant key there is a 403). A request without a valid key is a
    401 problem before a single body byte is read. The route's dependency still
    resolves the tenant; this check only keeps unauthenticated bodies out.
-2. The body may not exceed the route's limit (``ServiceSpec.body_limits``,
+2. A tenant key may make ``DUNNING_RATE_LIMIT_PER_S`` requests per second on
+   average (``DUNNING_RATE_LIMIT_BURST`` at once) to this instance; past that a
+   429 problem with ``Retry-After`` (``dunning_runtime.rate_limit``). Admin routes
+   and signed webhooks are not limited.
+3. The body may not exceed the route's limit (``ServiceSpec.body_limits``,
    else ``DEFAULT_BODY_LIMIT``): a larger ``Content-Length`` is a 413 at once,
    and a body streamed without one is cut off with a 413 as soon as it passes
    the limit.
-3. A database or broker that is away (``errors.is_transient``: a restart, a
+4. A database or broker that is away (``errors.is_transient``: a restart, a
    refused connection, a failover) is a temporary condition: a problem+json 503
    with ``Retry-After``, logged as a warning without a traceback. Any other
    unexpected exception is a problem+json 500 carrying an ``error_id`` that the
@@ -32,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dunning_runtime.errors import is_transient
 from dunning_runtime.problems import PROBLEM_JSON, Problem
+from dunning_runtime.rate_limit import KeyRateLimiter
 from dunning_runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -158,6 +163,7 @@ class RequestGuards:
         self.signed_prefixes = signed_prefixes
         self.limits = BodyLimits(body_limits or {})
         self.service = service or settings.service_name
+        self.rate_limiter = KeyRateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Guard one HTTP request; other scopes (lifespan) pass through."""
@@ -175,6 +181,8 @@ class RequestGuards:
             if self._signed(path)
             else authorization_problem(self.settings, path, headers.get("authorization", ""))
         )
+        if problem is None and self.rate_limiter.enabled:
+            problem = self._over_rate(path, headers.get("authorization", ""))
         limit = self.limits.for_path(path)
         declared = headers.get("content-length", "")
         if problem is None and declared.isdigit() and int(declared) > limit:
@@ -245,6 +253,25 @@ class RequestGuards:
                 error_id=error_id,
             )
             await _send_problem(send, problem, path, extra_headers)
+
+    def _over_rate(self, path: str, authorization: str) -> Problem | None:
+        """The 429 for a tenant key past its rate, None if the request may go on."""
+        if not is_api_path(path) or is_admin_path(path) or self._signed(path):
+            return None
+        key = bearer_key(authorization)
+        if key is None:
+            return None
+        wait_s = self.rate_limiter.admit(key)
+        if not wait_s:
+            return None
+        retry = KeyRateLimiter.retry_after(wait_s)
+        return Problem(
+            429,
+            f"This API key made more than {self.settings.rate_limit_per_s:g} requests per "
+            f"second to this service; retry after {retry} s.",
+            type_="rate-limited",
+            headers={"Retry-After": str(retry)},
+        )
 
     def _signed(self, path: str) -> bool:
         """Whether ``path`` authenticates itself (``ServiceSpec.signed_prefixes``)."""

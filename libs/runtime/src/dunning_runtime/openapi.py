@@ -169,6 +169,10 @@ _DESCRIPTIONS = {
     ),
     "413": "The body is larger than this route accepts.",
     "422": "The request is not valid: `errors` names each invalid field.",
+    "429": (
+        "This API key made more requests per second than the service allows "
+        "(DUNNING_RATE_LIMIT_PER_S): retry after `Retry-After` seconds."
+    ),
     "500": "Unexpected error; its `error_id` finds the traceback in the service's log.",
     "503": (
         "The database or the event bus is away for the moment (a restart, a failover): "
@@ -199,9 +203,10 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
     Per operation: errors as application/problem+json with the shared
     ``ProblemDetails`` schema (400 when it takes a body, 401 and the bearer security
     requirement under /v1, 403 under /v1/admin, 404 when its path names a resource,
-    409 for writes under /v1, 413 when it takes a body, 422 when it takes input, 503
-    under /v1, 500 always); a 2xx response without content gets the content of its sibling 2xx (a
-    replay returns the first result); the security headers every response carries.
+    409 for writes under /v1, 413 when it takes a body, 422 when it takes input, 429
+    for tenant-key routes, 503 under /v1, 500 always); a 2xx response without content
+    gets the content of its sibling 2xx (a replay returns the first result); the
+    security headers every response carries.
     """
     doc = copy.deepcopy(generated)
     components = doc.setdefault("components", {})
@@ -259,6 +264,8 @@ def _document_operation(path: str, method: str, operation: dict[str, Any]) -> se
         statuses += ["401", "503"]
         if scheme == ADMIN_SCHEME:
             statuses.append("403")
+        elif scheme == TENANT_SCHEME:
+            statuses.append("429")
         if method in _WRITES:
             statuses.append("409")
     responses: dict[str, Any] = operation.setdefault("responses", {})

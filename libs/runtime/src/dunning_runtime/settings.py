@@ -158,6 +158,20 @@ class ServiceSettings(BaseSettings):
             "call. A secret. `make run` uses a development key when it is unset."
         ),
     )
+    rate_limit_per_s: float = Field(
+        default=500.0,
+        ge=0,
+        description=(
+            "Requests per second each tenant API key may make to one service instance, on "
+            "average; past it a 429 with Retry-After. 0 turns the limit off. Admin routes "
+            "and signed webhooks are not limited."
+        ),
+    )
+    rate_limit_burst: int = Field(
+        default=1000,
+        ge=1,
+        description="Requests a key may make at once before the average rate applies.",
+    )
     otlp_endpoint: str = Field(
         default="",
         description="OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); empty: no export.",
