@@ -155,6 +155,10 @@ async def test_database_down_for_10s_under_a_steady_stream_loses_and_dead_letter
         batch_size=50,
         retry_backoff_s=0.1,
         retry_max_s=120,
+        # SQLite: one writer, so the outage's 0.2 s busy timeout never trips on the
+        # consumer's own partition workers queueing for the write lock (under load those
+        # blips were counted as extra outages and failed the test at random).
+        concurrency=1 if outage.proxy is None else 4,
     )
     keys, rounds = 20, 60
     published: list[Envelope] = []
@@ -197,9 +201,7 @@ async def test_database_down_for_10s_under_a_steady_stream_loses_and_dead_letter
     for _, account, seq in rows:
         by_key[account].append(seq)
     assert all(seqs == list(range(1, rounds + 1)) for seqs in by_key.values()), "order broken"
-    # One line when an outage began and one when it ended, not one per attempt. Under
-    # load the 0.2 s busy timeout also trips on the consumer's own concurrent writers (a
-    # blip of its own, reported as one more outage), so count outages, not exact lines.
+    # One line when an outage began and one when it ended, not one per attempt.
     retries = TRANSIENT_RETRIES.labels("", "ledger")._value.get() - retries_before
     lines = [r.getMessage() for r in caplog.records if r.name == "dunning_runtime.consumer"]
     began = [line for line in lines if "outage began" in line]
