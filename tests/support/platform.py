@@ -92,6 +92,12 @@ def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
+#: Idle connections are dropped after 2 s, before uvicorn closes them (5 s): with both at
+#: 5 s, a request sent on a connection the server was closing at that moment failed with
+#: "Server disconnected without sending a response" (a POST of the e2e suite, under load).
+KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
+
+
 class PlatformError(AssertionError):
     """The platform did not start, stop or settle; the message says which service and why."""
 
@@ -117,7 +123,7 @@ class Platform:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
         self._clients: dict[tuple[str, str], httpx.Client] = {}
-        self._http = httpx.Client(timeout=30)
+        self._http = httpx.Client(timeout=30, limits=KEEPALIVE)
         # Counters as they stood at the last restart: a restarted process counts from 0, so
         # the settled check compares what happened since (see ``restart``).
         self._base: dict[str, dict[tuple[str, str, str], float]] = {}
@@ -294,6 +300,7 @@ class Platform:
                 base_url=self.url(service),
                 headers={"Authorization": f"Bearer {bearer}"},
                 timeout=30,
+                limits=KEEPALIVE,
             )
         return self._clients[key]
 
