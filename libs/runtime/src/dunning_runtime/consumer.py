@@ -51,7 +51,7 @@ from dunning_runtime.errors import (
     transient_retries,
 )
 from dunning_runtime.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, TRANSIENT_RETRIES
-from dunning_runtime.telemetry import batch_span, consume_span
+from dunning_runtime.telemetry import batch_span, consume_span, tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -314,16 +314,21 @@ class EventConsumer:
             tenants = {e.tenant for _, e in fresh}
             logs.TENANT.set(tenants.pop() if len(tenants) == 1 else None)
             first = fresh[0][0]
-            types = {e.type for _, e in fresh}
+            # Attributes only for a span that is recorded: with tracing off this is per chunk.
+            attributes = (
+                {
+                    "messaging.batch.message_count": len(fresh),
+                    "messaging.destination.partition.id": str(first.partition),
+                    "cloudevents.event_type": sorted({e.type for _, e in fresh}),
+                }
+                if tracing_enabled()
+                else {}
+            )
             with batch_span(
                 topic,
                 self.group,
                 [r.headers for r, _ in fresh],  # linked, every one
-                **{
-                    "messaging.batch.message_count": len(fresh),
-                    "messaging.destination.partition.id": str(first.partition),
-                    "cloudevents.event_type": sorted(types),
-                },
+                **attributes,
             ):
                 await batch_handler(session, [e for _, e in fresh])
             return counts
