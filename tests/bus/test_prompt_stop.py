@@ -13,13 +13,14 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope, topics
-from dunning_runtime.bus import KafkaBus
+from dunning_runtime.bus import EmbeddedBus, KafkaBus
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from tests.bus.test_failure_policy import open_ledger, wait_for
@@ -205,3 +206,37 @@ pytestmark = [
     pytest.mark.filterwarnings("error::ResourceWarning"),
     pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
 ]
+
+
+async def test_a_start_cancelled_mid_join_leaves_the_log_writable(tmp_path) -> None:
+    """A stop right after a start cancels the consumer while it joins, inside the join's
+    write transaction. The connection used to be closed under that transaction, and SQLite
+    kept it (and the log's write lock) as long as the transaction's cursor lived: the next
+    start of any process on the same log hung for a minute. A cancelled BEGIN left the bus's
+    own connection inside a transaction the same way. Cancel at many points of the join;
+    after each, another writer must get the write lock within seconds."""
+    bus = EmbeddedBus(tmp_path / "log.sqlite", partitions=8)
+    await bus.start()
+    try:
+        await bus.ensure_topics([topics.INVOICES])
+        for step in range(60):
+            consumer = bus.consumer("g", [topics.INVOICES])
+            joining = asyncio.create_task(consumer.start())
+            await asyncio.sleep(step * 0.0005)  # into the join, a little further each time
+            joining.cancel()
+            await asyncio.gather(joining, return_exceptions=True)
+            await consumer.stop()
+            # Off the event loop: the shielded writes it waits for must be able to finish.
+            await asyncio.to_thread(_take_write_lock, tmp_path / "log.sqlite")
+    finally:
+        await bus.close()
+
+
+def _take_write_lock(path: Path) -> None:
+    """Take and drop the log's write lock; "database is locked" if held for over 5 s."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=5)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()

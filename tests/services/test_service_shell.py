@@ -19,7 +19,6 @@ from dunning_runtime.bus.kafka import KafkaConsumer
 from dunning_runtime.http_guards import DEFAULT_BODY_LIMIT, BodyLimits
 from dunning_runtime.messaging_tables import idempotency_keys
 from dunning_runtime.messaging_tables import inbox as inbox_table
-from dunning_runtime.settings import ServiceSettings
 from dunning_svc.main import SPEC as DUNNING
 from invoice_svc.main import SPEC as INVOICE
 from notify_svc.main import SPEC as NOTIFY
@@ -137,11 +136,7 @@ async def test_a_restarted_service_goes_on_at_the_manual_clocks_time(settings_fa
             "/v1/admin/clock", json={"now": "2031-06-01T09:00:00Z"}, headers=ADMIN
         )
         assert moved.status_code == 200
-    # The same database; a bus of its own, since what is asked here is the database's
-    # (an in-process restart on the same embedded log once hung its start, not understood
-    # yet; a real restart is a new process).
-    again = settings.model_copy(update={"bus_url": _second_bus(settings)})
-    async with running(create_app(INVOICE, again)) as http:
+    async with running(create_app(INVOICE, settings)) as http:
         now = (await http.get("/v1/admin/clock", headers=ADMIN)).json()["now"]
         assert now == "2031-06-01T09:00:00Z"
         back = await http.put(
@@ -150,12 +145,6 @@ async def test_a_restarted_service_goes_on_at_the_manual_clocks_time(settings_fa
         problem(back, 409)
         on = await http.put("/v1/admin/clock", json={"now": "2031-06-02T09:00:00Z"}, headers=ADMIN)
         assert on.status_code == 200 and on.json()["now"] == "2031-06-02T09:00:00Z"
-
-
-def _second_bus(settings: ServiceSettings) -> str:
-    if settings.bus_url.startswith("embedded:"):
-        return f"embedded:{settings.data_dir / 'bus-after-restart.sqlite'}"
-    return str(settings.bus_url)
 
 
 @pytest.mark.parametrize("now", ["2030-01-15T09:00:00", 1519, 1.5e9, True])

@@ -135,6 +135,11 @@ async def _begin(conn: aiosqlite.Connection, closing: Callable[[], bool]) -> Non
         try:
             await conn.execute("BEGIN IMMEDIATE")
             return
+        except asyncio.CancelledError:
+            # aiosqlite's thread runs the BEGIN whether or not we still wait for it: undo
+            # it, or the connection keeps the log's write lock and every writer waits.
+            await asyncio.shield(_rollback(conn))
+            raise
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or closing() or time.monotonic() > deadline:
                 raise
@@ -237,7 +242,12 @@ class EmbeddedBus:
 
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics and their dead-letter topics with the configured partition count."""
-        names = {self.physical(t) for t in with_dead_letter_topics(topics)}
+        # Shielded like every write: a cancelled caller must not cut the transaction.
+        await _shielded(
+            self._create_topics({self.physical(t) for t in with_dead_letter_topics(topics)})
+        )
+
+    async def _create_topics(self, names: set[str]) -> None:
         async with self._write_lock:
             await _begin(self.conn, self._closing)
             try:
@@ -450,7 +460,12 @@ class EmbeddedConsumer:
             )
             await self._rebalance()
         except BaseException:
-            await self._close_conn()
+            # A start cancelled here (a stop right after start) leaves the shielded
+            # rebalance running inside its write transaction: close only once it is done.
+            # Closed under it, the connection lived on in SQLite as long as that
+            # transaction's cursor did, holding the log's write lock, and every writer of
+            # every process waited on it (a restart's start hung for a minute).
+            await asyncio.shield(self._close_when_idle())
             raise
         self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
 
@@ -488,6 +503,10 @@ class EmbeddedConsumer:
                     await self._close_conn()
         self._owned.clear()
         self._paused.clear()
+
+    async def _close_when_idle(self) -> None:
+        async with self._lock:
+            await self._close_conn()
 
     async def _close_conn(self) -> None:
         if self._conn is not None:
