@@ -135,12 +135,13 @@ ensure_database() {
   fi
 }
 
-# The TLS user with its password, allowed to create its own schemas in the test database.
+# The TLS user with its password, allowed to create its own schemas in the test database
+# and databases of its own (the e2e harness makes one per platform).
 ensure_tls_user() {
   psql_ -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SELECT format('CREATE ROLE %I LOGIN', '$tls_user')
   WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$tls_user') \gexec
-ALTER ROLE "$tls_user" LOGIN PASSWORD '$tls_password';
+ALTER ROLE "$tls_user" LOGIN CREATEDB PASSWORD '$tls_password';
 GRANT CONNECT, CREATE, TEMPORARY ON DATABASE "$db" TO "$tls_user";
 SQL
 }
