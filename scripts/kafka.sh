@@ -13,7 +13,8 @@
 # (scripts/tls.sh, var/tls/ca.crt) and SCRAM-SHA-512 for user KAFKA_SASL_USER (dunning)
 # with password KAFKA_SASL_PASSWORD (dunning-test-password), created when the data dir is
 # formatted. A data dir formatted before the listener existed has no such user: run
-# `scripts/kafka.sh reset` (it deletes topics and offsets) to have it.
+# `scripts/kafka.sh reset` (it deletes topics and offsets) to have it. KAFKA_SASL_PORT=0: no
+# SASL_SSL listener (say, a throwaway broker on a port whose + 3 is taken).
 # Under var/kafka (KAFKA_HOME): libs/ the jars, data/ the log dirs, broker.log, broker.pid,
 # server.properties. Another port gets its own instance-PORT/ folder beside them.
 # Needs Java 17+ and Maven (installed from Debian's packages when missing and we are root);
@@ -109,15 +110,20 @@ resolve_jars() {
 write_config() {
   mkdir -p "$inst"
   local tls; tls="$("$root/scripts/tls.sh" dir)"
+  local sasl_listener="" sasl_advertised="" sasl_map=""
+  if (( sasl_port )); then
+    sasl_listener=",SASL_SSL://127.0.0.1:$sasl_port" sasl_advertised=",SASL_SSL://127.0.0.1:$sasl_port"
+    sasl_map=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$config" <<PROPS
 # Written by scripts/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_SSL://127.0.0.1:$sasl_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sasl_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port$sasl_listener
+advertised.listeners=PLAINTEXT://127.0.0.1:$port$sasl_advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$sasl_map
 inter.broker.listener.name=PLAINTEXT
 # Encrypted, authenticated clients: TLS with the test CA's certificate (PEM keystore:
 # key, certificate, CA), SCRAM-SHA-512 users stored in the cluster's metadata.
@@ -185,6 +191,7 @@ format_storage() {
 
 # An old data dir (formatted before the SASL_SSL listener) has no SCRAM user: say so.
 check_scram_user() {
+  (( sasl_port )) || return 0
   [[ "$(cat "$inst/data/.scram-user" 2>/dev/null)" == "$sasl_user" ]] && return
   echo "kafka: $inst/data was formatted without SCRAM user $sasl_user: SASL_SSL on" \
     "127.0.0.1:$sasl_port refuses every login until \`$0 reset\` (deletes topics and offsets)" >&2
@@ -204,7 +211,7 @@ up() {
       die "127.0.0.1:$port is taken by something that is not a Kafka broker"
     fi
     port_open "$controller_port" && die "controller port 127.0.0.1:$controller_port is taken (KAFKA_CONTROLLER_PORT)"
-    port_open "$sasl_port" && die "SASL_SSL port 127.0.0.1:$sasl_port is taken (KAFKA_SASL_PORT)"
+    (( sasl_port )) && port_open "$sasl_port" && die "SASL_SSL port 127.0.0.1:$sasl_port is taken (KAFKA_SASL_PORT)"
     local started; started="$(now)"
     need_java
     resolve_jars
@@ -229,7 +236,7 @@ up() {
       die "the broker exited during start-up; see $log"
     fi
     if grep -q "Kafka Server started" "$log" && answers; then
-      echo "kafka up on $addr and SASL_SSL 127.0.0.1:$sasl_port in $(since "$started")s (Apache Kafka $(version), KRaft, pid $(pid))"
+      echo "kafka up on $addr$( (( sasl_port )) && echo " and SASL_SSL 127.0.0.1:$sasl_port") in $(since "$started")s (Apache Kafka $(version), KRaft, pid $(pid))"
       return
     fi
     sleep 0.2
