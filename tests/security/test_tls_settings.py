@@ -65,7 +65,7 @@ def test_a_missing_ca_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_tls_options_in_the_database_url_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # SQLAlchemy would hand them to asyncpg as unknown arguments: say what to set instead.
     message = refusal(monkeypatch, database_url=POSTGRES + "?sslmode=verify-full&sslrootcert=x")
-    assert "sslmode, sslrootcert in the URL is not used" in message
+    assert "sslmode, sslrootcert in the URL is refused" in message
     assert "set DUNNING_DATABASE_SSL_MODE and DUNNING_DATABASE_SSL_CA_FILE instead" in message
 
 

@@ -320,8 +320,9 @@ class ServiceSettings(BaseSettings):
             in_url = sorted(k for k in parse_qs(urlsplit(url).query) if k.startswith("ssl"))
             if in_url:
                 raise ValueError(
-                    f"{ENV_PREFIX}DATABASE_URL: {', '.join(in_url)} in the URL is not used; "
-                    f"set {mode} and {ENV_PREFIX}DATABASE_SSL_CA_FILE instead"
+                    f"{ENV_PREFIX}DATABASE_URL: {', '.join(in_url)} in the URL is refused (the "
+                    f"driver does not read them there); set {mode} and "
+                    f"{ENV_PREFIX}DATABASE_SSL_CA_FILE instead"
                 )
         elif self.database_ssl_mode:
             raise ValueError(f"{mode} applies to PostgreSQL only (DUNNING_DATABASE_URL is SQLite)")
