@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Column, Integer, MetaData, String, Table, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope, topics
 from dunning_events.codec import from_kafka, to_kafka
@@ -41,6 +41,7 @@ from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.settings import ServiceSettings
+from dunning_runtime.tls import kafka_client_options
 from tests.support import ledger
 from tests.support.events import message, overdue
 
@@ -100,12 +101,12 @@ async def drop_schema(settings: ServiceSettings) -> None:
     """Drop the run's PostgreSQL schema, so runs leave no tables behind."""
     if not settings.effective_schema:
         return
-    engine = create_async_engine(settings.effective_database_url)
+    database = Database.from_settings(settings)
     try:
-        async with engine.begin() as conn:
+        async with database.engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{settings.effective_schema}" CASCADE'))
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 async def drop_topics(settings: ServiceSettings) -> None:
@@ -113,7 +114,9 @@ async def drop_topics(settings: ServiceSettings) -> None:
     up topics on a shared broker."""
     if settings.is_embedded_bus:
         return  # the embedded log lives in the run's temporary directory
-    admin = AIOKafkaAdminClient(bootstrap_servers=",".join(settings.kafka_bootstrap))
+    admin = AIOKafkaAdminClient(
+        **kafka_client_options(settings), bootstrap_servers=",".join(settings.kafka_bootstrap)
+    )
     await admin.start()
     try:
         mine = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
@@ -148,7 +151,7 @@ async def run(
     figures: dict[str, Any] = {"events": events, "repetitions": repeat}
     bus = create_bus(settings)
     await bus.start()
-    database = Database(settings.effective_database_url, schema=settings.effective_schema)
+    database = Database.from_settings(settings)
     try:
         await bus.ensure_topics([topics.INVOICES])
         await database.migrate(ledger.VERSIONS)
@@ -249,6 +252,7 @@ async def _bare_aiokafka(bus: KafkaBus, events: int, rep: int, *, batched: bool 
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
         bus.physical(topics.INVOICES),
+        **bus.client_options,
         bootstrap_servers=bus.bootstrap,
         group_id=f"{bus.topic_prefix}bench-bare-{'batched' if batched else 'single'}-{rep}",
         enable_auto_commit=False,

@@ -88,7 +88,7 @@ def issued(i: int, accounts: int) -> InvoiceIssued:
 async def run(events: int, accounts: int, data_dir: Path) -> dict[str, float]:
     """Both measurements on fresh topics and tables; returns the figures."""
     async with isolated(SPEC, data_dir, clock="manual") as settings:
-        database = Database(settings.effective_database_url, schema=settings.effective_schema)
+        database = Database.from_settings(settings)
         bus = create_bus(settings)
         try:
             await database.migrate(SPEC.versions)

@@ -8,7 +8,13 @@
 #   scripts/kafka.sh version   the Kafka version the jars are at
 #   scripts/kafka.sh reset     stop and delete the broker's data (topics, offsets)
 #
-# Listens on 127.0.0.1:9092 (KAFKA_PORT), controller on the next port (KAFKA_CONTROLLER_PORT).
+# Listens on 127.0.0.1:9092 (KAFKA_PORT), controller on the next port (KAFKA_CONTROLLER_PORT),
+# and SASL_SSL on port + 3 (KAFKA_SASL_PORT, 9095): TLS with the test CA's server certificate
+# (scripts/tls.sh, var/tls/ca.crt) and SCRAM-SHA-512 for user KAFKA_SASL_USER (dunning)
+# with password KAFKA_SASL_PASSWORD (dunning-test-password), created when the data dir is
+# formatted. A data dir formatted before the listener existed has no such user: run
+# `scripts/kafka.sh reset` (it deletes topics and offsets) to have it. KAFKA_SASL_PORT=0: no
+# SASL_SSL listener (say, a throwaway broker on a port whose + 3 is taken).
 # Under var/kafka (KAFKA_HOME): libs/ the jars, data/ the log dirs, broker.log, broker.pid,
 # server.properties. Another port gets its own instance-PORT/ folder beside them.
 # Needs Java 17+ and Maven (installed from Debian's packages when missing and we are root);
@@ -25,6 +31,9 @@ if [[ "$port" == 9092 ]]; then inst="$home"; else inst="$home/instance-$port"; f
 pidfile="$inst/broker.pid"
 log="$inst/broker.log"
 config="$inst/server.properties"
+sasl_port="${KAFKA_SASL_PORT:-$((port + 3))}"
+sasl_user="${KAFKA_SASL_USER:-dunning}"
+sasl_password="${KAFKA_SASL_PASSWORD:-dunning-test-password}"
 addr="127.0.0.1:$port"
 
 now() { echo "${EPOCHREALTIME/,/.}"; }
@@ -100,16 +109,28 @@ resolve_jars() {
 
 write_config() {
   mkdir -p "$inst"
+  local tls; tls="$("$root/scripts/tls.sh" dir)"
+  local sasl_listener="" sasl_advertised="" sasl_map=""
+  if (( sasl_port )); then
+    sasl_listener=",SASL_SSL://127.0.0.1:$sasl_port" sasl_advertised=",SASL_SSL://127.0.0.1:$sasl_port"
+    sasl_map=",SASL_SSL:SASL_SSL"
+  fi
   cat >"$config" <<PROPS
 # Written by scripts/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port$sasl_listener
+advertised.listeners=PLAINTEXT://127.0.0.1:$port$sasl_advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$sasl_map
 inter.broker.listener.name=PLAINTEXT
+# Encrypted, authenticated clients: TLS with the test CA's certificate (PEM keystore:
+# key, certificate, CA), SCRAM-SHA-512 users stored in the cluster's metadata.
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$tls/server-chain.pem
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$inst/data
 num.partitions=8
 default.replication.factor=1
@@ -161,8 +182,19 @@ format_storage() {
   cluster_id="$(java $(java_opts) -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>>"$log" | tail -1)"
   # shellcheck disable=SC2046
   java $(java_opts) -cp "$libs/*" kafka.tools.StorageTool format \
-    --cluster-id "$cluster_id" --config "$config" --ignore-formatted >>"$log" 2>&1 ||
+    --cluster-id "$cluster_id" --config "$config" --ignore-formatted \
+    --add-scram "SCRAM-SHA-512=[name=$sasl_user,password=$sasl_password]" >>"$log" 2>&1 ||
     { tail -20 "$log" >&2; die "formatting $inst/data failed"; }
+  # A SCRAM user can only be added at format time here (no kafka-configs among the jars).
+  echo "$sasl_user" >"$inst/data/.scram-user"
+}
+
+# An old data dir (formatted before the SASL_SSL listener) has no SCRAM user: say so.
+check_scram_user() {
+  (( sasl_port )) || return 0
+  [[ "$(cat "$inst/data/.scram-user" 2>/dev/null)" == "$sasl_user" ]] && return
+  echo "kafka: $inst/data was formatted without SCRAM user $sasl_user: SASL_SSL on" \
+    "127.0.0.1:$sasl_port refuses every login until \`$0 reset\` (deletes topics and offsets)" >&2
 }
 
 up() {
@@ -179,14 +211,17 @@ up() {
       die "127.0.0.1:$port is taken by something that is not a Kafka broker"
     fi
     port_open "$controller_port" && die "controller port 127.0.0.1:$controller_port is taken (KAFKA_CONTROLLER_PORT)"
+    (( sasl_port )) && port_open "$sasl_port" && die "SASL_SSL port 127.0.0.1:$sasl_port is taken (KAFKA_SASL_PORT)"
     local started; started="$(now)"
     need_java
     resolve_jars
+    "$root/scripts/tls.sh" make
     write_config
     if [[ -s "$log" ]]; then mv -f "$log" "$log.1"; fi
     : >"$log"
     rm -f "$pidfile"
     format_storage
+    check_scram_user
     # setsid + nohup: the broker outlives the shell, the CI step or the terminal that started it.
     # shellcheck disable=SC2046,SC2016
     setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
@@ -201,7 +236,7 @@ up() {
       die "the broker exited during start-up; see $log"
     fi
     if grep -q "Kafka Server started" "$log" && answers; then
-      echo "kafka up on $addr in $(since "$started")s (Apache Kafka $(version), KRaft, pid $(pid))"
+      echo "kafka up on $addr$( (( sasl_port )) && echo " and SASL_SSL 127.0.0.1:$sasl_port") in $(since "$started")s (Apache Kafka $(version), KRaft, pid $(pid))"
       return
     fi
     sleep 0.2

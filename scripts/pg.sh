@@ -8,7 +8,10 @@
 #   scripts/pg.sh reset     stop and delete the cluster
 #
 # Listens on 127.0.0.1:5432 (PG_PORT) for user postgres without a password; database
-# dunning_test (PG_DATABASE). The cluster lives under var/pg (data/, server.log, run/ for
+# dunning_test (PG_DATABASE). TLS is on (ssl=on) with the test CA's server certificate
+# (scripts/tls.sh, var/tls/ca.crt); user PG_TLS_USER (dunning_tls, password PG_TLS_PASSWORD,
+# dunning-test-password) may log in over TLS only, with SCRAM-SHA-256, so that clients can be
+# tested with sslmode=verify-full. A server started before TLS was added gets it at its next start. The cluster lives under var/pg (data/, server.log, run/ for
 # the unix socket); another port gets var/pg/instance-PORT. The server refuses to run as
 # root, so as root the cluster belongs to the OS user postgres; when that user cannot
 # reach var/pg (a checkout under a private home), it goes to /tmp/dunning-pg-UID-PORT
@@ -20,6 +23,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 port="${PG_PORT:-5432}"
 db="${PG_DATABASE:-dunning_test}"
+tls_user="${PG_TLS_USER:-dunning_tls}"
+tls_password="${PG_TLS_PASSWORD:-dunning-test-password}"
 addr="127.0.0.1:$port"
 export PGCONNECT_TIMEOUT=3
 
@@ -82,6 +87,24 @@ choose_base() {
 
 write_config() {
   as_pg mkdir -p "$sockdir"
+  # The server's key must belong to the server's user with mode 0600: copies in the data dir
+  # (cat runs as us: var/tls may be private to us).
+  "$root/scripts/tls.sh" make
+  local tls; tls="$("$root/scripts/tls.sh" dir)"
+  cat "$tls/server.crt" | as_pg tee "$data/dunning-server.crt" >/dev/null
+  cat "$tls/server.key" | as_pg tee "$data/dunning-server.key" >/dev/null
+  as_pg chmod 600 "$data/dunning-server.key"
+  # Our own host rules, first match wins: the TLS user only over TLS with a password;
+  # everyone else trusted on the loopback (the test suite's user postgres).
+  as_pg tee "$data/dunning_hba.conf" >/dev/null <<HBA
+# Written by scripts/pg.sh on every start; edit the script, not this file.
+local    all  all                        trust
+hostssl  all  $tls_user  127.0.0.1/32    scram-sha-256
+hostssl  all  $tls_user  ::1/128         scram-sha-256
+host     all  $tls_user  all             reject
+host     all  all        127.0.0.1/32    trust
+host     all  all        ::1/128         trust
+HBA
   as_pg tee "$data/dunning.conf" >/dev/null <<CONF
 # Written by scripts/pg.sh on every start; edit the script, not this file.
 listen_addresses = '127.0.0.1'
@@ -93,6 +116,12 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
+hba_file = '$data/dunning_hba.conf'
+ssl = on
+ssl_cert_file = '$data/dunning-server.crt'
+ssl_key_file = '$data/dunning-server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+password_encryption = 'scram-sha-256'
 log_timezone = 'UTC'
 timezone = 'UTC'
 CONF
@@ -105,6 +134,20 @@ ensure_database() {
     psql_ -d postgres -c "create database \"$db\" owner postgres" >/dev/null
   fi
 }
+
+# The TLS user with its password, allowed to create its own schemas in the test database
+# and databases of its own (the e2e harness makes one per platform).
+ensure_tls_user() {
+  psql_ -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SELECT format('CREATE ROLE %I LOGIN', '$tls_user')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$tls_user') \gexec
+ALTER ROLE "$tls_user" LOGIN CREATEDB PASSWORD '$tls_password';
+GRANT CONNECT, CREATE, TEMPORARY ON DATABASE "$db" TO "$tls_user";
+SQL
+}
+
+# TLS on: started by this script since TLS was added (an older one is left as it is).
+tls_on() { [[ "$(psql_ -d postgres -Atc 'show ssl')" == on ]]; }
 
 server_version() { psql_ -d postgres -Atc 'show server_version' | cut -d' ' -f1; }
 
@@ -124,6 +167,8 @@ up() {
   flock -w 300 9 || die "another pg.sh holds $root/var/.pg-$port.lock"
   if accepts; then
     ensure_database
+    if tls_on; then ensure_tls_user
+    else echo "postgres: the server on $addr runs without TLS (started before it was added); restart it for TLS" >&2; fi
     echo "postgres already up on $addr (PostgreSQL $(server_version), database $db)"
     return
   fi
@@ -172,7 +217,8 @@ up() {
     sleep 0.2
   done
   ensure_database
-  echo "postgres up on $addr in $(since "$started")s (PostgreSQL $(server_version), database $db, data $data)"
+  ensure_tls_user
+  echo "postgres up on $addr (TLS on, user $tls_user) in $(since "$started")s (PostgreSQL $(server_version), database $db, data $data)"
 }
 
 down() {

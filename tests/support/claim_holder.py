@@ -25,7 +25,7 @@ from tests.support.events import overdue
 async def main(service: str, key: str, body: str) -> None:
     spec = _spec(service)
     settings = load_settings(spec)
-    database = Database(settings.effective_database_url, schema=settings.effective_schema)
+    database = Database.from_settings(settings)
     await database.migrate(spec.versions)
     liveness = Liveness(database, spec.name)
     await liveness.start()

@@ -24,10 +24,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from dunning_runtime.app import Runtime, ServiceSpec
+from dunning_runtime.db import Database
 from dunning_runtime.settings import ServiceSettings
+from dunning_runtime.tls import kafka_client_options
 
 #: The admin key of every test service (DUNNING_ADMIN_KEY): the manual clock and tick need it.
 ADMIN_KEY = "admin-key"
@@ -107,11 +108,12 @@ async def settings_factory(tmp_path: Path, unique: str) -> AsyncIterator[object]
 
     yield make
     if DATABASE_URL and schemas:
-        engine = create_async_engine(DATABASE_URL)
-        async with engine.begin() as conn:
+        # The services' own TLS settings (DUNNING_DATABASE_SSL_*) apply to the clean-up too.
+        database = Database.from_settings(ServiceSettings(database_url=DATABASE_URL))
+        async with database.engine.begin() as conn:
             for schema in schemas:
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        await engine.dispose()
+        await database.dispose()
     if BUS_URL.startswith("kafka"):
         await _delete_topics(BUS_URL, f"{unique}.")
 
@@ -124,7 +126,8 @@ async def _delete_topics(bus_url: str, prefix: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
     bootstrap = urlsplit(bus_url).netloc
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    options = kafka_client_options(ServiceSettings(bus_url=bus_url))  # DUNNING_KAFKA_* too
+    admin = AIOKafkaAdminClient(**options, bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         await admin.start()
         mine = [t for t in await admin.list_topics() if t.startswith(prefix)]

@@ -78,7 +78,7 @@ async def rows_in_apply_order(database: Database) -> list[tuple[str, str, int]]:
 
 async def run(settings: ServiceSettings, topic: str, group: str) -> None:
     """Consume ``topic`` forever into the ledger."""
-    database = Database(settings.effective_database_url, schema=settings.effective_schema)
+    database = Database.from_settings(settings)
     await database.migrate(VERSIONS)
     bus = create_bus(settings)
     await bus.start()

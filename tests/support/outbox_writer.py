@@ -39,7 +39,7 @@ class PublishThenHang:
 
 async def main(mode: str) -> None:
     settings = ServiceSettings(service_name="ledger")
-    database = Database(settings.effective_database_url, schema=settings.effective_schema)
+    database = Database.from_settings(settings)
     await database.migrate(ledger.VERSIONS)
     outbox = Outbox()
     if mode == "commit":

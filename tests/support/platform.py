@@ -162,6 +162,9 @@ class Platform:
             env["DUNNING_BUS_URL"] = f"embedded:{self.data_dir / 'bus.sqlite'}"
         if self.database_url:
             env["DUNNING_DATABASE_URL"] = self.database_url
+        # The run's own connection security (TLS, SASL login) goes to the services as it is.
+        secure = ("DUNNING_KAFKA_", "DUNNING_DATABASE_SSL_")
+        env.update({k: v for k, v in os.environ.items() if k.startswith(secure)})
         env.update(self.extra_env)
         return env
 
@@ -460,13 +463,24 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, work).result()
 
 
+def _admin_engine(url: str) -> Any:
+    """An AUTOCOMMIT engine on ``url`` with the services' TLS settings (DUNNING_DATABASE_SSL_*)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from dunning_runtime.settings import ServiceSettings
+    from dunning_runtime.tls import database_ssl
+
+    ssl = database_ssl(ServiceSettings(database_url=url))
+    connect_args = {} if ssl is None else {"ssl": ssl}
+    return create_async_engine(url, isolation_level="AUTOCOMMIT", connect_args=connect_args)
+
+
 async def _create_database(url: str, token: str) -> str:
     """CREATE DATABASE ``token`` next to ``url``'s database; its URL."""
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    engine = _admin_engine(url)
     try:
         async with engine.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{token}"'))
@@ -477,9 +491,8 @@ async def _create_database(url: str, token: str) -> str:
 
 async def _drop_database(url: str, token: str) -> None:
     from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    engine = _admin_engine(url)
     try:
         async with engine.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{token}" WITH (FORCE)'))

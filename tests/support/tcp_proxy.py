@@ -8,12 +8,13 @@ import contextlib
 
 
 class TcpProxy:
-    """Forwards ``127.0.0.1:<port>`` to ``target``; ``cut()`` drops every connection
-    and refuses new ones until ``restore()``."""
+    """Forwards ``<listen_host>:<port>`` (127.0.0.1) to ``target``; ``cut()`` drops every
+    connection and refuses new ones until ``restore()``."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, listen_host: str = "127.0.0.1") -> None:
         self.target_host = target_host
         self.target_port = target_port
+        self.listen_host = listen_host
         self.port = 0
         self.cut_now = False
         self.refused = 0
@@ -23,7 +24,7 @@ class TcpProxy:
 
     async def start(self) -> None:
         """Listen on a free local port (``self.port``)."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, self.listen_host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

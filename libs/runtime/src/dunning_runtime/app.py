@@ -225,7 +225,7 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
     # The tasks started below inherit it: their log lines name this service.
     logs.SERVICE.set(spec.name)
     clock: Clock = ManualClock() if settings.clock is ClockKind.MANUAL else SystemClock()
-    database = Database(settings.effective_database_url, schema=settings.effective_schema)
+    database = Database.from_settings(settings)
     bus = create_bus(settings)
     liveness = Liveness(database, spec.name)
     try:

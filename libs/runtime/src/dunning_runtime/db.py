@@ -7,11 +7,12 @@ schema (principle 1); on SQLite each service has its own file.
 from __future__ import annotations
 
 import contextlib
+import ssl as ssl_
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Integer, event, text
 from sqlalchemy.engine import make_url
@@ -21,6 +22,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+if TYPE_CHECKING:
+    from dunning_runtime.settings import ServiceSettings
 
 #: A table's sequence id column type: BIGINT on PostgreSQL, INTEGER on SQLite, where only
 #: an ``INTEGER PRIMARY KEY`` is the autoincrementing rowid (a BIGINT key would stay null).
@@ -38,12 +42,30 @@ def utc(instant: datetime | None) -> datetime | None:
 class Database:
     """An engine, its session factory and the service's schema."""
 
-    def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        echo: bool = False,
+        ssl: ssl_.SSLContext | bool | None = None,
+    ) -> None:
         self.url = url
         self.schema = schema
         self.is_sqlite = url.startswith("sqlite")
-        self.engine: AsyncEngine = _create_engine(url, schema=schema, echo=echo)
+        self.engine: AsyncEngine = _create_engine(url, schema=schema, echo=echo, ssl=ssl)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> Database:
+        """The service's database: its URL, its schema and ``DUNNING_DATABASE_SSL_*``."""
+        from dunning_runtime.tls import database_ssl
+
+        return cls(
+            settings.effective_database_url,
+            schema=settings.effective_schema,
+            ssl=database_ssl(settings),
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -71,7 +93,9 @@ class Database:
         await self.engine.dispose()
 
 
-def _create_engine(url: str, *, schema: str | None, echo: bool) -> AsyncEngine:
+def _create_engine(
+    url: str, *, schema: str | None, echo: bool, ssl: ssl_.SSLContext | bool | None
+) -> AsyncEngine:
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         database = make_url(url).database
@@ -80,8 +104,12 @@ def _create_engine(url: str, *, schema: str | None, echo: bool) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": 60}
     else:
         kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
         if schema:
-            kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+            connect_args["server_settings"] = {"search_path": schema}
+        if ssl is not None:
+            connect_args["ssl"] = ssl
+        kwargs["connect_args"] = connect_args
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

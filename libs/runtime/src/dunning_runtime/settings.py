@@ -13,7 +13,7 @@ import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +57,32 @@ class ServiceSettings(BaseSettings):
             "PostgreSQL: postgresql+asyncpg://user:pass@host/db (each service uses its own schema)."
         ),
     )
+    database_ssl_mode: Literal["", "disable", "require", "verify-ca", "verify-full"] = Field(
+        default="",
+        description=(
+            "TLS to PostgreSQL, as libpq's sslmode: require (encrypted, server not checked), "
+            "verify-ca (certificate signed by a trusted CA), verify-full (and issued for the "
+            "URL's host name). Empty: the driver's default (TLS if the server offers it, "
+            "unchecked). Not in the URL: sslmode= there is refused."
+        ),
+    )
+    database_ssl_ca_file: str = Field(
+        default="",
+        description=(
+            "PEM file of the CA(s) that signed the PostgreSQL server's certificate "
+            "(verify-ca, verify-full); empty trusts the system's CAs."
+        ),
+    )
+    database_ssl_cert_file: str = Field(
+        default="",
+        description=(
+            "PEM client certificate for mutual TLS with PostgreSQL "
+            "(with DUNNING_DATABASE_SSL_KEY_FILE)."
+        ),
+    )
+    database_ssl_key_file: str = Field(
+        default="", description="PEM private key of DUNNING_DATABASE_SSL_CERT_FILE (unencrypted)."
+    )
     database_schema: str = Field(
         default="",
         description="PostgreSQL schema for this service's tables; empty means the service name.",
@@ -67,6 +93,34 @@ class ServiceSettings(BaseSettings):
             "Event bus. 'embedded:' (log at <data_dir>/bus.sqlite), 'embedded:/path/bus.sqlite', "
             "or 'kafka://host:9092[,host2:9092]'."
         ),
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description=(
+            "How the services reach Kafka: PLAINTEXT, SSL (TLS), or SASL_SSL (TLS plus a "
+            "SASL login). SASL without TLS is refused."
+        ),
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism for SASL_SSL."
+    )
+    kafka_username: str = Field(default="", description="SASL user name (SASL_SSL only).")
+    kafka_password: SecretStr = Field(
+        default=SecretStr(""), description="SASL password (SASL_SSL only). A secret."
+    )
+    kafka_ca_file: str = Field(
+        default="",
+        description=(
+            "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); "
+            "empty trusts the system's CAs. Broker host names are always verified."
+        ),
+    )
+    kafka_cert_file: str = Field(
+        default="",
+        description="PEM client certificate for mutual TLS (with DUNNING_KAFKA_KEY_FILE).",
+    )
+    kafka_key_file: str = Field(
+        default="", description="PEM private key of DUNNING_KAFKA_CERT_FILE (unencrypted)."
     )
     bus_partitions: int = Field(default=8, ge=1, le=1024, description="Partitions per topic.")
     bus_replication_factor: int = Field(
@@ -219,6 +273,75 @@ class ServiceSettings(BaseSettings):
             raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
         return value
 
+    @field_validator(
+        "kafka_ca_file",
+        "kafka_cert_file",
+        "kafka_key_file",
+        "database_ssl_ca_file",
+        "database_ssl_cert_file",
+        "database_ssl_key_file",
+    )
+    @classmethod
+    def _check_file(cls, value: str) -> str:
+        # At start-up, not at the first connection: a wrong path should stop the deploy.
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> ServiceSettings:
+        protocol = f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL"
+        login = bool(self.kafka_username or self.kafka_password.get_secret_value())
+        if self.kafka_security_protocol == "SASL_SSL":
+            if not (self.kafka_username and self.kafka_password.get_secret_value()):
+                raise ValueError(
+                    f"{protocol}=SASL_SSL needs {ENV_PREFIX}KAFKA_USERNAME "
+                    f"and {ENV_PREFIX}KAFKA_PASSWORD"
+                )
+        elif login:
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_USERNAME/PASSWORD are set but {protocol} is "
+                f"{self.kafka_security_protocol}: a login is sent only over TLS "
+                f"({protocol}=SASL_SSL); SASL without TLS is refused"
+            )
+        files = self.kafka_ca_file or self.kafka_cert_file or self.kafka_key_file
+        if files and self.kafka_security_protocol == "PLAINTEXT":
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_CA_FILE/CERT_FILE/KEY_FILE need {protocol}=SSL or SASL_SSL"
+            )
+        _check_pair("KAFKA_CERT_FILE", self.kafka_cert_file, "KAFKA_KEY_FILE", self.kafka_key_file)
+        return self
+
+    @model_validator(mode="after")
+    def _check_database_ssl(self) -> ServiceSettings:
+        mode = f"{ENV_PREFIX}DATABASE_SSL_MODE"
+        url = self.database_url
+        if url.startswith("postgresql"):
+            in_url = sorted(k for k in parse_qs(urlsplit(url).query) if k.startswith("ssl"))
+            if in_url:
+                raise ValueError(
+                    f"{ENV_PREFIX}DATABASE_URL: {', '.join(in_url)} in the URL is refused (the "
+                    f"driver does not read them there); set {mode} and "
+                    f"{ENV_PREFIX}DATABASE_SSL_CA_FILE instead"
+                )
+        elif self.database_ssl_mode:
+            raise ValueError(f"{mode} applies to PostgreSQL only (DUNNING_DATABASE_URL is SQLite)")
+        if self.database_ssl_ca_file and self.database_ssl_mode not in ("verify-ca", "verify-full"):
+            raise ValueError(
+                f"{ENV_PREFIX}DATABASE_SSL_CA_FILE needs {mode}=verify-full or verify-ca"
+            )
+        if self.database_ssl_cert_file and self.database_ssl_mode in ("", "disable"):
+            raise ValueError(
+                f"{ENV_PREFIX}DATABASE_SSL_CERT_FILE needs a {mode} other than disable"
+            )
+        _check_pair(
+            "DATABASE_SSL_CERT_FILE",
+            self.database_ssl_cert_file,
+            "DATABASE_SSL_KEY_FILE",
+            self.database_ssl_key_file,
+        )
+        return self
+
     @model_validator(mode="after")
     def _port_default(self) -> ServiceSettings:
         if self.port == 0 and self.service_name in SERVICE_ORDER:
@@ -273,6 +396,12 @@ class ServiceSettings(BaseSettings):
         return bool(admin) and hmac.compare_digest(admin.encode(), key.encode())
 
 
+def _check_pair(cert_name: str, cert: str, key_name: str, key: str) -> None:
+    """A client certificate and its key come together."""
+    if bool(cert) != bool(key):
+        raise ValueError(f"{ENV_PREFIX}{cert_name} and {ENV_PREFIX}{key_name} go together")
+
+
 def tenant_pairs(value: str, shape: str) -> list[tuple[str, str]]:
     """``a:1, b:2`` as ``[("a", "1"), ("b", "2")]``; ValueError naming ``shape`` otherwise.
 
@@ -310,6 +439,9 @@ def load_settings(service: str | _NamedSpec, **overrides: Any) -> ServiceSetting
     except ValidationError as exc:
         lines = [f"{name}: invalid settings:"]
         for err in exc.errors():
+            if not err["loc"]:  # a rule across settings: its message names them
+                lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+                continue
             variable = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
             lines.append(f"  {variable}: {err['msg']}")
         sys.exit("\n".join(lines))

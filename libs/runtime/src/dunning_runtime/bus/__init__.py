@@ -6,6 +6,7 @@ from dunning_runtime.bus.embedded import EmbeddedBus
 from dunning_runtime.bus.kafka import KafkaBus
 from dunning_runtime.bus.port import Bus, BusConsumer, OutgoingMessage, Record, partition_for
 from dunning_runtime.settings import ServiceSettings
+from dunning_runtime.tls import kafka_client_options
 
 __all__ = [
     "Bus",
@@ -35,4 +36,5 @@ def create_bus(settings: ServiceSettings) -> EmbeddedBus | KafkaBus:
         replication_factor=settings.bus_replication_factor,
         topic_prefix=settings.topic_prefix,
         client_id=settings.service_name,
+        client_options=kafka_client_options(settings),
     )

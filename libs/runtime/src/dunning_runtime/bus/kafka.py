@@ -147,8 +147,11 @@ class KafkaBus:
         max_poll_interval_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
         publish_retry_s: float = 10.0,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = ",".join(bootstrap)
+        #: TLS and SASL options given to every client (``dunning_runtime.tls``).
+        self.client_options = dict(client_options or {})
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.topic_prefix = topic_prefix
@@ -177,6 +180,7 @@ class KafkaBus:
 
     async def _new_producer(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
+            **self.client_options,
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
             enable_idempotence=True,
@@ -206,7 +210,9 @@ class KafkaBus:
         async with self._admin_lock:
             if self._admin is None:
                 admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, request_timeout_ms=5_000
+                    **self.client_options,
+                    bootstrap_servers=self.bootstrap,
+                    request_timeout_ms=5_000,
                 )
                 try:
                     await _start(admin.start)
@@ -237,7 +243,9 @@ class KafkaBus:
     async def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics and their dead-letter topics with the configured partitions."""
         names = {self.physical(t) for t in with_dead_letter_topics(topics)}
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
+        admin = AIOKafkaAdminClient(
+            **self.client_options, bootstrap_servers=self.bootstrap, request_timeout_ms=30_000
+        )
         try:
             await _start(admin.start)
             existing = set(await admin.list_topics())
@@ -308,7 +316,9 @@ class KafkaBus:
         async with self._reader_lock:
             if self._reader is None:
                 reader = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap, client_id=self.client_id
+                    **self.client_options,
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self.client_id,
                 )
                 try:
                     await _start(reader.start)
@@ -393,6 +403,7 @@ class KafkaConsumer:
         await self.bus.ensure_topics([t.removeprefix(self.bus.topic_prefix) for t in self.topics])
         raise_if_cancelled()  # closing the admin client may have swallowed a stop
         consumer = AIOKafkaConsumer(
+            **self.bus.client_options,
             bootstrap_servers=self.bus.bootstrap,
             group_id=self.group,
             client_id=f"{self.bus.client_id}-{self.group}",
