@@ -36,6 +36,12 @@ SERVICE: ContextVar[str | None] = ContextVar("dunning_service", default=None)
 
 LogFormat = Literal["json", "text"]
 
+#: Loggers of libraries that log the data they carry (SQLAlchemy: every statement with
+#: its parameters at INFO once the root logger lets INFO through; aiosqlite likewise at
+#: DEBUG; aiosmtplib the SMTP conversation): kept at WARNING whatever
+#: ``DUNNING_LOG_LEVEL`` says. No mask can recognise a contact's name in them.
+DATA_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "aiosmtplib")
+
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d")
 
@@ -142,3 +148,5 @@ def setup_logging(service: str, level: str, log_format: LogFormat) -> None:
     root.setLevel(level)
     # Alembic narrates every plugin it loads at INFO; only its warnings help an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in DATA_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
