@@ -177,7 +177,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     # it runs inside the body-size limit).
     app.add_middleware(IdempotencyMiddleware)
     # A true OpenAPI document, and 405s whose Allow lists every method of the path.
-    install_openapi(app)
+    install_openapi(app, spec.body_limits)
     # Outermost of the app's own middleware: nothing reads a body before the key and size checks.
     app.add_middleware(
         RequestGuards,
