@@ -231,6 +231,16 @@ def run_scenario(platform: Platform, mail: MailServer) -> Scenario:
             notify, "notify-svc", "POST", f"/v1/contacts/{address}/opt-out", {"reason": "asked"}
         )
     )
+    # A phone number in a path too (its "+" may travel as "%2B").
+    ok(
+        scenario.write(
+            notify,
+            "notify-svc",
+            "POST",
+            f"/v1/contacts/{CONTACT['phone']}/opt-out",
+            {"channels": ["sms"], "reason": "asked"},
+        )
+    )
     assert mail.messages_to(CONTACT["email"]), "no mail reached the contact"
     platform.settle()
     return scenario
