@@ -79,6 +79,29 @@ def test_exceptions_and_personal_data(lines: io.StringIO) -> None:
     assert "ValueError: 550 mailbox <email> unknown; call <phone>" in line["exception"]
 
 
+def test_percent_encoded_addresses_in_urls_are_masked_too() -> None:
+    # An access log line or a span's URL quotes the path as sent: "+" may be "%2B".
+    assert logs.scrub('"POST /v1/contacts/%2B4915112345678/opt-out" 200') == (
+        '"POST /v1/contacts/<phone>/opt-out" 200'
+    )
+    assert logs.scrub("/v1/contacts/zq%40example.org") == "/v1/contacts/<email>"
+    assert logs.scrub("/v1/invoices?account_id=a%20b") == "/v1/invoices?account_id=a%20b"
+
+
+def test_data_loggers_stay_quiet_at_debug() -> None:
+    # aiosqlite quotes every statement's parameters (contact names) at DEBUG.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.handlers = [h for h in root.handlers if not isinstance(h, logs._Handler)]
+    try:
+        logs.setup_logging("test-svc", "DEBUG", "json")
+        for name in logs.DATA_LOGGERS:
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger("dunning_runtime").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers, root.level = handlers, level
+
+
 def test_text_format_says_the_same_for_people() -> None:
     record = logging.LogRecord(
         "svc.x", logging.INFO, __file__, 1, "paid by %s", ("a@b.example",), None

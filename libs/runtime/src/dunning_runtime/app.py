@@ -46,7 +46,7 @@ from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.problems import Problem, install_problem_handlers
 from dunning_runtime.settings import ClockKind, ServiceSettings, load_settings
 from dunning_runtime.supervision import Supervisor
-from dunning_runtime.telemetry import setup_tracing
+from dunning_runtime.telemetry import scrub_url_attributes, setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     # it runs inside the body-size limit).
     app.add_middleware(IdempotencyMiddleware)
     # A true OpenAPI document, and 405s whose Allow lists every method of the path.
-    install_openapi(app)
+    install_openapi(app, spec.body_limits)
     # Outermost of the app's own middleware: nothing reads a body before the key and size checks.
     app.add_middleware(
         RequestGuards,
@@ -458,8 +458,12 @@ def _instrument(app: FastAPI) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
-    HTTPXClientInstrumentor().instrument()
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls="healthz,readyz,metrics",
+        server_request_hook=scrub_url_attributes,
+    )
+    HTTPXClientInstrumentor().instrument(request_hook=scrub_url_attributes)
 
 
 def entrypoints(spec: ServiceSpec) -> tuple[Callable[[], FastAPI], Callable[[], None]]:

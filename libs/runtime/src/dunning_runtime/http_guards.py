@@ -143,6 +143,7 @@ def _too_large(limit: int) -> Problem:
         413,
         f"The request body is larger than {limit:,} bytes; split it.",
         type_="body-too-large",
+        errors=[{"field": "body", "message": f"larger than {limit:,} bytes", "type": "too_large"}],
     )
 
 

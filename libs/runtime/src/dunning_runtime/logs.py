@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
+from urllib.parse import unquote
 
 from opentelemetry import trace
 
@@ -36,12 +37,29 @@ SERVICE: ContextVar[str | None] = ContextVar("dunning_service", default=None)
 
 LogFormat = Literal["json", "text"]
 
+#: Loggers of libraries that log the data they carry, which no mask can recognise (a
+#: contact's name): aiosqlite logs every statement with its parameters at DEBUG, so
+#: ``DUNNING_LOG_LEVEL=DEBUG`` wrote contact names into the log; SQLAlchemy's engine would
+#: at INFO (it holds itself at WARN unless someone lowers it); aiosmtplib the SMTP
+#: conversation. Kept at WARNING whatever ``DUNNING_LOG_LEVEL`` says.
+DATA_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "aiosmtplib")
+
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d")
 
 
 def scrub(text: str) -> str:
-    """``text`` with email addresses and phone numbers masked."""
+    """``text`` with email addresses and phone numbers masked, also percent-encoded ones
+    (an access log line or a span's URL quotes ``/v1/contacts/%2B4915...``)."""
+    masked = _mask(text)
+    if "%" in masked:
+        decoded = unquote(masked)
+        if decoded != masked and _mask(decoded) != decoded:
+            return _mask(decoded)
+    return masked
+
+
+def _mask(text: str) -> str:
     if "@" in text:
         text = _EMAIL.sub("<email>", text)
     if "+" in text:
@@ -142,3 +160,5 @@ def setup_logging(service: str, level: str, log_format: LogFormat) -> None:
     root.setLevel(level)
     # Alembic narrates every plugin it loads at INFO; only its warnings help an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in DATA_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -20,7 +20,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dunning_runtime.problems import PROBLEM_JSON, Problem, problem_response
+from dunning_runtime.http_guards import BodyLimits
+from dunning_runtime.problems import PROBLEM_JSON, TYPE_BASE, Problem, problem_response
 
 __all__ = [
     "ADMIN_SCHEME",
@@ -156,7 +157,16 @@ _HEADERS: dict[str, Any] = {
         "required": True,
         "schema": {"type": "string", "pattern": "^Bearer"},
     },
+    "Retry-After": {
+        "description": "Whole seconds to wait before retrying the request.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    },
 }
+
+#: Extension on a request body: the most bytes the route reads (``ServiceSpec.body_limits``,
+#: else ``http_guards.DEFAULT_BODY_LIMIT``); a larger body is a 413.
+MAX_BODY_EXTENSION = "x-max-body-bytes"
 
 _DESCRIPTIONS = {
     "400": "The request cannot be read, e.g. a body that is not JSON.",
@@ -181,23 +191,26 @@ _DESCRIPTIONS = {
 }
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, body_limits: Mapping[str, int] | None = None) -> None:
     """Make ``app``'s OpenAPI document true, and its 405 answers consistent.
 
+    ``body_limits`` are the ones the request guards enforce (``ServiceSpec.body_limits``).
     Call once while building the app, after its routes are known or not: the document
     is generated on first request and then cached, like FastAPI's own.
     """
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document(FastAPI.openapi(app))
+            app.openapi_schema = document(FastAPI.openapi(app), body_limits)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(AllowedMethods, paths=lambda: app.openapi()["paths"])
 
 
-def document(generated: dict[str, Any]) -> dict[str, Any]:
+def document(
+    generated: dict[str, Any], body_limits: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """A corrected copy of FastAPI's document ``generated`` (a pure function).
 
     Per operation: errors as application/problem+json with the shared
@@ -206,8 +219,11 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
     409 for writes under /v1, 413 when it takes a body, 422 when it takes input, 429
     for tenant-key routes, 503 under /v1, 500 always); a 2xx response without content
     gets the content of its sibling 2xx (a replay returns the first result); the
-    security headers every response carries.
+    security headers every response carries, and ``Retry-After`` on 429 and 503. A
+    request body states its size limit (``x-max-body-bytes``, from ``body_limits`` as
+    the guards read them), and so does its 413.
     """
+    limits = BodyLimits(body_limits or {})
     doc = copy.deepcopy(generated)
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -217,6 +233,8 @@ def document(generated: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             if method in _METHODS:
                 used_schemes |= _document_operation(path, method, operation)
+                if "requestBody" in operation:
+                    _document_body_limit(operation, limits.for_path(path))
     components.setdefault("headers", {}).update(copy.deepcopy(_HEADERS))
     if used_schemes:
         schemes = components.setdefault("securitySchemes", {})
@@ -281,11 +299,23 @@ def _document_operation(path: str, method: str, operation: dict[str, Any]) -> se
             names.append("Cache-Control")
         if status == "401":
             names.append("WWW-Authenticate")
+        if status in ("429", "503"):
+            names.append("Retry-After")
         headers = response.setdefault("headers", {})
         for name in names:
             headers.setdefault(name, {"$ref": f"#/components/headers/{name}"})
     operation["responses"] = dict(sorted(responses.items()))
     return schemes
+
+
+def _document_body_limit(operation: dict[str, Any], limit: int) -> None:
+    """State the route's body limit on its request body and its 413 response."""
+    operation["requestBody"][MAX_BODY_EXTENSION] = limit
+    operation["responses"]["413"]["description"] = (
+        f"The body is larger than this route's limit of {limit:,} bytes "
+        f"(`{MAX_BODY_EXTENSION}` of the request body): a problem of type "
+        f"{TYPE_BASE}body-too-large whose `errors` names `body`. Split it."
+    )
 
 
 def _fill_replays(responses: dict[str, Any]) -> None:

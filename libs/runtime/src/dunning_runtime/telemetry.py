@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from dunning_runtime.bus.port import OutgoingMessage
+from dunning_runtime.logs import scrub
 
 if TYPE_CHECKING:
     from dunning_events import Envelope
@@ -76,6 +77,28 @@ def setup_tracing(
         _provider.add_span_processor(processor)
         _attached.add(key)
     return _provider
+
+
+#: Span attributes the HTTP instrumentations fill with the request's URL (old and new
+#: semantic conventions): a path may name a contact (``/v1/contacts/{address}``).
+URL_ATTRIBUTES = ("http.target", "http.url", "url.path", "url.full", "url.query")
+
+
+def scrub_url_attributes(span: Span, *_request: Any) -> None:
+    """Mask email addresses and phone numbers in ``span``'s URL attributes, as the logs do.
+
+    The request hook of the FastAPI and httpx instrumentations: they record the URL as
+    requested, while the span's name and ``http.route`` keep the route template.
+    """
+    attributes = getattr(span, "attributes", None)
+    if not span.is_recording() or not attributes:
+        return
+    for key in URL_ATTRIBUTES:
+        value = attributes.get(key)
+        if isinstance(value, str):
+            masked = scrub(value)
+            if masked != value:
+                span.set_attribute(key, masked)
 
 
 def tracer() -> trace.Tracer:
