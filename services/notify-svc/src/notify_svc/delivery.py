@@ -384,11 +384,13 @@ class Delivery:
         if isinstance(decision, domain.Hold):
             # Back to the queue, due again when the hold ends; an interrupted send keeps
             # its send_started_at, so it still goes out marked as a possible duplicate.
+            # The retry budget starts again then: the hold was no failure to deliver.
             await storage.update_owned(
                 session,
                 row["seq"],
                 self.owner,
                 due_at=decision.until,
+                first_attempt_at=None,
                 lease_owner=None,
                 lease_until=None,
                 updated_at=now,
