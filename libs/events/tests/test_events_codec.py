@@ -28,7 +28,7 @@ from dunning_events import (
     PaymentReceived,
     make_envelope,
 )
-from dunning_events.codec import from_json, from_kafka, to_json, to_kafka
+from dunning_events.codec import DecodeError, from_json, from_kafka, to_json, to_kafka
 from dunning_events.generate import PACKAGE_ROOT
 from dunning_events.money import MINOR_UNITS, quantize
 from dunning_events.samples import TRACEPARENT, WHEN, sample_envelope, sample_event
@@ -74,7 +74,10 @@ offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
     lambda minutes: timezone(timedelta(minutes=minutes))
 )
 instants = st.datetimes(
-    min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=offsets | st.just(UTC)
+    # Within the years an Instant accepts (2000-2199), a day inside for any offset.
+    min_value=datetime(2000, 1, 2),
+    max_value=datetime(2199, 12, 30),
+    timezones=offsets | st.just(UTC),
 )
 traceparents = st.from_regex(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", fullmatch=True).filter(
     lambda t: "0" * 32 not in t and "-" + "0" * 16 + "-" not in t
@@ -144,8 +147,9 @@ def test_any_payment_round_trips_exactly(amount: Money, share: Fraction, when: d
 
 
 def test_instants_with_second_offsets_are_kept_exact_in_utc() -> None:
-    monrovia = timezone(-timedelta(minutes=44, seconds=30))  # its offset until 1972
-    moment = datetime(1960, 1, 1, 12, 0, tzinfo=monrovia)
+    # Monrovia's offset until 1972, on a date within the years an Instant accepts.
+    monrovia = timezone(-timedelta(minutes=44, seconds=30))
+    moment = datetime(2026, 1, 1, 12, 0, tzinfo=monrovia)
     sent = sample_event(NotificationSent, sent_at=moment)
     envelope = make_envelope(sent, tenant="acme", source="/x", time=moment)
     assert envelope.time == moment and envelope.time.utcoffset() == timedelta(0)
@@ -331,3 +335,44 @@ def test_we_read_what_the_sdk_writes(cls: type[Event]) -> None:
     assert isinstance(structured.key, bytes)
     headers = list(structured.headers.items())
     assert from_kafka(structured.key, structured.value, headers) == envelope
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sent_at", "9999-12-31T23:59:59Z"),
+        ("sent_at", "0001-01-01T00:00:00Z"),
+        ("sent_at", "1999-12-31T23:59:59Z"),
+    ],
+)
+def test_an_instant_outside_the_years_2000_to_2199_is_refused_naming_the_field(
+    field: str, value: str
+) -> None:
+    envelope = sample_envelope(NotificationSent)
+    message = to_kafka(envelope)
+    data = json.loads(message.value)
+    data[field] = value
+    with pytest.raises(DecodeError, match=rf"data\.{field}: .*between 2000-01-01 and 2199-12-31"):
+        from_kafka(message.key, json.dumps(data).encode(), message.headers)
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31", "1999-12-31"])
+def test_a_date_outside_the_years_2000_to_2199_is_refused_naming_the_field(day: str) -> None:
+    envelope = sample_envelope(InvoiceIssued)
+    message = to_kafka(envelope)
+    data = json.loads(message.value)
+    data["issue_date"] = day
+    with pytest.raises(DecodeError, match=r"data\.issue_date: .*between 2000-01-01 and 2199-12-31"):
+        from_kafka(message.key, json.dumps(data).encode(), message.headers)
+
+
+def test_invoice_metadata_is_bounded_as_the_api_bounds_it() -> None:
+    envelope = sample_envelope(InvoiceIssued)
+    message = to_kafka(envelope)
+    data = json.loads(message.value)
+    data["metadata"] = {"erp_document": "x" * 200_000}
+    with pytest.raises(DecodeError, match=r"data\.metadata\.erp_document"):
+        from_kafka(message.key, json.dumps(data).encode(), message.headers)
+    data["metadata"] = {f"k{n}": "v" for n in range(51)}
+    with pytest.raises(DecodeError, match=r"data\.metadata"):
+        from_kafka(message.key, json.dumps(data).encode(), message.headers)

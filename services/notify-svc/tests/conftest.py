@@ -44,7 +44,8 @@ def notify_settings(
         delivery_backoff_s=0.02,
         delivery_backoff_max_s=0.1,
         delivery_retry_max_s=3,
-        delivery_lease_s=0.1,
+        # More than an attempt (smtp_timeout_s) and the backoff after it, as required.
+        delivery_lease_s=5.2,
     )
 
 

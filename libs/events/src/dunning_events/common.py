@@ -74,18 +74,28 @@ _INSTANT_SCHEMA = {
 }
 _DAY_SCHEMA = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 
-#: A point in time with its UTC offset (RFC 3339 on the wire); naive datetimes are refused.
-Instant = Annotated[
-    AwareDatetime, AfterValidator(_whole_minute_offset), WithJsonSchema(_INSTANT_SCHEMA)
-]
-
-#: A calendar date, "YYYY-MM-DD" on the wire.
-Day = Annotated[date, WithJsonSchema(_DAY_SCHEMA)]
-
-#: The earliest and latest calendar dates an API accepts: wide enough for any invoice,
-#: narrow enough that grace periods and time zones never leave ``datetime``'s range.
+#: The earliest and latest calendar dates an API or an event accepts: wide enough for
+#: any invoice, narrow enough that grace periods and time zones never leave
+#: ``datetime``'s range (an event dated 9999-12-31 would overflow a service's date
+#: arithmetic, one dated 0001-01-01 is no invoice: both are refused at decoding).
 MIN_DAY = date(2000, 1, 1)
 MAX_DAY = date(2199, 12, 31)
+
+
+def _instant_within_range(moment: datetime) -> datetime:
+    if not MIN_DAY <= moment.astimezone(UTC).date() <= MAX_DAY:
+        raise ValueError(f"must be between {MIN_DAY.isoformat()} and {MAX_DAY.isoformat()}")
+    return moment
+
+
+#: A point in time with its UTC offset (RFC 3339 on the wire) within the years
+#: 2000-2199; naive datetimes are refused.
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_whole_minute_offset),
+    AfterValidator(_instant_within_range),
+    WithJsonSchema(_INSTANT_SCHEMA),
+]
 
 
 def _within_range(day: date) -> date:
@@ -107,6 +117,10 @@ BoundedDay = Annotated[
         }
     ),
 ]
+
+#: A calendar date, "YYYY-MM-DD" on the wire, within the years 2000-2199 like every
+#: date the APIs take.
+Day = BoundedDay
 
 _IDENTIFIER_CHARACTERS = re.compile(r"[A-Za-z0-9_.:-]+")
 

@@ -141,6 +141,16 @@ class NotificationRequested(Event):
         default=None,
         description="Send no earlier than this (business hours of the account); null: now.",
     )
+    contact_cap_days: int = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description=(
+            "The policy's contact cap: notify-svc sends no notice of the account's other "
+            "contact moments (another stage_sequence) within this many days of one sent; "
+            "0: no cap (e.g. a thank-you)."
+        ),
+    )
 
 
 class DunningStageChanged(Event):

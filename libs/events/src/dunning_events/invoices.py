@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -178,8 +178,14 @@ class InvoiceIssued(Event):
     lines: list[InvoiceLine] = Field(
         default_factory=list, max_length=500, description="Invoice lines; may be empty."
     )
-    metadata: dict[str, str] = Field(
-        default_factory=dict, description="Free-form ERP fields, passed through untouched."
+    # Bounded as invoice-svc's API bounds them: 50 fields, keys of 100 characters and
+    # values of 1,000.
+    metadata: dict[
+        Annotated[str, Field(max_length=100)], Annotated[str, Field(max_length=1000)]
+    ] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Free-form ERP fields, passed through untouched.",
     )
 
     @model_validator(mode="after")

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 
+#: Longest dead-letter reason, in the log line and the ``dlq_reason`` header.
+MAX_REASON_CHARS = 1000
+
 #: Longest single wait between two attempts at a chunk during an outage.
 MAX_RETRY_WAIT_S = 5.0
 
@@ -405,10 +408,14 @@ class EventConsumer:
             event_id
             or record.header("ce_id")
             or f"{record.topic}/{record.partition}/{record.offset}"
-        )
+        )[:200]
+        # A reason may quote the hostile input (a 200,000-character "currency"): the log
+        # line and the header get its head only.
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[: MAX_REASON_CHARS - 1] + "…"
         headers = [
             *record.headers,
-            ("dlq_reason", reason[:2000].encode()),
+            ("dlq_reason", reason.encode()),
             ("dlq_attempts", str(attempts).encode()),
             ("dlq_original_topic", record.topic.encode()),
             ("dlq_original_partition", str(record.partition).encode()),

@@ -1370,6 +1370,8 @@ def _notices(
             next_stage=next_step.stage if next_step else None,
             next_step_in_days=next_step.days if next_step else None,
             not_before=not_before,
+            # A thank-you is no chase: the cap does not hold it (nor dunning-svc's steps).
+            contact_cap_days=policy.contact_cap_days if chasing else 0,
         )
         for channel in channels
     ]

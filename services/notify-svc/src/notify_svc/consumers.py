@@ -11,7 +11,6 @@ slow or failing provider never holds a partition.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,7 +29,7 @@ from dunning_runtime.consumer import Subscription
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
 from notify_svc import domain, events, rendering, storage
-from notify_svc.delivery import SENDS
+from notify_svc.delivery import count_suppressed_on_commit
 from notify_svc.settings import NotifySettings
 from notify_svc.storage import account_stages, notifications
 
@@ -131,20 +130,6 @@ async def apply_stage_changes(
         await outbox.add(session, events.envelope(notice["tenant"], suppressed, now, notice))
         suppressed_on.append(notice["channel"])
     count_suppressed_on_commit(session, suppressed_on)
-
-
-def count_suppressed_on_commit(session: AsyncSession, channels: list[str]) -> None:
-    """Count notices suppressed on ``channels`` once the transaction commits, so a chunk
-    retried after a failure counts them once."""
-    if not channels:
-        return
-    counts = Counter(channels)
-
-    def count(_session: Any) -> None:
-        for channel, n in counts.items():
-            SENDS.labels(channel, "suppressed").inc(n)
-
-    event.listen(session.sync_session, "after_commit", count, once=True)
 
 
 async def record_requests(

@@ -28,17 +28,19 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import httpx
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter, Histogram
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -87,6 +89,21 @@ SEND_DURATION = Histogram(
 for _channel in get_args(ChannelName):
     for _outcome_name in ("sent", "failed", "retried", "possible_duplicate", "suppressed"):
         SENDS.labels(_channel, _outcome_name)
+
+
+def count_suppressed_on_commit(session: AsyncSession, channels: list[str]) -> None:
+    """Count notices suppressed on ``channels`` once the transaction commits, so a chunk
+    retried after a failure counts them once."""
+    if not channels:
+        return
+    counts = Tally(channels)
+
+    def count(_session: Any) -> None:
+        for channel, n in counts.items():
+            SENDS.labels(channel, "suppressed").inc(n)
+
+    event.listen(session.sync_session, "after_commit", count, once=True)
+
 
 #: How often the worker looks for due notices when nothing wakes it.
 POLL_S = 1.0
@@ -202,9 +219,9 @@ class Delivery:
         return forget
 
     def _lease_s(self) -> float:
-        # Covers one attempt plus the longest wait before the next: renewed before each.
-        timeout = max(self.settings.smtp_timeout_s, self.settings.http_timeout_s)
-        return self.settings.delivery_lease_s + timeout + self.settings.delivery_backoff_max_s
+        # The setting as it is documented: renewed as each attempt begins, it covers the
+        # attempt and the wait before the next (NotifySettings refuses a shorter one).
+        return self.settings.delivery_lease_s
 
     async def _deliver(self, row: RowMapping, profile: dict[str, Any]) -> None:
         async with self._slots:
@@ -243,8 +260,7 @@ class Delivery:
             )
         message = outgoing(row, profile, self.settings, self.runtime.clock.now())
         if row["channel"] == "task":
-            await self._open_task(row, message)
-            _outcome("sent", row["attempts"] + 1)
+            _outcome(await self._open_task(row, message), row["attempts"] + 1)
             return
         first = utc(row["first_attempt_at"]) or wall_now()
         budget = self.settings.delivery_retry_max_s - (wall_now() - first).total_seconds()
@@ -264,9 +280,11 @@ class Delivery:
             ):
                 with attempt:
                     attempts += 1
-                    if not await self._begin(row, attempts, first, duplicate):
-                        _outcome("not_begun")
-                        return  # suppressed meanwhile, or another instance took over
+                    begun = await self._begin(row, attempts, first, duplicate)
+                    if begun != "begun":
+                        # held, superseded, suppressed meanwhile, or taken over
+                        _outcome(begun)
+                        return
                     receipt = await self._send(channel, message, row, attempts)
                     await self._sent(row, receipt.provider_message_id, attempts)
                     _outcome("sent", attempts)
@@ -323,11 +341,15 @@ class Delivery:
 
     async def _begin(
         self, row: RowMapping, attempts: int, first: datetime, duplicate: bool
-    ) -> bool:
-        """Record that a send begins (before it happens) and renew the lease."""
+    ) -> Begun:
+        """Record that a send begins (before it happens) and renew the lease, once the
+        send-time rule allows it (``domain.at_send_time``)."""
         wall = wall_now()
         async with self.runtime.database.transaction() as session:
-            return await storage.update_owned(
+            gate = await self._gate(session, row, wall)
+            if gate != "begun":
+                return gate
+            begun = await storage.update_owned(
                 session,
                 row["seq"],
                 self.owner,
@@ -338,6 +360,58 @@ class Delivery:
                 lease_until=wall + timedelta(seconds=self._lease_s()),
                 updated_at=self.runtime.clock.now(),
             )
+            return "begun" if begun else "not_begun"
+
+    async def _gate(self, session: AsyncSession, row: RowMapping, wall: datetime) -> Begun:
+        """The stage order and the contact cap, checked again as the send begins (under
+        the account's lock, so two notices of one account pass it one at a time): a
+        notice taken over late, or retried for long, must not go out after the next
+        stage's notice, nor within the cap of another. "begun" lets it go ahead."""
+        now = self.runtime.clock.now()
+        await lock_account(session, row["tenant"], row["account_id"])
+        request = row["request"]
+        not_before = request.get("not_before")
+        decision = domain.at_send_time(
+            stage_sequence=row["stage_sequence"],
+            stage=row["stage"],
+            not_before=datetime.fromisoformat(not_before) if not_before else None,
+            contact_cap_days=int(request.get("contact_cap_days") or 0),
+            contacts=await storage.contacts_of(session, row, wall, now),
+            now=now,
+        )
+        if isinstance(decision, domain.Send):
+            return "begun"
+        if isinstance(decision, domain.Hold):
+            # Back to the queue, due again when the hold ends; an interrupted send keeps
+            # its send_started_at, so it still goes out marked as a possible duplicate.
+            # The retry budget starts again then: the hold was no failure to deliver.
+            await storage.update_owned(
+                session,
+                row["seq"],
+                self.owner,
+                due_at=decision.until,
+                first_attempt_at=None,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            log.info("notify-svc: %s held: %s", row["notification_id"], decision.why)
+            return "held"
+        if await storage.update_owned(
+            session,
+            row["seq"],
+            self.owner,
+            status="suppressed",
+            reason="obsolete",
+            error=decision.detail,
+            send_started_at=None,
+            lease_until=None,
+            updated_at=now,
+        ):
+            event = events.suppressed(row, "obsolete", decision.detail)
+            await self.runtime.outbox.add(session, events.envelope(row["tenant"], event, now, row))
+            count_suppressed_on_commit(session, [row["channel"]])
+        return "superseded"
 
     async def _record_attempt_failed(self, row: RowMapping, error: str) -> None:
         """The provider refused: nothing went out, so the next attempt is no duplicate."""
@@ -390,11 +464,14 @@ class Delivery:
         SENDS.labels(row["channel"], "failed").inc()
         log.warning("notify-svc: %s failed: %s", row["notification_id"], error)
 
-    async def _open_task(self, row: RowMapping, message: Outgoing) -> None:
-        """Open the collector's task and record the notice as sent, in one transaction."""
+    async def _open_task(self, row: RowMapping, message: Outgoing) -> str:
+        """Open the collector's task and record the notice as sent, in one transaction,
+        once the send-time rule allows it; returns the outcome."""
         now = self.runtime.clock.now()
         async with self.runtime.database.transaction() as session:
-            await lock_account(session, row["tenant"], row["account_id"])
+            gate = await self._gate(session, row, wall_now())
+            if gate != "begun":
+                return gate
             if not await storage.update_owned(
                 session,
                 row["seq"],
@@ -405,7 +482,7 @@ class Delivery:
                 lease_until=None,
                 updated_at=now,
             ):
-                return
+                return "not_begun"
             exists = await session.scalar(
                 select(tasks.c.seq).where(
                     tasks.c.tenant == row["tenant"], tasks.c.task_id == row["notification_id"]
@@ -416,7 +493,12 @@ class Delivery:
             event = events.sent(row, now, row["notification_id"])
             await self.runtime.outbox.add(session, events.envelope(row["tenant"], event, now, row))
         SENDS.labels("task", "sent").inc()
+        return "sent"
 
+
+#: What came of recording that a send begins: it began, or it did not (the send-time
+#: rule held or superseded it, or the notice is no longer this instance's).
+Begun = Literal["begun", "held", "superseded", "not_begun"]
 
 _ATTRIBUTE = "_notify_delivery"
 

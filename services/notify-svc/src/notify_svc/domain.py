@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from dunning_events import Contact, NotificationRequested
@@ -145,6 +146,91 @@ def obsolete_after(stage_sequence: int, to_stage: str, sequence: int) -> bool:
     """Whether a change to ``to_stage`` with ``sequence`` makes a pending notice requested
     at ``stage_sequence`` obsolete: a return to ``current`` after it was requested."""
     return to_stage == "current" and sequence > stage_sequence
+
+
+@dataclass(frozen=True)
+class ContactMade:
+    """A notice of the account that went out (or is going out right now): its contact
+    moment (``stage_sequence`` and ``stage``) and when, on the service clock."""
+
+    stage_sequence: int
+    stage: str
+    at: datetime
+    #: Being sent by a live instance: it counts for the cap, but it may still fail, so
+    #: it supersedes nothing yet.
+    in_flight: bool = False
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send the notice now."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Not yet: the notice is due again at ``until`` (``why`` says what holds it)."""
+
+    until: datetime
+    why: str
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """Never: a later contact moment of the account already went out."""
+
+    detail: str
+
+
+SendTime = Send | Hold | Superseded
+
+
+def at_send_time(
+    *,
+    stage_sequence: int,
+    stage: str,
+    not_before: datetime | None,
+    contact_cap_days: int,
+    contacts: Iterable[ContactMade],
+    now: datetime,
+) -> SendTime:
+    """Whether a notice may go out at ``now``, decided again just before each attempt:
+    the first, a retry and a notice taken over from a dead instance alike, however
+    late that is.
+
+    A notice of the same contact moment (the same ``stage_sequence`` and ``stage``, e.g.
+    the email and the SMS of one step) neither orders nor caps another. Against the
+    other moments in ``contacts``:
+
+    * one with a higher ``stage_sequence`` went out: this notice is ``Superseded``;
+      sending it would reverse the stage order (a reminder after its overdue notice).
+    * ``not_before`` and the contact cap: the notice is held until ``not_before`` and
+      until ``contact_cap_days`` after the latest other chasing contact (a thank-you,
+      stage ``current``, is no chase and caps nothing).
+    """
+    others = [c for c in contacts if (c.stage_sequence, c.stage) != (stage_sequence, stage)]
+    later = [c for c in others if c.stage_sequence > stage_sequence and not c.in_flight]
+    if later:
+        first = min(later, key=lambda c: (c.stage_sequence, c.at))
+        return Superseded(
+            f"requested at stage change {stage_sequence} ({stage}); the {first.stage} notice "
+            f"of stage change {first.stage_sequence} went out at {first.at.isoformat()} "
+            "before it could"
+        )
+    until, why = now, ""
+    if not_before is not None and not_before > until:
+        until, why = not_before, f"not before {not_before.astimezone(UTC).isoformat()}"
+    chases = [c.at for c in others if c.stage != "current"]
+    if contact_cap_days and chases:
+        free = max(chases) + timedelta(days=contact_cap_days)
+        if free > until:
+            until = free
+            why = (
+                f"the contact cap ({contact_cap_days} days) after the notice sent at "
+                f"{max(chases).astimezone(UTC).isoformat()}"
+            )
+    if until > now:
+        return Hold(until.astimezone(UTC), why)
+    return Send()
 
 
 SendPlan = Literal["send", "send_possible_duplicate", "give_up"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from dunning_runtime.settings import ServiceSettings, tenant_pairs
@@ -94,10 +94,25 @@ class NotifySettings(ServiceSettings):
         gt=0,
         le=86_400,
         description=(
-            "notify-svc: a notice being sent is leased to one instance for this long past its "
-            "current attempt; a notice whose instance died is taken over when it expires."
+            "notify-svc: a notice being sent is leased to one instance for this long from the "
+            "start of each attempt; a notice whose instance died is taken over when it "
+            "expires. It covers the attempt and the wait before the next, so it must be more "
+            "than max(smtp_timeout_s, http_timeout_s) + delivery_backoff_max_s."
         ),
     )
+
+    @model_validator(mode="after")
+    def _lease_covers_an_attempt(self) -> Self:
+        # A lease that ran out while its attempt or backoff still ran would let a second
+        # instance send the notice again: refuse it rather than stretch it silently.
+        attempt = max(self.smtp_timeout_s, self.http_timeout_s) + self.delivery_backoff_max_s
+        if self.delivery_lease_s <= attempt:
+            raise ValueError(
+                f"delivery_lease_s ({self.delivery_lease_s:g}) must be more than the longest "
+                f"attempt and the wait after it: max(smtp_timeout_s, http_timeout_s) + "
+                f"delivery_backoff_max_s = {attempt:g}"
+            )
+        return self
 
     @field_validator("outgoing_webhook_secrets", mode="before")
     @classmethod

@@ -35,7 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_runtime.db import SequenceId
+from dunning_runtime.db import SequenceId, utc
+from notify_svc.domain import ContactMade
 
 metadata = MetaData()
 
@@ -289,3 +290,39 @@ async def update_owned(session: AsyncSession, seq: int, owner: str, **values: An
         .values(**values)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def contacts_of(
+    session: AsyncSession, row: RowMapping, wall: datetime, now: datetime
+) -> list[ContactMade]:
+    """The account's other notices that went out (at ``sent_at``) or are being sent by
+    a live instance (its lease runs past ``wall``; counted at ``now``)."""
+    found = await session.execute(
+        select(
+            notifications.c.stage_sequence,
+            notifications.c.stage,
+            notifications.c.status,
+            notifications.c.sent_at,
+        ).where(
+            notifications.c.tenant == row["tenant"],
+            notifications.c.account_id == row["account_id"],
+            notifications.c.seq != row["seq"],
+            or_(
+                notifications.c.status == "sent",
+                and_(
+                    notifications.c.status == "pending",
+                    notifications.c.send_started_at.is_not(None),
+                    notifications.c.lease_until >= wall,
+                ),
+            ),
+        )
+    )
+    return [
+        ContactMade(
+            stage_sequence=sequence,
+            stage=stage,
+            at=(utc(sent_at) if status == "sent" else None) or now,
+            in_flight=status != "sent",
+        )
+        for sequence, stage, status, sent_at in found
+    ]
