@@ -129,7 +129,10 @@ class ServiceSettings(BaseSettings):
     )
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="Comma-separated tenant:key pairs; every /v1 route needs one as a Bearer key.",
+        description=(
+            "Bootstrap keys: comma-separated tenant:key pairs, valid besides the managed keys "
+            "(`dunning keys`); every /v1 route needs a key as a Bearer key."
+        ),
     )
     clock: ClockKind = Field(
         default=ClockKind.SYSTEM,
@@ -154,8 +157,17 @@ class ServiceSettings(BaseSettings):
     admin_key: SecretStr = Field(
         default=SecretStr(""),
         description=(
-            "Bearer key for /v1/admin/* (manual clock and tick); empty refuses every admin "
-            "call. A secret. `make run` uses a development key when it is unset."
+            "Bootstrap bearer key for /v1/admin/* (API keys, manual clock and tick), besides "
+            "managed admin keys; empty: only managed ones. A secret. `make run` uses a "
+            "development key when it is unset."
+        ),
+    )
+    key_pepper: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Secret key of the HMAC-SHA256 under which managed API keys are stored; the "
+            "same on every service. Without it a stolen key table can be checked against "
+            "guesses; changing it invalidates every managed key. A secret."
         ),
     )
     rate_limit_per_s: float = Field(
