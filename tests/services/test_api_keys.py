@@ -294,6 +294,10 @@ async def _bad_input_names_the_field(client: httpx.AsyncClient) -> None:
         ("POST", "/v1/admin/keys", {"tenant": "acme", "colour": "red"}, 422, "body.colour"),
         ("POST", "/v1/admin/keys/0123456789abcdef/rotate", {"overlap_s": -1}, 422,
          "body.overlap_s"),
+        ("POST", "/v1/admin/keys/0123456789abcdef/rotate", {"overlap_s": True}, 422,
+         "body.overlap_s"),
+        ("POST", "/v1/admin/keys", {"tenant": "acme", "expires_at": 1893456000}, 422,
+         "body.expires_at"),
         ("DELETE", "/v1/admin/keys/not-a-key-id", None, 422, "path.key_id"),
     ]
     for method, path, body, status, field in cases:

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -346,13 +346,21 @@ class NewKey(BaseModel):
         default=None, description="When the key stops working (an instant with an offset)."
     )
 
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _an_instant_text(cls, value: object) -> object:
+        # pydantic would also take a number as Unix seconds; the document says a string.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 instant with an offset, as a string")
+        return value
+
 
 class Rotation(BaseModel):
     """How long the rotated key keeps working next to its successor."""
 
     model_config = ConfigDict(extra="forbid")
 
-    overlap_s: int = Field(
+    overlap_s: StrictInt = Field(
         default=int(DEFAULT_OVERLAP.total_seconds()),
         ge=0,
         le=int(MAX_OVERLAP.total_seconds()),
