@@ -18,7 +18,9 @@ from tests.support.serving import serving
 from tests.test_stack import free_base_port
 
 
-async def run(base: int, *args: str, admin_key: str = ADMIN_KEY) -> subprocess.CompletedProcess[str]:
+async def run(
+    base: int, *args: str, admin_key: str = ADMIN_KEY
+) -> subprocess.CompletedProcess[str]:
     """``dunning keys ARGS`` against the platform at ``base`` (in a thread: the service
     runs in this event loop)."""
     env = {

@@ -204,16 +204,14 @@ async def test_managed_keys_on_every_service_and_replica(
         assert shown.json() == item
 
         # A key of tenant acme never sees globex's data.
-        posted = await invoices.post(
-            "/v1/invoices", json=invoice(1), headers=bearer("globex-key")
-        )
+        posted = await invoices.post("/v1/invoices", json=invoice(1), headers=bearer("globex-key"))
         assert posted.status_code == 201, posted.text
         theirs = await invoices.get("/v1/invoices/INV-1", headers=bearer(key))
         missing = await invoices.get("/v1/invoices/INV-404", headers=bearer(key))
         assert theirs.status_code == missing.status_code == 404
-        assert theirs.json()["detail"].replace("INV-1", "X") == missing.json()[
-            "detail"
-        ].replace("INV-404", "X")
+        assert theirs.json()["detail"].replace("INV-1", "X") == missing.json()["detail"].replace(
+            "INV-404", "X"
+        )
         assert (await invoices.get("/v1/invoices", headers=bearer(key))).json()["items"] == []
 
         # A tenant key on the admin routes: 403; a managed admin key: allowed everywhere.
@@ -256,7 +254,9 @@ async def test_managed_keys_on_every_service_and_replica(
         )
         assert again.status_code == 201
         secrets.append(again.json()["key"])
-        await until(lambda: services.refused_everywhere(key), timeout_s=30, what="the old key's end")
+        await until(
+            lambda: services.refused_everywhere(key), timeout_s=30, what="the old key's end"
+        )
         assert await services.works_everywhere(new)
 
         # Revoked on notify-svc: a 401 on every service and on the second replica.
@@ -265,9 +265,7 @@ async def test_managed_keys_on_every_service_and_replica(
         await until(lambda: services.refused_everywhere(new), timeout_s=30, what="the revocation")
         twice = await notify.delete(f"/v1/admin/keys/{successor['key_id']}", headers=ADMIN)
         assert twice.json() == revoked.json()
-        refused = await dunning.post(
-            f"/v1/admin/keys/{successor['key_id']}/rotate", headers=ADMIN
-        )
+        refused = await dunning.post(f"/v1/admin/keys/{successor['key_id']}/rotate", headers=ADMIN)
         assert refused.status_code == 409
 
         await _bad_input_names_the_field(dunning)
@@ -287,17 +285,42 @@ async def _bad_input_names_the_field(client: httpx.AsyncClient) -> None:
         ("POST", "/v1/admin/keys", {"tenant": "no spaces"}, 422, "body.tenant"),
         ("POST", "/v1/admin/keys", {"role": "admin", "tenant": "acme"}, 422, "body.tenant"),
         ("POST", "/v1/admin/keys", {"role": "owner"}, 422, "body.role"),
-        ("POST", "/v1/admin/keys", {"tenant": "acme", "expires_at": "2001-01-01T00:00:00Z"},
-         422, "body.expires_at"),
-        ("POST", "/v1/admin/keys", {"tenant": "acme", "expires_at": "2030-01-01"},
-         422, "body.expires_at"),
+        (
+            "POST",
+            "/v1/admin/keys",
+            {"tenant": "acme", "expires_at": "2001-01-01T00:00:00Z"},
+            422,
+            "body.expires_at",
+        ),
+        (
+            "POST",
+            "/v1/admin/keys",
+            {"tenant": "acme", "expires_at": "2030-01-01"},
+            422,
+            "body.expires_at",
+        ),
         ("POST", "/v1/admin/keys", {"tenant": "acme", "colour": "red"}, 422, "body.colour"),
-        ("POST", "/v1/admin/keys/0123456789abcdef/rotate", {"overlap_s": -1}, 422,
-         "body.overlap_s"),
-        ("POST", "/v1/admin/keys/0123456789abcdef/rotate", {"overlap_s": True}, 422,
-         "body.overlap_s"),
-        ("POST", "/v1/admin/keys", {"tenant": "acme", "expires_at": 1893456000}, 422,
-         "body.expires_at"),
+        (
+            "POST",
+            "/v1/admin/keys/0123456789abcdef/rotate",
+            {"overlap_s": -1},
+            422,
+            "body.overlap_s",
+        ),
+        (
+            "POST",
+            "/v1/admin/keys/0123456789abcdef/rotate",
+            {"overlap_s": True},
+            422,
+            "body.overlap_s",
+        ),
+        (
+            "POST",
+            "/v1/admin/keys",
+            {"tenant": "acme", "expires_at": 1893456000},
+            422,
+            "body.expires_at",
+        ),
         ("DELETE", "/v1/admin/keys/not-a-key-id", None, 422, "path.key_id"),
     ]
     for method, path, body, status, field in cases:

@@ -265,9 +265,7 @@ def _keys_call(
 @keys.command("create")
 @click.option("--tenant", default=None, help="The tenant whose key it is.")
 @click.option("--admin", "admin_key", is_flag=True, help="An admin key instead (no tenant).")
-@click.option(
-    "--expires-in", default=None, help="Make it expire after this long (90d, 12h, 1w)."
-)
+@click.option("--expires-in", default=None, help="Make it expire after this long (90d, 12h, 1w).")
 @click.pass_context
 def keys_create(
     ctx: click.Context, tenant: str | None, admin_key: bool, expires_in: str | None

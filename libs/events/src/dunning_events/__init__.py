@@ -32,7 +32,6 @@ from dunning_events.dunning import (
     PromiseToPayRecorded,
 )
 from dunning_events.envelope import Envelope, Event, make_envelope
-from dunning_events.keys import ApiKeyRecorded
 from dunning_events.invoices import (
     EarlyPaymentDiscount,
     InvoiceDisputed,
@@ -45,6 +44,7 @@ from dunning_events.invoices import (
     LateFee,
     Terms,
 )
+from dunning_events.keys import ApiKeyRecorded
 from dunning_events.money import (
     Currency,
     Money,
@@ -69,11 +69,11 @@ from dunning_events.payments import (
 from dunning_events.registry import EVENT_CLASSES, EVENT_TYPES, event_class
 
 __all__ = [
-    "ApiKeyRecorded",
     "EVENT_CLASSES",
     "EVENT_TYPES",
     "AccountWrittenOff",
     "Allocation",
+    "ApiKeyRecorded",
     "Channel",
     "CollectionsHandoffRequested",
     "CollectorTaskCompleted",

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -471,9 +471,7 @@ def key_routes() -> APIRouter:
         key, issued = _issue(runtime, old.role, old.tenant, None)
         ending = replace(old, expires_at=_earliest(old.expires_at, now + overlap))
         stored = await _store(runtime, [issued, ending])
-        return IssuedKey(
-            **KeyView.of(issued).model_dump(), key=key, replaces=KeyView.of(stored[1])
-        )
+        return IssuedKey(**KeyView.of(issued).model_dump(), key=key, replaces=KeyView.of(stored[1]))
 
     @router.delete("/{key_id}", summary="Revoke a key: refused everywhere within seconds")
     async def revoke_key(key_id: KeyId, request: Request, _admin: Admin) -> KeyView:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, field_validator
 
+from dunning_events import topics
 from dunning_runtime import api_keys, clock_store, heap, housekeeping, logs
 from dunning_runtime.api_keys import KeyRing
 from dunning_runtime.auth import Admin
@@ -36,7 +37,6 @@ from dunning_runtime.clock import (
     ManualClock,
     SystemClock,
 )
-from dunning_events import topics
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database
 from dunning_runtime.http_guards import RequestGuards
