@@ -5,31 +5,47 @@ alone on stdout), list (never a key), rotate with an overlap, revoke; and the ex
 from __future__ import annotations
 
 import asyncio
-import subprocess
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
+from dunning_cli.main import main
 from dunning_runtime.app import create_app
 from invoice_svc.main import SPEC
-from tests.cli.test_cli import dunning
 from tests.support.fixtures import ADMIN_KEY
 from tests.support.serving import serving
 from tests.test_stack import free_base_port
 
 
-async def run(
-    base: int, *args: str, admin_key: str = ADMIN_KEY
-) -> subprocess.CompletedProcess[str]:
-    """``dunning keys ARGS`` against the platform at ``base`` (in a thread: the service
-    runs in this event loop)."""
-    env = {
-        "DUNNING_BASE_PORT": str(base),
-        "DUNNING_HOST": "127.0.0.1",
-        "DUNNING_ADMIN_KEY": admin_key,
-        "COLUMNS": "200",
-    }
-    return await asyncio.to_thread(dunning, "keys", *args, **env)
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Command:
+    """``dunning keys ...`` in this process (a subprocess each time took 3 s to import),
+    in a thread: the service runs in this event loop, and the command runs its own."""
+
+    def __init__(self, base: int, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+        for name, value in {
+            "DUNNING_BASE_PORT": str(base),
+            "DUNNING_HOST": "127.0.0.1",
+            "COLUMNS": "200",
+        }.items():
+            monkeypatch.setenv(name, value)
+        self.monkeypatch = monkeypatch
+        self.capsys = capsys
+
+    async def __call__(self, *args: str, admin_key: str = ADMIN_KEY) -> Result:
+        self.monkeypatch.setenv("DUNNING_ADMIN_KEY", admin_key)
+        self.capsys.readouterr()
+        code = await asyncio.to_thread(main, ["keys", *args])
+        out, err = self.capsys.readouterr()
+        return Result(code, out, err)
 
 
 async def status_with(url: str, key: str) -> int:
@@ -38,11 +54,14 @@ async def status_with(url: str, key: str) -> int:
         return answer.status_code
 
 
-async def test_keys_create_list_rotate_revoke(settings_factory: Any) -> None:
+async def test_keys_create_list_rotate_revoke(
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = free_base_port()
+    run = Command(base, monkeypatch, capsys)
     app = create_app(SPEC, settings_factory(SPEC.name, key_pepper="cli-pepper"))
     async with serving(app, port=base) as url:
-        created = await run(base, "create", "--tenant", "acme")
+        created = await run("create", "--tenant", "acme")
         assert created.returncode == 0, created.stderr
         key = created.stdout.strip()
         assert key.startswith("dk_") and "\n" not in key
@@ -50,40 +69,40 @@ async def test_keys_create_list_rotate_revoke(settings_factory: Any) -> None:
         assert await status_with(url, key) == 200
         key_id = key.split("_")[1]
 
-        admin = await run(base, "create", "--admin", "--expires-in", "1d")
+        admin = await run("create", "--admin", "--expires-in", "1d")
         assert admin.returncode == 0, admin.stderr
         admin_key = admin.stdout.strip()
         # The managed admin key drives the command too.
-        listed = await run(base, "list", admin_key=admin_key)
+        listed = await run("list", admin_key=admin_key)
         assert listed.returncode == 0, listed.stderr
         assert key_id in listed.stdout and "tenant acme" in listed.stdout
         assert "expiring" in listed.stdout and "active" in listed.stdout
         assert key not in listed.stdout and admin_key not in listed.stdout
 
-        rotated = await run(base, "rotate", key_id, "--overlap", "1h")
+        rotated = await run("rotate", key_id, "--overlap", "1h")
         assert rotated.returncode == 0, rotated.stderr
         new = rotated.stdout.strip()
         assert new.startswith("dk_") and new != key
         assert f"Key {key_id} works until" in rotated.stderr
         assert await status_with(url, new) == await status_with(url, key) == 200
 
-        revoked = await run(base, "revoke", new.split("_")[1])
+        revoked = await run("revoke", new.split("_")[1])
         assert revoked.returncode == 0, revoked.stderr
         assert "revoked key" in revoked.stdout
         # The service that took the call refuses it at once.
         assert await status_with(url, new) == 401
 
         # Exit 1: the command ran, the key is missing or no longer usable.
-        missing = await run(base, "revoke", "0123456789abcdef")
+        missing = await run("revoke", "0123456789abcdef")
         assert missing.returncode == 1 and "No managed key" in missing.stderr
-        gone = await run(base, "rotate", new.split("_")[1])
+        gone = await run("rotate", new.split("_")[1])
         assert gone.returncode == 1 and "revoked" in gone.stderr
         # Exit 2: refused input (named), a wrong admin key, a wrong argument.
-        bad = await run(base, "create", "--tenant", "no spaces")
+        bad = await run("create", "--tenant", "no spaces")
         assert bad.returncode == 2 and "body.tenant" in bad.stderr
-        wrong = await run(base, "list", admin_key="not-the-admin-key")
+        wrong = await run("list", admin_key="not-the-admin-key")
         assert wrong.returncode == 2 and "401" in wrong.stderr
-        both = await run(base, "create", "--tenant", "acme", "--admin")
+        both = await run("create", "--tenant", "acme", "--admin")
         assert both.returncode == 2 and "exactly one of --tenant and --admin" in both.stderr
         for result in (missing, gone, bad, wrong, both):
             assert "Traceback" not in result.stderr
