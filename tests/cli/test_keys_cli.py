@@ -5,6 +5,9 @@ alone on stdout), list (never a key), rotate with an overlap, revoke; and the ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import unittest.mock
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +17,22 @@ import pytest
 from dunning_cli.main import main
 from dunning_runtime.app import create_app
 from invoice_svc.main import SPEC
-from tests.support.fixtures import ADMIN_KEY
+from tests.support.fixtures import ADMIN_KEY, running
 from tests.support.serving import serving
 from tests.test_stack import free_base_port
+
+
+def command(*args: str, stdin: str = "") -> Result:
+    """``dunning ARGS`` in this process, its output captured. (Not capsys: a service
+    started under it would log to its stream after the fixture closed it.)"""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        unittest.mock.patch("sys.stdin", io.StringIO(stdin)),
+    ):
+        code = main(list(args))
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 @dataclass(frozen=True)
@@ -30,7 +46,7 @@ class Command:
     """``dunning keys ...`` in this process (a subprocess each time took 3 s to import),
     in a thread: the service runs in this event loop, and the command runs its own."""
 
-    def __init__(self, base: int, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    def __init__(self, base: int, monkeypatch: pytest.MonkeyPatch) -> None:
         for name, value in {
             "DUNNING_BASE_PORT": str(base),
             "DUNNING_HOST": "127.0.0.1",
@@ -38,14 +54,10 @@ class Command:
         }.items():
             monkeypatch.setenv(name, value)
         self.monkeypatch = monkeypatch
-        self.capsys = capsys
 
     async def __call__(self, *args: str, admin_key: str = ADMIN_KEY) -> Result:
         self.monkeypatch.setenv("DUNNING_ADMIN_KEY", admin_key)
-        self.capsys.readouterr()
-        code = await asyncio.to_thread(main, ["keys", *args])
-        out, err = self.capsys.readouterr()
-        return Result(code, out, err)
+        return await asyncio.to_thread(command, "keys", *args)
 
 
 async def status_with(url: str, key: str) -> int:
@@ -55,10 +67,10 @@ async def status_with(url: str, key: str) -> int:
 
 
 async def test_keys_create_list_rotate_revoke(
-    settings_factory: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base = free_base_port()
-    run = Command(base, monkeypatch, capsys)
+    run = Command(base, monkeypatch)
     app = create_app(SPEC, settings_factory(SPEC.name, key_pepper="cli-pepper"))
     async with serving(app, port=base) as url:
         created = await run("create", "--tenant", "acme")
@@ -106,3 +118,32 @@ async def test_keys_create_list_rotate_revoke(
         assert both.returncode == 2 and "exactly one of --tenant and --admin" in both.stderr
         for result in (missing, gone, bad, wrong, both):
             assert "Traceback" not in result.stderr
+
+
+async def test_keys_hash_prints_the_stored_form_the_services_accept(
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUNNING_KEY_PEPPER", "cli-pepper")
+    hashed = command("keys", "hash", stdin="plain-acme-key\n")
+    assert hashed.returncode == 0, hashed.stderr
+    stored = hashed.stdout.strip()
+    assert stored.startswith("hmac-sha256:") and "plain-acme-key" not in stored
+    stored_admin = command("keys", "hash", stdin="plain-admin-key\n").stdout.strip()
+    assert command("keys", "hash").returncode == 2  # nothing on stdin
+    settings = settings_factory(
+        SPEC.name,
+        key_pepper="cli-pepper",
+        api_keys=f"acme:{stored}",
+        admin_key=stored_admin,
+    )
+    async with running(create_app(SPEC, settings)) as client:
+
+        async def status(key: str, path: str = "/v1/invoices") -> int:
+            answer = await client.get(path, headers={"Authorization": f"Bearer {key}"})
+            return answer.status_code
+
+        assert await status("plain-acme-key") == 200
+        assert await status(stored) == 401  # the stored form is not a key
+        assert await status("plain-admin-key", "/v1/admin/keys") == 200
+        assert await status(stored_admin, "/v1/admin/keys") == 401
+        assert await status("plain-acme-key", "/v1/admin/keys") == 403

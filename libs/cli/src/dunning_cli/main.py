@@ -325,6 +325,27 @@ def keys_rotate(ctx: click.Context, key_id: str, overlap: str) -> None:
     )
 
 
+@keys.command("hash")
+@click.pass_context
+def keys_hash(ctx: click.Context) -> None:
+    """Read a key on standard input; print its stored form for DUNNING_API_KEYS or
+    DUNNING_ADMIN_KEY (hmac-sha256:<hex>, under this environment's DUNNING_KEY_PEPPER)."""
+    from dunning_runtime.api_keys import stored_form
+
+    settings = _settings(ctx)
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise click.UsageError("give the key on standard input")
+    pepper = settings.key_pepper.get_secret_value()
+    if not pepper:
+        errors.print(
+            "warning: DUNNING_KEY_PEPPER is empty here; the services must use the same pepper",
+            markup=False,
+            highlight=False,
+        )
+    click.echo(stored_form(pepper.encode(), key))
+
+
 @keys.command("revoke")
 @click.argument("key_id")
 @click.pass_context

@@ -21,7 +21,9 @@ revoked key is refused by every replica within about a second of the event reach
 service. Expiry and revocation are wall-clock instants, never the manual clock's.
 
 The bootstrap keys of the settings (``DUNNING_API_KEYS``, ``DUNNING_ADMIN_KEY``) stay
-valid besides the managed ones.
+valid besides the managed ones. Either may be given in its stored form,
+``hmac-sha256:<hex>`` (``stored_form``, ``dunning keys hash``), so that the deployment's
+configuration holds no usable key either.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from dunning_runtime.db import Database, utc
 from dunning_runtime.errors import EventRejected
 from dunning_runtime.messaging_tables import api_keys
 from dunning_runtime.problems import Problem, field_problem
-from dunning_runtime.settings import ServiceSettings
+from dunning_runtime.settings import HASHED_KEY_PREFIX, ServiceSettings, is_hashed
 
 if TYPE_CHECKING:
     from dunning_runtime.app import Runtime
@@ -93,6 +95,24 @@ def key_id_of(key: str) -> str | None:
 def digest_of(pepper: bytes, key: str) -> str:
     """HMAC-SHA256 of the whole key under the pepper, in hex: what is stored."""
     return hmac.new(pepper, key.encode(), hashlib.sha256).hexdigest()
+
+
+def stored_form(pepper: bytes, key: str) -> str:
+    """``hmac-sha256:<hex>``: how a bootstrap key may be given in the settings."""
+    return HASHED_KEY_PREFIX + digest_of(pepper, key)
+
+
+def _hashed_digest(value: str) -> bytes | None:
+    """The digest of a bootstrap key given in its stored form; None for a plain key (or a
+    malformed stored form, which then matches nothing)."""
+    if not is_hashed(value):
+        return None
+    text = value[len(HASHED_KEY_PREFIX) :]
+    try:
+        digest = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return digest if len(digest) == hashlib.sha256().digest_size else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +220,13 @@ class KeyRing:
         self.settings = settings
         self._pepper = settings.key_pepper.get_secret_value().encode()
         self._managed: dict[str, _Usable] = {}
+        # Bootstrap keys given hashed: digest -> tenant, and the admin key's digest.
+        self._hashed_tenants = {
+            digest: tenant
+            for key, tenant in settings.api_keys.items()
+            if (digest := _hashed_digest(key)) is not None
+        }
+        self._hashed_admin = _hashed_digest(settings.admin_key.get_secret_value())
 
     def digest(self, key: str) -> str:
         """The stored form of ``key``."""
@@ -222,8 +249,7 @@ class KeyRing:
         usable = self._managed.get(key_id) if key_id else None
         if usable is None:
             return None
-        given = hmac.new(self._pepper, key.encode(), hashlib.sha256).digest()
-        if not hmac.compare_digest(given, usable.digest):
+        if not hmac.compare_digest(self._mac(key), usable.digest):
             return None
         if usable.expires_at is not None and datetime.now(UTC).timestamp() >= usable.expires_at:
             return None
@@ -234,11 +260,24 @@ class KeyRing:
         usable = self._managed_key(key)
         if usable is not None:
             return usable.tenant
+        if self._hashed_tenants:
+            # A dict lookup by the HMAC of the key: the digest is unpredictable, so the
+            # lookup's timing tells nothing about a stored key.
+            tenant = self._hashed_tenants.get(self._mac(key))
+            if tenant is not None:
+                return tenant
         return self.settings.tenant_for_key(key)
+
+    def _mac(self, key: str) -> bytes:
+        return hmac.new(self._pepper, key.encode(), hashlib.sha256).digest()
 
     def is_admin(self, key: str) -> bool:
         """True for the bootstrap admin key and for a usable managed admin key."""
         if self.settings.is_admin_key(key):
+            return True
+        if self._hashed_admin is not None and hmac.compare_digest(
+            self._mac(key), self._hashed_admin
+        ):
             return True
         usable = self._managed_key(key)
         return usable is not None and usable.tenant is None

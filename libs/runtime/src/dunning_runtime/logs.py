@@ -142,3 +142,6 @@ def setup_logging(service: str, level: str, log_format: LogFormat) -> None:
     root.setLevel(level)
     # Alembic narrates every plugin it loads at INFO; only its warnings help an operator.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # At DEBUG aiosqlite logs every statement with its parameters: stored data such as
+    # API key hashes and contact details would reach the log.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

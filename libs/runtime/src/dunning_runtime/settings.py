@@ -19,6 +19,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "DUNNING_"
+#: A bootstrap key given as its stored form: ``hmac-sha256:<hex>``, the HMAC of the key
+#: under ``DUNNING_KEY_PEPPER`` (``dunning keys hash``); checked by ``api_keys.KeyRing``.
+HASHED_KEY_PREFIX = "hmac-sha256:"
 
 #: The platform's services in port order: each listens on ``DUNNING_BASE_PORT`` + its index.
 SERVICE_ORDER: tuple[str, ...] = ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc")
@@ -131,7 +134,8 @@ class ServiceSettings(BaseSettings):
         default_factory=dict,
         description=(
             "Bootstrap keys: comma-separated tenant:key pairs, valid besides the managed keys "
-            "(`dunning keys`); every /v1 route needs a key as a Bearer key."
+            "(`dunning keys`); a key may be given hashed, as hmac-sha256:<hex> (`dunning keys "
+            "hash`). Every /v1 route needs a key as a Bearer key."
         ),
     )
     clock: ClockKind = Field(
@@ -275,14 +279,21 @@ class ServiceSettings(BaseSettings):
         # Compare against every key so timing does not leak which ones exist.
         found: str | None = None
         for known, tenant in self.api_keys.items():
-            if hmac.compare_digest(known.encode(), key.encode()):
+            # A hashed entry's text is not a key (api_keys.KeyRing checks those).
+            if hmac.compare_digest(known.encode(), key.encode()) and not is_hashed(known):
                 found = tenant
         return found
 
     def is_admin_key(self, key: str) -> bool:
         """True when ``key`` is the configured admin key (never when none is configured)."""
         admin = self.admin_key.get_secret_value()
-        return bool(admin) and hmac.compare_digest(admin.encode(), key.encode())
+        matches = hmac.compare_digest(admin.encode(), key.encode())
+        return bool(admin) and matches and not is_hashed(admin)
+
+
+def is_hashed(key: str) -> bool:
+    """True for a bootstrap key given in its stored form (``HASHED_KEY_PREFIX``)."""
+    return key.startswith(HASHED_KEY_PREFIX)
 
 
 def tenant_pairs(value: str, shape: str) -> list[tuple[str, str]]:
