@@ -28,7 +28,7 @@ from dunning_svc.main import SPEC as DUNNING
 from invoice_svc.main import SPEC as INVOICE
 from notify_svc.main import SPEC as NOTIFY
 from payment_svc.main import SPEC as PAYMENT
-from tests.support.fixtures import ADMIN, ADMIN_KEY, running, until
+from tests.support.fixtures import ADMIN, ADMIN_KEY, BUS_URL, running, until
 
 PEPPER = "test-pepper"
 #: A read of each service that any tenant key may make.
@@ -171,7 +171,7 @@ def invoice(number: int) -> dict[str, Any]:
 
 
 async def test_managed_keys_on_every_service_and_replica(
-    settings_factory: Any, caplog: pytest.LogCaptureFixture
+    settings_factory: Any, caplog: pytest.LogCaptureFixture, unique: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secrets: list[str] = []
@@ -269,6 +269,10 @@ async def test_managed_keys_on_every_service_and_replica(
         assert refused.status_code == 409
 
         await _bad_input_names_the_field(dunning)
+        if BUS_URL.startswith("kafka"):
+            # Kafka keeps every key's last state for good: a service started later learns it.
+            assert await _cleanup_policy(f"{unique}.api-keys") == "compact"
+            assert await _cleanup_policy(f"{unique}.invoices") == "delete"
 
     # Never logged: not the keys, not their hashes.
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
@@ -277,6 +281,23 @@ async def test_managed_keys_on_every_service_and_replica(
         assert secret not in logged
         assert secret.rsplit("_", 1)[1] not in logged
         assert digest_of(PEPPER.encode(), secret) not in logged
+
+
+async def _cleanup_policy(topic: str) -> str:
+    from urllib.parse import urlsplit
+
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=urlsplit(BUS_URL).netloc)
+    await admin.start()
+    try:
+        (answer,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    (resource,) = answer.resources
+    configs = {entry[0]: entry[1] for entry in resource[4]}
+    return str(configs["cleanup.policy"])
 
 
 async def _bad_input_names_the_field(client: httpx.AsyncClient) -> None:
