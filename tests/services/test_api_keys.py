@@ -200,8 +200,6 @@ async def test_managed_keys_on_every_service_and_replica(
         assert "key" not in item and "digest" not in item
         digest = digest_of(PEPPER.encode(), key)
         assert key not in listed.text and digest not in listed.text
-        shown = await notify.get(f"/v1/admin/keys/{acme['key_id']}", headers=ADMIN)
-        assert shown.json() == item
 
         # A key of tenant acme never sees globex's data.
         posted = await invoices.post("/v1/invoices", json=invoice(1), headers=bearer("globex-key"))

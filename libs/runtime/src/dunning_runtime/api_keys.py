@@ -450,7 +450,12 @@ class KeyList(BaseModel):
 
 
 def key_routes() -> APIRouter:
-    """``/v1/admin/keys``: create, list, show, rotate and revoke managed keys (admin key)."""
+    """``/v1/admin/keys``: create, list, rotate and revoke managed keys (admin key).
+
+    There is no read of one key: a revoked key stays in the list (its state says so), and
+    a ``GET`` of a path that was just ``DELETE``d would have to answer 404 for a key that
+    is still listed.
+    """
     router = APIRouter(prefix="/v1/admin/keys", tags=["admin (API keys)"])
 
     @router.post(
@@ -476,15 +481,6 @@ def key_routes() -> APIRouter:
             records = await all_records(session)
             await session.rollback()
         return KeyList(items=[KeyView.of(r) for r in records])
-
-    @router.get("/{key_id}", summary="One managed key")
-    async def show_key(key_id: KeyId, request: Request, _admin: Admin) -> KeyView:
-        async with _runtime(request).database.sessions() as session:
-            known = await find(session, key_id)
-            await session.rollback()
-        if known is None:
-            raise _unknown(key_id)
-        return KeyView.of(known)
 
     @router.post(
         "/{key_id}/rotate",
