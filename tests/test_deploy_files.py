@@ -51,7 +51,12 @@ REQUIRED_ENV = (
     "DUNNING_HOST",
     "DUNNING_LOG_LEVEL",
 )
-SECRET_SETTINGS = ("DUNNING_API_KEYS", "DUNNING_DATABASE_URL", "DUNNING_ADMIN_KEY")
+SECRET_SETTINGS = (
+    "DUNNING_API_KEYS",
+    "DUNNING_DATABASE_URL",
+    "DUNNING_ADMIN_KEY",
+    "DUNNING_KEY_PEPPER",
+)
 #: Containers must listen on every interface to be reachable from outside.
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
 DUNNING_NAME = re.compile(r"\bDUNNING_[A-Z0-9_]+\b")

@@ -13,11 +13,12 @@ from fastapi import FastAPI
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """``app`` under uvicorn on a free local port, lifespan included; yields its base URL."""
+async def serving(app: FastAPI, port: int = 0) -> AsyncIterator[str]:
+    """``app`` under uvicorn on local ``port`` (0: a free one), lifespan included; yields
+    its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)

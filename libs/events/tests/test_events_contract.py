@@ -56,6 +56,7 @@ ADDED_EVENTS = {
     "AccountWrittenOff",
     "NotificationSuppressed",
     "CollectorTaskCompleted",
+    "ApiKeyRecorded",
 }
 
 
@@ -113,6 +114,7 @@ def test_topics() -> None:
         "dunning.commands",
         "dunning.events",
         "notifications",
+        "api-keys",
     )
     assert topics.dead_letter_topic(topics.INVOICES) == "invoices.dlq"
     assert topics.dead_letter_topic(topics.DUNNING_COMMANDS) == "dunning.commands.dlq"
@@ -276,6 +278,13 @@ def test_asyncapi_operations_say_who_sends_and_receives_what() -> None:
         ("receive", "dunning-svc", "notifications"),
         ("receive", "invoice-svc", "payments"),
         ("receive", "notify-svc", "dunning_commands"),
+        # Managed API keys: every service sends (the one taking the admin call) and
+        # receives (into its own key table).
+        *(
+            (action, service, "api-keys")
+            for action in ("send", "receive")
+            for service in ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc")
+        ),
     }
     for operation in operations.values():
         channel = document["channels"][operation["channel"]["$ref"].rsplit("/", 1)[1]]

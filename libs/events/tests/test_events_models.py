@@ -195,6 +195,7 @@ def test_topics_follow_the_producers() -> None:
             "NotificationSuppressed",
             "CollectorTaskCompleted",
         },
+        "api-keys": {"ApiKeyRecorded"},
     }
 
 

@@ -1,7 +1,8 @@
 """The ``dunning`` command line (Click for arguments, Rich for tables and progress).
 
 Exit codes: 0 done; 1 the command ran but found something wrong (``status``: a service
-not ready; ``dlq replay --id``: an id not found); 2 a wrong argument, a bad setting or
+not ready; ``dlq replay --id``: an id not found; ``keys rotate``/``revoke``: no such key,
+or a key that can no longer be rotated); 2 a wrong argument, a bad setting or
 an unreachable service, always printed as one line, never as a traceback.
 """
 
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from dunning_cli import clock as platform_clock
+from dunning_cli import keys as api_keys
 from dunning_cli.platform import Platform, Unreachable
 from dunning_cli.status import read_status, status_table
 from dunning_cli.terminal import console, errors, progress_bar
 from dunning_events.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
-from dunning_runtime.settings import ServiceSettings, load_settings
+from dunning_runtime.settings import SERVICE_ORDER, ServiceSettings, load_settings
 
 if TYPE_CHECKING:
     from dunning_runtime.dlq import DeadLetter
@@ -225,6 +227,132 @@ def dlq_replay(ctx: click.Context, topic: str, ids: tuple[str, ...]) -> None:
     missing = set(ids) - {letter.event_id for letter in replayed}
     if missing:
         raise Failed(f"not found (or replayed before): {', '.join(sorted(missing))}")
+
+
+@cli.group("keys")
+@click.option(
+    "--service",
+    type=click.Choice(SERVICE_ORDER),
+    default=SERVICE_ORDER[0],
+    show_default=True,
+    help="The service whose admin routes to call (every service learns the change).",
+)
+@click.pass_context
+def keys(ctx: click.Context, service: str) -> None:
+    """Create, list, rotate and revoke managed API keys (with the admin key).
+
+    A key is printed once, when it is created, alone on standard output.
+    """
+    ctx.meta["keys_service"] = service  # not ctx.obj: that holds setting overrides
+
+
+def _keys_call(
+    ctx: click.Context, method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
+    platform = _platform(ctx)
+    service = platform.service(ctx.meta["keys_service"])
+
+    async def work() -> Any:
+        async with platform.client() as client:
+            return await api_keys.admin_call(platform, client, service, method, path, body)
+
+    try:
+        return _run(work)
+    except api_keys.Refused as exc:
+        raise Failed(str(exc)) from None
+
+
+@keys.command("create")
+@click.option("--tenant", default=None, help="The tenant whose key it is.")
+@click.option("--admin", "admin_key", is_flag=True, help="An admin key instead (no tenant).")
+@click.option("--expires-in", default=None, help="Make it expire after this long (90d, 12h, 1w).")
+@click.pass_context
+def keys_create(
+    ctx: click.Context, tenant: str | None, admin_key: bool, expires_in: str | None
+) -> None:
+    """Create a key for --tenant T, or with --admin; print it (shown this once)."""
+    if (tenant is None) == (not admin_key):
+        raise click.UsageError("give exactly one of --tenant and --admin")
+    expires_at = None
+    if expires_in is not None:
+        try:
+            expires_at = datetime.now().astimezone() + platform_clock.parse_duration(expires_in)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expires-in") from None
+    body = api_keys.new_key_body(tenant, admin_key, expires_at)
+    created = _keys_call(ctx, "POST", api_keys.ADMIN_KEYS, body)
+    click.echo(created["key"])
+    errors.print(
+        f"created key {created['key_id']} for {api_keys.owner(created)}; store it now, "
+        "it is not shown again",
+        markup=False,
+        highlight=False,
+    )
+
+
+@keys.command("list")
+@click.pass_context
+def keys_list(ctx: click.Context) -> None:
+    """Every managed key: id, tenant or admin, prefix, state and dates (never the key)."""
+    listed = _keys_call(ctx, "GET", api_keys.ADMIN_KEYS)
+    console.print(api_keys.keys_table(listed["items"]))
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--overlap",
+    default="24h",
+    show_default=True,
+    help="How long the old key keeps working next to the new one (24h, 7d, 30m).",
+)
+@click.pass_context
+def keys_rotate(ctx: click.Context, key_id: str, overlap: str) -> None:
+    """Replace key KEY_ID with a new one (printed once); the old one works --overlap longer."""
+    try:
+        span = platform_clock.parse_duration(overlap)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--overlap") from None
+    path = f"{api_keys.ADMIN_KEYS}/{key_id}/rotate"
+    rotated = _keys_call(ctx, "POST", path, api_keys.rotation_body(span))
+    click.echo(rotated["key"])
+    old = rotated["replaces"]
+    errors.print(
+        f"created key {rotated['key_id']} for {api_keys.owner(rotated)}; store it now, it "
+        f"is not shown again. Key {old['key_id']} works until {old['expires_at']}.",
+        markup=False,
+        highlight=False,
+    )
+
+
+@keys.command("hash")
+@click.pass_context
+def keys_hash(ctx: click.Context) -> None:
+    """Read a key on standard input; print its stored form for DUNNING_API_KEYS or
+    DUNNING_ADMIN_KEY (hmac-sha256:<hex>, under this environment's DUNNING_KEY_PEPPER)."""
+    from dunning_runtime.api_keys import stored_form
+
+    settings = _settings(ctx)
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise click.UsageError("give the key on standard input")
+    pepper = settings.key_pepper.get_secret_value()
+    if not pepper:
+        errors.print(
+            "warning: DUNNING_KEY_PEPPER is empty here; the services must use the same pepper",
+            markup=False,
+            highlight=False,
+        )
+    click.echo(stored_form(pepper.encode(), key))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke key KEY_ID: every service refuses it within seconds."""
+    revoked = _keys_call(ctx, "DELETE", f"{api_keys.ADMIN_KEYS}/{key_id}")
+    click.echo(f"revoked key {revoked['key_id']} ({api_keys.owner(revoked)})")
 
 
 async def _with_bus(settings: ServiceSettings, work: Callable[[Any], Awaitable[T]]) -> T:

@@ -44,6 +44,7 @@ from dunning_events.invoices import (
     LateFee,
     Terms,
 )
+from dunning_events.keys import ApiKeyRecorded
 from dunning_events.money import (
     Currency,
     Money,
@@ -72,6 +73,7 @@ __all__ = [
     "EVENT_TYPES",
     "AccountWrittenOff",
     "Allocation",
+    "ApiKeyRecorded",
     "Channel",
     "CollectionsHandoffRequested",
     "CollectorTaskCompleted",

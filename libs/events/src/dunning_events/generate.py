@@ -43,6 +43,7 @@ SENDERS: dict[str, tuple[str, ...]] = {
     topics.DUNNING_COMMANDS: ("dunning-svc",),
     topics.DUNNING_EVENTS: ("dunning-svc",),
     topics.NOTIFICATIONS: ("notify-svc",),
+    topics.API_KEYS: ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc"),
 }
 RECEIVERS: dict[str, tuple[str, ...]] = {
     topics.INVOICES: ("dunning-svc",),
@@ -50,6 +51,7 @@ RECEIVERS: dict[str, tuple[str, ...]] = {
     topics.DUNNING_COMMANDS: ("notify-svc",),
     topics.DUNNING_EVENTS: (),
     topics.NOTIFICATIONS: ("dunning-svc",),
+    topics.API_KEYS: ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc"),
 }
 TOPIC_DESCRIPTIONS = {
     topics.INVOICES: "Invoice lifecycle facts from invoice-svc.",
@@ -57,6 +59,10 @@ TOPIC_DESCRIPTIONS = {
     topics.DUNNING_COMMANDS: "Commands from dunning-svc to notify-svc.",
     topics.DUNNING_EVENTS: "Collection facts from dunning-svc, for any subscriber.",
     topics.NOTIFICATIONS: "Delivery results from notify-svc.",
+    topics.API_KEYS: (
+        "Managed API keys (their keyed hash, never the key) from whichever service took "
+        "the admin call, for every service's own key table."
+    ),
 }
 
 _DESCRIPTION = (

@@ -32,6 +32,7 @@ from dunning_events.invoices import (
     InvoiceSettled,
     InvoiceVoided,
 )
+from dunning_events.keys import ApiKeyRecorded
 from dunning_events.notifications import (
     CollectorTaskCompleted,
     NotificationFailed,
@@ -69,6 +70,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     NotificationFailed,
     NotificationSuppressed,
     CollectorTaskCompleted,
+    ApiKeyRecorded,
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from dunning_events import dunning, invoices, notifications, payments
+from dunning_events import dunning, invoices, keys, notifications, payments
 from dunning_events.common import Contact
 from dunning_events.envelope import Envelope, Event, make_envelope
 from dunning_events.money import Money
@@ -249,6 +249,16 @@ _SAMPLES: dict[type[Event], dict[str, Any]] = {
         "note": "Dana will pay by the end of the month.",
         "completed_by": "collector:jo",
         "completed_at": WHEN,
+    },
+    keys.ApiKeyRecorded: {
+        "key_id": "3f9c2a7b41d0e8c6",
+        "role": "tenant",
+        "tenant": "acme",
+        "prefix": "dk_3f9c2a7b41d0e8c6_Zq4w",
+        "digest": "9a" * 32,
+        "created_at": WHEN,
+        "expires_at": None,
+        "revoked_at": None,
     },
 }
 

@@ -7,9 +7,18 @@ PAYMENTS = "payments"
 DUNNING_COMMANDS = "dunning.commands"
 DUNNING_EVENTS = "dunning.events"
 NOTIFICATIONS = "notifications"
+#: Managed API keys: every service publishes and consumes it (dunning_runtime.api_keys).
+API_KEYS = "api-keys"
 
 #: Every topic, in the order the events flow (DESIGN.md, "Shape").
-ALL_TOPICS: tuple[str, ...] = (INVOICES, PAYMENTS, DUNNING_COMMANDS, DUNNING_EVENTS, NOTIFICATIONS)
+ALL_TOPICS: tuple[str, ...] = (
+    INVOICES,
+    PAYMENTS,
+    DUNNING_COMMANDS,
+    DUNNING_EVENTS,
+    NOTIFICATIONS,
+    API_KEYS,
+)
 
 DEAD_LETTER_SUFFIX = ".dlq"
 

@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, field_validator
 
-from dunning_runtime import clock_store, heap, housekeeping, logs
+from dunning_events import topics
+from dunning_runtime import api_keys, clock_store, heap, housekeeping, logs
+from dunning_runtime.api_keys import KeyRing
 from dunning_runtime.auth import Admin
 from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import Bus
@@ -118,6 +120,8 @@ class Runtime:
     supervisor: Supervisor
     #: This process's lock: claims (relay lease, Idempotency-Keys) name it as their owner.
     liveness: Liveness
+    #: The API keys this process accepts, reloaded from the service's table every second.
+    keys: KeyRing
     consumers: list[EventConsumer] = field(default_factory=list)
     #: What ``/metrics`` refreshes before it answers (runtime gauges, then the service's).
     scrape: list[ScrapeRefresh] = field(default_factory=list)
@@ -157,9 +161,12 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     logs.setup_logging(spec.name, settings.log_level, settings.log_format)
     setup_tracing(spec.name, settings.otlp_endpoint)
 
+    # Made before the app starts: the request guards check keys with it.
+    keys = KeyRing(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await start_runtime(spec, settings)
+        runtime = await start_runtime(spec, settings, keys)
         app.state.runtime = runtime
         try:
             yield
@@ -172,6 +179,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
         version=spec.version,
         lifespan=lifespan,
     )
+    app.state.keys = keys
     install_problem_handlers(app)
     # Every POST of every service replays under its Idempotency-Key (added first, so
     # it runs inside the body-size limit).
@@ -182,6 +190,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     app.add_middleware(
         RequestGuards,
         settings=settings,
+        keys=keys,
         body_limits=spec.body_limits,
         service=spec.name,
         signed_prefixes=spec.signed_prefixes,
@@ -191,6 +200,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings | None = None) -> Fa
     app.include_router(_health_router())
     for router in spec.routers:
         app.include_router(router)
+    app.include_router(api_keys.key_routes())
     if settings.clock is ClockKind.MANUAL:
         app.include_router(_admin_router())
     _instrument(app)
@@ -216,8 +226,13 @@ FINAL_FLUSH_TIMEOUT_S = 0.5
 CLOSE_TIMEOUT_S = 1.0
 
 
-async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime:
+async def start_runtime(
+    spec: ServiceSpec, settings: ServiceSettings, keys: KeyRing | None = None
+) -> Runtime:
     """Open the database (migrated), the bus and start relay, consumers and jobs.
+
+    ``keys`` (a new ring when None) is loaded from the service's key table before this
+    returns, and then every second.
 
     If start-up fails half-way, what was opened is closed again before the error
     propagates, so a failed start leaks no thread or connection either.
@@ -228,14 +243,16 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
     database = Database.from_settings(settings)
     bus = create_bus(settings)
     liveness = Liveness(database, spec.name)
+    keys = keys or KeyRing(settings)
     try:
         await database.migrate(spec.versions)
+        await api_keys.refresh(keys, database)
         if isinstance(clock, ManualClock) and (stored := await clock_store.load(database)):
             clock.set(stored)  # a restart goes on at the simulated time
         await liveness.start()
         await bus.start()
-        if spec.produces:
-            await bus.ensure_topics(spec.produces)
+        # Every service publishes and consumes the managed keys.
+        await bus.ensure_topics(tuple(dict.fromkeys((*spec.produces, topics.API_KEYS))))
     except BaseException:
         await _close(spec.name, bus, database, liveness)
         raise
@@ -251,11 +268,14 @@ async def start_runtime(spec: ServiceSpec, settings: ServiceSettings) -> Runtime
     for topic in spec.produces:  # at 0 from the start, as the consumers' series are
         EVENTS_PUBLISHED.labels(spec.name, topic)
     supervisor = Supervisor(spec.name)
-    runtime = Runtime(spec, settings, clock, database, bus, outbox, relay, supervisor, liveness)
+    runtime = Runtime(
+        spec, settings, clock, database, bus, outbox, relay, supervisor, liveness, keys
+    )
     supervisor.start(f"{spec.name}-liveness", liveness.keep)
     supervisor.start(f"{spec.name}-relay", relay.run)
-    for factory in spec.subscriptions:
-        subscription = factory(runtime)
+    supervisor.start(f"{spec.name}-key-refresh", lambda: api_keys.keep_fresh(keys, database))
+    subscriptions = [factory(runtime) for factory in spec.subscriptions]
+    for subscription in [*subscriptions, api_keys.subscription(spec.name)]:
         consumer = EventConsumer(
             bus,
             database,

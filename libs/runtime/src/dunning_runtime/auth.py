@@ -1,4 +1,7 @@
-"""Bearer API keys mapped to tenants, and the admin key (DESIGN.md, "Common to every service").
+"""Bearer API keys mapped to tenants, and admin keys (DESIGN.md, "Common to every service").
+
+Keys are checked by the app's ``KeyRing`` (``app.state.keys``, ``dunning_runtime.api_keys``):
+the bootstrap keys of the settings and the managed keys.
 
 ``RequestGuards`` (http_guards.py) already refused requests without a valid key
 before their body was read; these dependencies resolve who is calling, and
@@ -20,11 +23,10 @@ def tenant_of(request: Request) -> str:
 
     The request's log lines carry it from here on (``logs.TENANT``).
     """
-    settings = request.app.state.runtime.settings
     key = bearer_key(request.headers.get("authorization", ""))
     if key is None:
         raise unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
-    tenant: str | None = settings.tenant_for_key(key)
+    tenant: str | None = request.app.state.keys.tenant_for(key)
     if tenant is None:
         raise unauthorized("The API key is not valid.")
     logs.TENANT.set(tenant)
@@ -38,10 +40,9 @@ async def request_tenant(request: Request) -> str:
 
 
 def admin_of(request: Request) -> None:
-    """Allow only the admin key: 401 without a valid key, 403 for a tenant's key."""
-    settings = request.app.state.runtime.settings
+    """Allow only an admin key: 401 without a valid key, 403 for a tenant's key."""
     problem = authorization_problem(
-        settings, "/v1/admin/", request.headers.get("authorization", "")
+        request.app.state.keys, "/v1/admin/", request.headers.get("authorization", "")
     )
     if problem is not None:
         raise problem

@@ -2,8 +2,9 @@
 
 In this order, for each HTTP request:
 
-1. ``/v1`` routes need a Bearer key: a tenant key, or for ``/v1/admin/*`` the
-   admin key (a tenant key there is a 403). A request without a valid key is a
+1. ``/v1`` routes need a Bearer key: a tenant key, or for ``/v1/admin/*`` an
+   admin key (a tenant key there is a 403); bootstrap keys of the settings or managed
+   ones (``dunning_runtime.api_keys.KeyRing``). A request without a valid key is a
    401 problem before a single body byte is read. The route's dependency still
    resolves the tenant; this check only keeps unauthenticated bodies out.
 2. A tenant key may make ``DUNNING_RATE_LIMIT_PER_S`` requests per second on
@@ -31,6 +32,7 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +40,9 @@ from dunning_runtime.errors import is_transient
 from dunning_runtime.problems import PROBLEM_JSON, Problem
 from dunning_runtime.rate_limit import KeyRateLimiter
 from dunning_runtime.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from dunning_runtime.api_keys import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +72,7 @@ def bearer_key(authorization: str) -> str | None:
     return key
 
 
-def authorization_problem(
-    settings: ServiceSettings, path: str, authorization: str
-) -> Problem | None:
+def authorization_problem(keys: KeyRing, path: str, authorization: str) -> Problem | None:
     """Why a request for ``path`` with this Authorization value is refused, None if allowed."""
     if not is_api_path(path):
         return None
@@ -77,16 +80,16 @@ def authorization_problem(
     if key is None:
         return unauthorized("Send an API key as 'Authorization: Bearer <key>'.")
     if is_admin_path(path):
-        if settings.is_admin_key(key):
+        if keys.is_admin(key):
             return None
-        if settings.tenant_for_key(key) is not None:
+        if keys.tenant_for(key) is not None:
             return Problem(
                 403,
-                "Admin routes need the admin key (DUNNING_ADMIN_KEY), not a tenant's key.",
+                "Admin routes need an admin key, not a tenant's key.",
                 type_="forbidden",
             )
         return unauthorized("The admin key is not valid.")
-    if settings.tenant_for_key(key) is None:
+    if keys.tenant_for(key) is None:
         return unauthorized("The API key is not valid.")
     return None
 
@@ -155,12 +158,14 @@ class RequestGuards:
         app: ASGIApp,
         *,
         settings: ServiceSettings,
+        keys: KeyRing,
         body_limits: Mapping[str, int] | None = None,
         service: str = "",
         signed_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.settings = settings
+        self.keys = keys
         self.signed_prefixes = signed_prefixes
         self.limits = BodyLimits(body_limits or {})
         self.service = service or settings.service_name
@@ -180,7 +185,7 @@ class RequestGuards:
         problem = (
             None
             if self._signed(path)
-            else authorization_problem(self.settings, path, headers.get("authorization", ""))
+            else authorization_problem(self.keys, path, headers.get("authorization", ""))
         )
         if problem is None and self.rate_limiter.enabled:
             problem = self._over_rate(path, headers.get("authorization", ""))

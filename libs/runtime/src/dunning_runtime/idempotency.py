@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dunning_runtime.auth import tenant_of
 from dunning_runtime.db import Database
+from dunning_runtime.http_guards import is_admin_path
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import idempotency_keys
 from dunning_runtime.problems import PROBLEM_JSON, Problem
@@ -264,7 +265,9 @@ class IdempotencyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        # Admin routes are not replayed: their answers may hold a new API key, which must
+        # never be stored.
+        if scope["type"] != "http" or scope["method"] != "POST" or is_admin_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         key = Headers(scope=scope).get(HEADER)

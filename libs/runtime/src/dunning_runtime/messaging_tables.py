@@ -77,3 +77,18 @@ manual_clock = Table(
     Column("name", String(32), primary_key=True),
     Column("now", DateTime(timezone=True), nullable=False),
 )
+
+# Managed API keys (dunning_runtime.api_keys, messaging_0007): the keyed hash of each key,
+# never the key. Every service keeps all of them, fed by the api-keys topic.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("role", String(16), nullable=False),  # tenant | admin
+    Column("tenant", String(100), nullable=True),  # null for an admin key
+    Column("prefix", String(40), nullable=False),
+    Column("digest", String(64), nullable=False),  # HMAC-SHA256 under DUNNING_KEY_PEPPER
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)

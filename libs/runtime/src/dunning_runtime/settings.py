@@ -19,6 +19,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "DUNNING_"
+#: A bootstrap key given as its stored form: ``hmac-sha256:<hex>``, the HMAC of the key
+#: under ``DUNNING_KEY_PEPPER`` (``dunning keys hash``); checked by ``api_keys.KeyRing``.
+HASHED_KEY_PREFIX = "hmac-sha256:"
 
 #: The platform's services in port order: each listens on ``DUNNING_BASE_PORT`` + its index.
 SERVICE_ORDER: tuple[str, ...] = ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc")
@@ -183,7 +186,11 @@ class ServiceSettings(BaseSettings):
     )
     api_keys: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
-        description="Comma-separated tenant:key pairs; every /v1 route needs one as a Bearer key.",
+        description=(
+            "Bootstrap keys: comma-separated tenant:key pairs, valid besides the managed keys "
+            "(`dunning keys`); a key may be given hashed, as hmac-sha256:<hex> (`dunning keys "
+            "hash`). Every /v1 route needs a key as a Bearer key."
+        ),
     )
     clock: ClockKind = Field(
         default=ClockKind.SYSTEM,
@@ -208,8 +215,17 @@ class ServiceSettings(BaseSettings):
     admin_key: SecretStr = Field(
         default=SecretStr(""),
         description=(
-            "Bearer key for /v1/admin/* (manual clock and tick); empty refuses every admin "
-            "call. A secret. `make run` uses a development key when it is unset."
+            "Bootstrap bearer key for /v1/admin/* (API keys, manual clock and tick), besides "
+            "managed admin keys; empty: only managed ones. A secret. `make run` uses a "
+            "development key when it is unset."
+        ),
+    )
+    key_pepper: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Secret key of the HMAC-SHA256 under which managed API keys are stored; the "
+            "same on every service. Without it a stolen key table can be checked against "
+            "guesses; changing it invalidates every managed key. A secret."
         ),
     )
     rate_limit_per_s: float = Field(
@@ -386,14 +402,21 @@ class ServiceSettings(BaseSettings):
         # Compare against every key so timing does not leak which ones exist.
         found: str | None = None
         for known, tenant in self.api_keys.items():
-            if hmac.compare_digest(known.encode(), key.encode()):
+            # A hashed entry's text is not a key (api_keys.KeyRing checks those).
+            if hmac.compare_digest(known.encode(), key.encode()) and not is_hashed(known):
                 found = tenant
         return found
 
     def is_admin_key(self, key: str) -> bool:
         """True when ``key`` is the configured admin key (never when none is configured)."""
         admin = self.admin_key.get_secret_value()
-        return bool(admin) and hmac.compare_digest(admin.encode(), key.encode())
+        matches = hmac.compare_digest(admin.encode(), key.encode())
+        return bool(admin) and matches and not is_hashed(admin)
+
+
+def is_hashed(key: str) -> bool:
+    """True for a bootstrap key given in its stored form (``HASHED_KEY_PREFIX``)."""
+    return key.startswith(HASHED_KEY_PREFIX)
 
 
 def _check_pair(cert_name: str, cert: str, key_name: str, key: str) -> None:

@@ -41,9 +41,15 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import OffsetAndMetadata
 
+from dunning_events import topics
 from dunning_runtime.bus.port import BatchGate, OutgoingMessage, Record, with_dead_letter_topics
 from dunning_runtime.bus.port import TopicPartition as TP
 from dunning_runtime.errors import Outage, is_transient, raise_if_cancelled, transient_retries
+
+#: Topics whose records are the latest state of their key (a managed API key): Kafka keeps
+#: the last record of every key for good, so a service started later, with a new
+#: database, still learns every key (``dunning_runtime.api_keys``).
+COMPACTED_TOPICS: tuple[str, ...] = (topics.API_KEYS,)
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +255,14 @@ class KafkaBus:
         try:
             await _start(admin.start)
             existing = set(await admin.list_topics())
+            compacted = {self.physical(t) for t in COMPACTED_TOPICS}
             missing = [
-                NewTopic(name, self.partitions, self.replication_factor)
+                NewTopic(
+                    name,
+                    self.partitions,
+                    self.replication_factor,
+                    topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
+                )
                 for name in sorted(names - existing)
             ]
             if missing:
