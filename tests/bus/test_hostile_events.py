@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy import inspect, select, text
 
 from dunning_events import (
+    ApiKeyRecorded,
     DunningStageChanged,
     Event,
     InvoiceIssued,
@@ -306,6 +307,8 @@ def sentinel(topic: str) -> Event:
         topics.NOTIFICATIONS: lambda: sample_event(
             NotificationSent, account_id=account, notification_id=f"NTF-{SENTINEL}"
         ),
+        # A key's id is 16 hex digits; its display prefix carries the mark.
+        topics.API_KEYS: lambda: sample_event(ApiKeyRecorded, prefix=f"dk_{SENTINEL}"),
     }
     return chosen[topic]()
 
