@@ -41,8 +41,9 @@ LogFormat = Literal["json", "text"]
 #: contact's name): aiosqlite logs every statement with its parameters at DEBUG, so
 #: ``DUNNING_LOG_LEVEL=DEBUG`` wrote contact names into the log; SQLAlchemy's engine would
 #: at INFO (it holds itself at WARN unless someone lowers it); aiosmtplib the SMTP
-#: conversation. Kept at WARNING whatever ``DUNNING_LOG_LEVEL`` says.
-DATA_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "aiosmtplib")
+#: conversation; aiokafka every record it sends, at DEBUG (a key event's hash). Kept at
+#: WARNING whatever ``DUNNING_LOG_LEVEL`` says.
+DATA_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "aiosmtplib", "aiokafka")
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"\+\d[\d ()./-]{6,}\d")
