@@ -230,7 +230,8 @@ def test_nothing_lost_or_sent_twice_while_parts_fail(servers: Servers, tmp_path:
         results = {
             "writes": checks.writes_exactly_once(platform, load, writes),
             "accounts": checks.stages_match_core(platform, load),
-            "mail": checks.mail_once(platform, mail, standard_policy().contact_cap_days),
+            "mail": checks.mail_once(platform, mail, standard_policy()),
+            "notices": checks.notices_match_core(platform, load),
             "dead_letters": checks.dead_letters(platform, servers.bus_url, "invoices", poison_id),
         }
     except BaseException:
@@ -301,7 +302,7 @@ def table(summary: dict[str, Any]) -> str:
         f"{'(between faults)':<44} {'':>3} {'':>7} {between['writes_2xx']:>5} "
         f"{between['retries']:>7}  {between['errors_seen'] or '-'}"
     )
-    for name in ("writes", "accounts", "mail", "dead_letters"):
+    for name in ("writes", "accounts", "mail", "notices", "dead_letters"):
         lines.append(f"{name}: " + ", ".join(f"{k} {v}" for k, v in summary[name].items()))
     lines.append(f"problems: {len(summary['problems'])}")
     lines += [f"  - {p}" for p in summary["problems"][:40]]
