@@ -30,6 +30,10 @@ test: install ## Run the test suite (embedded backends unless DUNNING_BUS_URL/DU
 e2e: install ## End-to-end tests only: the four services as processes, a real SMTP server (backend as for `make test`)
 	@$(UV) run --no-sync pytest tests/e2e $(PYTEST_ARGS)
 
+.PHONY: faults
+faults: install ## Fault-injection suite alone: its own Kafka (19192) and PostgreSQL (15532), faults under load; writes var/faults/summary.json
+	@FAULTS=1 $(UV) run --no-sync pytest tests/faults -s -p no:cacheprovider $(PYTEST_ARGS)
+
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy
 	@$(UV) run --no-sync ruff check .

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from dunning_runtime import db
+from dunning_runtime import db, idempotency
 from dunning_runtime.app import create_app
 from dunning_runtime.settings import ServiceSettings
 from invoice_svc.main import SPEC
@@ -144,3 +144,42 @@ async def test_an_unexpected_error_is_still_a_500_with_an_error_id(settings_fact
     assert response.status_code == 500
     assert response.json()["type"].endswith("/internal-error") and response.json()["error_id"]
     assert "retry-after" not in response.headers
+
+
+async def test_a_key_whose_request_met_the_outage_is_free_once_the_database_is_back(
+    outage, monkeypatch
+) -> None:
+    """Found by the fault suite: the key was claimed, the database went away, the request
+    answered 503 and could not release its claim; as its owner (this process) lived on,
+    every retry with the key got 409 "in use" for as long as the process ran."""
+    away, settings = outage
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    claim = idempotency.in_transaction
+    cut = False
+
+    async def claim_then_go_away(database: Any, work: Any) -> Any:
+        # The outage begins right after the claim is committed, before the request's work.
+        nonlocal cut
+        result = await claim(database, work)
+        if not cut:
+            cut = True
+            await away.begin()
+        return result
+
+    monkeypatch.setattr(idempotency, "in_transaction", claim_then_go_away)
+    app = create_app(SPEC, settings)
+    headers = {**KEY, "Idempotency-Key": "erp-batch-7"}
+    async with running(app) as client:
+        try:
+            first = await client.post("/v1/invoices", json=invoice(3), headers=headers)
+            assert first.status_code == 503, first.text
+        finally:
+            away.end()
+        # The ERP retries as Retry-After says; the key is free within a few of its retries.
+        for _ in range(40):
+            retried = await client.post("/v1/invoices", json=invoice(3), headers=headers)
+            if retried.status_code != 409:
+                break
+            assert retried.json()["type"].endswith("idempotency-key-in-use")
+            await asyncio.sleep(0.25)
+        assert retried.status_code == 201, retried.text

@@ -111,8 +111,14 @@ class Platform:
         *,
         env: dict[str, str] | None = None,
         start_at: datetime = datetime(2027, 1, 4, 8, tzinfo=UTC),
+        bus_url: str | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.workdir = workdir
+        # The servers to run on; the test run's backends unless a suite brings its own
+        # (the fault suite stops and restarts its own broker and database server).
+        self.bus_url = BUS_URL if bus_url is None else bus_url
+        self.server_database_url = DATABASE_URL if database_url is None else database_url
         self.data_dir = workdir / "data"
         self.log_dir = workdir / "logs"
         self.extra_env = dict(env or {})
@@ -153,8 +159,8 @@ class Platform:
             DUNNING_LOG_LEVEL="INFO",
             PYTHONPATH=str(ROOT),
         )
-        if BUS_URL.startswith("kafka"):
-            env["DUNNING_BUS_URL"] = BUS_URL
+        if self.bus_url.startswith("kafka"):
+            env["DUNNING_BUS_URL"] = self.bus_url
             env["DUNNING_TOPIC_PREFIX"] = f"{self.token}."
             # Few partitions: topic creation and group joins dominate a short run on Kafka.
             env["DUNNING_BUS_PARTITIONS"] = "2"
@@ -173,8 +179,8 @@ class Platform:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.base_port = free_port_block(len(SERVICES))
-        if DATABASE_URL.startswith("postgresql"):
-            self.database_url = _run(_create_database(DATABASE_URL, self.token))
+        if self.server_database_url.startswith("postgresql"):
+            self.database_url = _run(_create_database(self.server_database_url, self.token))
         for name in self.services:
             self._spawn(name)
         try:
@@ -247,10 +253,10 @@ class Platform:
         for log in self._logs.values():
             log.close()
         self._logs.clear()
-        if BUS_URL.startswith("kafka"):
-            _run(_delete_topics(BUS_URL, f"{self.token}."))
+        if self.bus_url.startswith("kafka"):
+            _run(_delete_topics(self.bus_url, f"{self.token}."))
         if self.database_url:
-            _run(_drop_database(DATABASE_URL, self.token))
+            _run(_drop_database(self.server_database_url, self.token))
             self.database_url = ""
 
     def __enter__(self) -> Platform:

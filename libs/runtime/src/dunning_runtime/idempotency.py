@@ -24,9 +24,11 @@ race with an identical request is retried once, when the winner is visible.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -346,11 +348,17 @@ class IdempotencyMiddleware:
         content = b"".join(parts)
         status = int(start["status"])
         response_type = Headers(raw=start.get("headers", [])).get("content-type", "")
-        async with database.transaction() as session:
-            if 200 <= status < 300 and response_type.startswith("application/json"):
-                await remember(session, tenant, key, status, json.loads(content or b"null"))
-            else:
-                await release(session, tenant, key)
+        try:
+            async with database.transaction() as session:
+                if 200 <= status < 300 and response_type.startswith("application/json"):
+                    await remember(session, tenant, key, status, json.loads(content or b"null"))
+                else:
+                    await release(session, tenant, key)
+        except Exception:
+            # The database went away as the request ended (its 503 often says so): the
+            # claim must not stay "in use" for as long as this live process runs.
+            log.warning("could not settle Idempotency-Key claim; releasing it later", exc_info=True)
+            _release_later(database, tenant, key)
         await send(start)
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
@@ -371,8 +379,40 @@ async def _release_quietly(database: Database, tenant: str, key: str) -> None:
         async with database.transaction() as session:
             await release(session, tenant, key)
     except Exception:
-        # The claim then expires after CLAIM_TIMEOUT; the original error matters more.
-        log.warning("could not release Idempotency-Key claim", exc_info=True)
+        # The original error matters more; the claim is released once the database is back.
+        log.warning("could not release Idempotency-Key claim; releasing it later", exc_info=True)
+        _release_later(database, tenant, key)
+
+
+#: Background releases under way (a reference keeps each task alive until it ends).
+_RELEASES: set[asyncio.Task[None]] = set()
+#: How long a claim is retried for release while the database stays away.
+RELEASE_RETRY_S = 600.0
+
+
+def _release_later(database: Database, tenant: str, key: str) -> None:
+    """Release ``key``'s claim in the background, retrying with backoff: a claim whose
+    owner is alive is "in use", so without this a request that failed while the
+    database was away kept its key from every retry until the process ended."""
+
+    async def retry() -> None:
+        delay = 0.2
+        deadline = time.monotonic() + RELEASE_RETRY_S
+        while True:
+            try:
+                async with database.transaction() as session:
+                    await release(session, tenant, key)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    log.warning("gave up releasing an Idempotency-Key claim", exc_info=True)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    task = asyncio.get_running_loop().create_task(retry())
+    _RELEASES.add(task)
+    task.add_done_callback(_RELEASES.discard)
 
 
 def _bad_key() -> Problem:

@@ -255,6 +255,58 @@ def describe(command: Event) -> str:
     return command.event_type
 
 
+class Replay:
+    """Accounts run through ``decide`` row by row and day by day, as ``simulate`` does.
+
+    ``apply`` takes one ledger row (applied at 08:00 UTC of its date); ``close_day``
+    fires every timer due before the next midnight. The fault suite (tests/faults) uses
+    it as the oracle of the running platform; ``simulate`` prints what it did.
+    """
+
+    def __init__(self, policy: Policy, policies: dict[str, Policy] | None = None) -> None:
+        self.policy = policy
+        self.policies = policies or {}
+        self.accounts: dict[str, Account] = {}
+        self.lines: list[Line] = []
+
+    def _policy_of(self, account: Account) -> Policy:
+        return self.policies.get(account.segment, self.policy)
+
+    def _run(self, account: Account, input: Input, when: datetime) -> Account:
+        account, commands, reasons = decide(account, input, self._policy_of(account), when)
+        why = "; ".join(reasons)
+        for command in commands:
+            if command.event_type == "DunningStageChanged":
+                continue
+            self.lines.append(
+                Line(when.date(), when, account.account_id, account.stage, describe(command), why)
+            )
+        return account
+
+    def account(self, account_id: str) -> Account:
+        """The account as it stands (a new, empty one if nothing happened to it yet)."""
+        return self.accounts.get(account_id) or Account(TENANT, account_id)
+
+    def apply(self, row: dict[str, str], seq: int) -> None:
+        """Apply one ledger row at 08:00 UTC of its date; ``seq`` numbers made-up ids.
+        Raises ``ValueError`` (a ``DunningRuleError`` too) when the row cannot apply; the
+        account is then left as it was."""
+        account = self.account(row["account_id"])
+        when = datetime.combine(date.fromisoformat(row["date"]), _AT, UTC)
+        for input in _inputs(account, row, when, seq):
+            account = self._run(account, input, when)
+        self.accounts[row["account_id"]] = account
+
+    def close_day(self, day: date) -> None:
+        """Fire every account's timers due before the midnight that ends ``day``."""
+        close = datetime.combine(day + timedelta(days=1), time(), UTC)
+        for account_id in sorted(self.accounts):
+            account = self.accounts[account_id]
+            while account.next_action_at is not None and account.next_action_at < close:
+                account = self._run(account, Tick(), account.next_action_at)
+            self.accounts[account_id] = account
+
+
 def simulate(
     policy: Policy,
     ledger: str,
@@ -272,46 +324,22 @@ def simulate(
     last = date.fromisoformat(rows[-1][1]["date"])
     start = start or first
     end = end or last + timedelta(days=60)
-    accounts: dict[str, Account] = {}
-    lines: list[Line] = []
+    replay = Replay(policy, policies)
     by_day: dict[date, list[tuple[int, dict[str, str]]]] = {}
     for number, row in rows:
         by_day.setdefault(date.fromisoformat(row["date"]), []).append((number, row))
-
-    def policy_of(account: Account) -> Policy:
-        return (policies or {}).get(account.segment, policy)
-
-    def run(account: Account, input: Input, when: datetime) -> Account:
-        account, commands, reasons = decide(account, input, policy_of(account), when)
-        why = "; ".join(reasons)
-        for command in commands:
-            if command.event_type == "DunningStageChanged":
-                continue
-            lines.append(
-                Line(when.date(), when, account.account_id, account.stage, describe(command), why)
-            )
-        return account
-
     day = min(start, first)
     while day <= end:
         for number, row in by_day.get(day, []):
-            account_id = row["account_id"]
-            account = accounts.get(account_id) or Account(TENANT, account_id)
-            when = datetime.combine(day, _AT, UTC)
             try:
-                for input in _inputs(account, row, when, number):
-                    account = run(account, input, when)
+                replay.apply(row, number)
             except (ValueError, AssertionError) as exc:
                 raise LedgerError(f"line {number}: {exc}") from None
-            accounts[account_id] = account
         # Every day runs from the first ledger day on; --from only chooses what is shown.
-        close = datetime.combine(day + timedelta(days=1), time(), UTC)
-        for account_id in sorted(accounts):
-            account = accounts[account_id]
-            while account.next_action_at is not None and account.next_action_at < close:
-                account = run(account, Tick(), account.next_action_at)
-            accounts[account_id] = account
+        replay.close_day(day)
         day += timedelta(days=1)
+    lines = replay.lines
+    accounts = replay.accounts
     shown = sorted(
         (line for line in lines if start <= line.day <= end),
         key=lambda line: (line.at, line.account_id),
