@@ -153,7 +153,7 @@ def stages_match_core(platform: Platform, load: Load) -> Result:
 
 def mail_once(platform: Platform, mail: FaultyMailServer, policy: Policy) -> Result:
     """One message per notice at the SMTP server; a second copy only of a notice marked
-    ``possible_duplicate``; one notice per account, stage and channel."""
+    ``possible_duplicate``; one notice per account, stage and channel (but reminders)."""
     problems: list[str] = []
     notices: list[dict[str, Any]] = []
     for tenant in TENANT_KEYS:
@@ -175,10 +175,13 @@ def mail_once(platform: Platform, mail: FaultyMailServer, policy: Policy) -> Res
         problems.append(f"Message-ID {mid} at the SMTP server but no notice says it was sent")
     for mid in sorted(set(by_message_id) - set(received)):
         problems.append(f"notice {by_message_id[mid]['notification_id']} sent but never received")
+    # A stage's contact is made once; only the pre-due reminder stage may hold several,
+    # one per invoice falling due (the oracle's comparison of notices counts those).
+    reminder = policy.reminder.stage if policy.reminder is not None else None
     per_stage = Counter(
         (n["tenant"], n["account_id"], n["stage"], n["stage_sequence"], n["channel"])
         for n in notices
-        if n["status"] == "sent"
+        if n["status"] == "sent" and n["stage"] != reminder
     )
     for key, n in sorted(per_stage.items()):
         if n > 1:

@@ -178,8 +178,10 @@ def test_nothing_lost_or_sent_twice_while_parts_fail(servers: Servers, tmp_path:
     env = {
         "DUNNING_SMTP_URL": mail.url,
         # Short leases and backoffs: a dead sender's notice is taken over within seconds.
-        "DUNNING_DELIVERY_LEASE_S": "5",
+        # The lease must outlast the longest attempt and the wait after it (10 + 5 s).
+        "DUNNING_DELIVERY_LEASE_S": "16",
         "DUNNING_SMTP_TIMEOUT_S": "10",
+        "DUNNING_HTTP_TIMEOUT_S": "5",
         "DUNNING_DELIVERY_BACKOFF_S": "0.5",
         "DUNNING_DELIVERY_BACKOFF_MAX_S": "5",
         "DUNNING_LOG_LEVEL": "WARNING",

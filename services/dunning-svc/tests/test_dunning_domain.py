@@ -590,3 +590,30 @@ def test_a_refused_ladder_names_the_step_and_field(
     with pytest.raises(ValidationError) as info:
         Policy.model_validate(data)
     assert [e["field"] for e in validation_errors(info.value.errors())] == [field]
+
+
+def test_a_second_invoice_falling_due_in_the_reminder_stage_is_a_notice_of_its_own() -> None:
+    """Two reminders in one stage are two contacts: each has its own id, which is
+    notify-svc's idempotency key. With the stage's id, the second was taken for a
+    redelivery of the first and never sent (the fault suite's oracle found it)."""
+    walk = Walk()
+    walk(issued("INV-1", due=date(2026, 3, 10)), at(date(2026, 2, 2)))
+    walk(issued("INV-2", amount="100.00", due=date(2026, 3, 20)), at(date(2026, 2, 2)))
+    reminders: list[NotificationRequested] = []
+    day = date(2026, 3, 3)
+    while day <= date(2026, 3, 19):
+        if day == date(2026, 3, 10):  # INV-1 is paid on its due date; INV-2 stays open
+            walk(paid("PAY-1", ("INV-1", "1250.00")), at(day, 9))
+            walk(settled("INV-1"), at(day, 9))
+        reminders += [c for c in walk(Tick(), at(day)) if isinstance(c, NotificationRequested)]
+        day += timedelta(days=1)
+    assert [n.stage for n in reminders] == ["reminder", "reminder"]
+    assert reminders[0].stage_sequence == reminders[1].stage_sequence
+    assert reminders[0].notification_id != reminders[1].notification_id
+    again = Walk()
+    again(issued("INV-1", due=date(2026, 3, 10)), at(date(2026, 2, 2)))
+    same = again(Tick(), at(date(2026, 3, 9)))
+    # Deterministic: the same inputs give the same id (a redelivery is recognised).
+    assert [c.notification_id for c in same if isinstance(c, NotificationRequested)] == [
+        reminders[0].notification_id
+    ]

@@ -1214,6 +1214,9 @@ def _reminder(
         now,
         None,
         _after_reminder(policy, step),
+        # A second invoice falling due in the same stage is a contact of its own: with
+        # the stage's id, notify-svc took it for a redelivery of the first and dropped it.
+        moment=sorted(i.invoice_id for i in due_soon),
     )
     account.last_contact_at = now
     reasons.append(
@@ -1307,8 +1310,15 @@ def _notices(
     not_before: datetime,
     fee: Money | None,
     next_step: NextStep | None,
+    *,
+    moment: Sequence[str] = (),
 ) -> list[NotificationRequested]:
-    """One notice per channel; what they list is worked out once for all of them."""
+    """One notice per channel; what they list is worked out once for all of them.
+
+    A notice's id is its idempotency key at notify-svc: one per contact moment and
+    channel. A stage change makes the moment (cycle, sequence, stage); ``moment`` adds
+    what else tells two contacts in one stage apart (a reminder per invoice falling due).
+    """
     if not channels:
         return []
     open_ = account.open_invoices()
@@ -1351,7 +1361,13 @@ def _notices(
             account_id=account.account_id,
             notification_id="NTF-"
             + _key(
-                account.tenant, account.account_id, account.cycle, account.sequence, stage, channel
+                account.tenant,
+                account.account_id,
+                account.cycle,
+                account.sequence,
+                stage,
+                channel,
+                *moment,
             ),
             account_name=account.account_name or account.account_id[:200],
             stage=stage,
