@@ -34,7 +34,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -301,7 +301,7 @@ async def record(session: AsyncSession, incoming: KeyRecord) -> KeyRecord:
     record as stored now."""
     known = await find(session, incoming.key_id, for_update=True)
     if known is None:
-        await session.execute(insert(api_keys).values(**_columns(incoming)))
+        await session.execute(insert(api_keys).values(**asdict(incoming)))
         return incoming
     merged = known.merged(incoming)
     if merged != known:
@@ -311,19 +311,6 @@ async def record(session: AsyncSession, incoming: KeyRecord) -> KeyRecord:
             .values(expires_at=merged.expires_at, revoked_at=merged.revoked_at)
         )
     return merged
-
-
-def _columns(key: KeyRecord) -> dict[str, Any]:
-    return {
-        "key_id": key.key_id,
-        "role": key.role,
-        "tenant": key.tenant,
-        "prefix": key.prefix,
-        "digest": key.digest,
-        "created_at": key.created_at,
-        "expires_at": key.expires_at,
-        "revoked_at": key.revoked_at,
-    }
 
 
 async def all_records(session: AsyncSession) -> list[KeyRecord]:
