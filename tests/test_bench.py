@@ -49,12 +49,13 @@ async def test_the_dunning_bench_measures_consume_sweep_and_memory(tmp_path: Pat
         "timer_sweep_1m_accounts_s",
         "dunning_rss_mb",
         "sweep_core_us_per_account",
+        "sweep_cpu_us_per_account",
+        "timer_sweep_1m_cpu_floor_s",
     ):
         assert figures[key] > 0, key
     assert figures["timer_sweep_accounts"] == 300
-    # The in-memory floor is part of what the real sweep does, so it cannot exceed it.
-    assert figures["timer_sweep_1m_cpu_floor_s"] < figures["timer_sweep_1m_accounts_s"]
-    assert figures["sweep_core_us_per_account"] < figures["sweep_cpu_us_per_account"]
+    # No comparison between two timings here: each is measured apart, and on a busy
+    # machine either can come out higher (a timing assertion, flaky by nature).
 
 
 def test_results_keep_the_other_backend_and_figures_a_partial_run_did_not_measure(
