@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from benchmarks.isolation import ADMIN, AUTH, isolated, served
 from dunning_events import Contact, InvoiceIssued, Money, make_envelope
 from dunning_runtime.app import create_app
-from payment_svc.consumers import apply_invoice_events
+from payment_svc.commands import apply_invoice_events
 from payment_svc.main import SPEC
 
 ACCOUNTS = 5000

@@ -15,30 +15,37 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.common import Identifier
-from dunning_events.money import from_minor
 from dunning_runtime import signing
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.db import utc
-from dunning_runtime.idempotency import in_transaction
+from dunning_runtime.idempotency import conflict_problem, in_transaction
 from dunning_runtime.openapi import SIGNATURE_SCHEME
 from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, rule_errors_route, validation_errors
+from dunning_runtime.problems import (
+    Problem,
+    field_problem,
+    rule_errors_route,
+    validation_errors,
+)
 from dunning_runtime.scope import Scope
-from payment_svc import commands, storage
-from payment_svc.commands import Received
-from payment_svc.domain import AlreadyReversed, PaymentNotFound, PaymentRuleError
+from payment_svc import commands, views
+from payment_svc.commands import Outcome, Received
+from payment_svc.domain import (
+    AlreadyReversed,
+    PaymentNotFound,
+    PaymentRuleError,
+    Posted,
+    Requested,
+)
+from payment_svc.domain import PaymentIn as DomainPayment
 from payment_svc.models import (
     AccountCreditOut,
     BatchIn,
     BatchItemResult,
     BatchOut,
-    CreditSourceOut,
-    CurrencyCredit,
     PaymentIn,
     PaymentOut,
     PaymentPage,
@@ -49,8 +56,11 @@ from payment_svc.models import (
     WebhookReversal,
 )
 from payment_svc.settings import PaymentSettings
-from payment_svc.storage import payments
-from payment_svc.views import by_payment, payment_view
+
+
+def rule_problem(error: PaymentRuleError, prefix: str = "body") -> Problem:
+    """A 422 naming the field the rule refused."""
+    return field_problem(str(error), f"{prefix}.{error.field}" if error.field else prefix)
 
 
 def problem_of(error: PaymentRuleError) -> Problem:
@@ -59,7 +69,7 @@ def problem_of(error: PaymentRuleError) -> Problem:
         return Problem(404, str(error), type_=error.code)
     if isinstance(error, AlreadyReversed):
         return Problem(409, str(error), type_=error.code)
-    return commands.rule_problem(error)
+    return rule_problem(error)
 
 
 router = APIRouter(route_class=rule_errors_route(PaymentRuleError, problem_of))
@@ -93,14 +103,55 @@ async def create_payment(body: PaymentIn, request: Request, tenant: Tenant) -> J
     scope = scope_of(request, tenant)
 
     async def work(session: AsyncSession) -> Received:
-        [result] = await commands.receive_payments(session, scope, [body])
+        [result] = await commands.receive_payments(session, scope, [posted(body)])
         return result
 
     result = await in_transaction(runtime.database, work)
-    if result.problem is not None:
-        raise result.problem
+    status, problem = answer_of(result, body.payment_id)
+    if problem is not None:
+        raise problem
     assert result.payment is not None
-    return JSONResponse(result.payment.model_dump(mode="json"), status_code=result.status)
+    return JSONResponse(
+        views.payment_out(result.payment).model_dump(mode="json"), status_code=status
+    )
+
+
+def posted(item: PaymentIn) -> Posted:
+    """A payment body as the rules and the use case take it."""
+    allocations = None
+    if item.allocations is not None:
+        allocations = tuple(Requested(a.invoice_id, a.amount) for a in item.allocations)
+    payment = DomainPayment(
+        payment_id=item.payment_id,
+        currency=item.currency,
+        amount=item.amount,
+        received_at=item.received_at,
+        allocations=allocations,
+        account_id=item.account_id,
+    )
+    return Posted(
+        payment=payment,
+        method=item.method,
+        reference=item.reference,
+        metadata=item.metadata,
+        request=item.model_dump(mode="json"),
+    )
+
+
+def answer_of(result: Received, payment_id: str) -> tuple[int, Problem | None]:
+    """The status of a posted payment's answer, and its problem when it is refused."""
+    match result.outcome:
+        case Outcome.CREATED:
+            return 201, None
+        case Outcome.REPLAYED:
+            return 200, None
+        case Outcome.CONFLICT:
+            return 409, conflict_problem("payment", payment_id, list(result.differences))
+        case Outcome.REFUSED:
+            assert result.error is not None
+            return 422, rule_problem(result.error)
+    errors = list(result.errors)
+    return 422, Problem(422, "The payment is not valid.", type_="validation-error", errors=errors)
 
 
 @router.post(
@@ -130,19 +181,20 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
             )
 
     async def work(session: AsyncSession) -> list[Received]:
-        return await commands.receive_payments(session, scope, [item for _, item in valid])
+        return await commands.receive_payments(session, scope, [posted(i) for _, i in valid])
 
     outcomes = await in_transaction(runtime.database, work) if valid else []
     for (index, item), outcome in zip(valid, outcomes, strict=True):
-        problem = outcome.problem.body() if outcome.problem else None
+        status, refused = answer_of(outcome, item.payment_id)
+        problem = refused.body() if refused else None
         if problem is not None:
             for error in problem.get("errors") or []:
                 error["field"] = error["field"].replace("body", f"body.payments[{index}]", 1)
         results[index] = BatchItemResult(
             index=index,
             payment_id=item.payment_id,
-            status=outcome.status,
-            payment=outcome.payment,
+            status=status,
+            payment=views.payment_out(outcome.payment) if outcome.payment else None,
             problem=problem,
         )
     final = [r for r in results if r is not None]
@@ -166,7 +218,7 @@ async def get_payment(payment_id: PaymentId, request: Request, tenant: Tenant) -
     """The payment, each invoice it paid (when received or later from its credit) and
     the discount taken there, what it holds for invoices not yet known, its credit."""
     async with runtime_of(request).database.sessions() as session:
-        return await commands.load(session, tenant, payment_id)
+        return views.payment_out(await commands.load(session, tenant, payment_id))
 
 
 @router.get(
@@ -186,26 +238,14 @@ async def list_payments(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PaymentPage:
     """Payments in the order they were recorded; ``next_cursor`` is null on the last page."""
-    query = select(payments).where(payments.c.tenant == tenant)
-    if account_id is not None:
-        query = query.where(payments.c.account_id == account_id)
-    if status is not None:
-        query = query.where(payments.c.status == status)
-    if cursor:
-        query = query.where(payments.c.seq > decode_cursor(cursor))
+    after = decode_cursor(cursor) if cursor else None
     async with runtime_of(request).database.sessions() as session:
-        rows = [
-            dict(r)
-            for r in (await session.execute(query.order_by(payments.c.seq).limit(limit + 1)))
-            .mappings()
-            .all()
-        ]
-        page = rows[:limit]
-        apps = await storage.applications_of(session, [(tenant, r["payment_id"]) for r in page])
-    grouped = by_payment(apps)
+        found, last = await commands.list_payments(
+            session, tenant, account_id=account_id, status=status, after=after, limit=limit
+        )
     return PaymentPage(
-        items=[payment_view(row, grouped.get(row["payment_id"], [])) for row in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        items=[views.payment_out(p) for p in found],
+        next_cursor=encode_cursor(last) if last is not None else None,
     )
 
 
@@ -223,7 +263,8 @@ async def reverse_payment(
     it; its credit is gone. A second reversal is a 409."""
     scope = scope_of(request, tenant)
     async with runtime_of(request).database.transaction() as session:
-        return await commands.reverse_payment(session, scope, payment_id, body.reason)
+        reversed_ = await commands.reverse_payment(session, scope, payment_id, body.reason)
+    return views.payment_out(reversed_)
 
 
 @router.get(
@@ -239,34 +280,7 @@ async def account_credit(
     is used in). An account without credit has an empty list."""
     async with runtime_of(request).database.sessions() as session:
         rows = await commands.account_credit(session, tenant, account_id)
-    by_currency: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_currency.setdefault(row["currency"], []).append(row)
-    credit = []
-    for currency, found in sorted(by_currency.items()):
-
-        def total(
-            column: str, found: list[dict[str, Any]] = found, currency: str = currency
-        ) -> Any:
-            return from_minor(sum(r[column] for r in found), currency)
-
-        credit.append(
-            CurrencyCredit(
-                currency=currency,
-                credit=total("credit_minor"),
-                held=total("held_minor"),
-                payments=[
-                    CreditSourceOut(
-                        payment_id=r["payment_id"],
-                        received_at=utc(r["received_at"]),
-                        credit=from_minor(r["credit_minor"], currency),
-                        held=from_minor(r["held_minor"], currency),
-                    )
-                    for r in found
-                ],
-            )
-        )
-    return AccountCreditOut(account_id=account_id, credit=credit)
+    return views.credit_view(account_id, rows)
 
 
 # -- webhooks ----------------------------------------------------------------------
@@ -338,28 +352,34 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
         raise _unsigned(str(error)) from error
     tenant = next(t for t, s in secrets if s == secret)
     try:
-        notice = _notice(raw)
+        notice = _notice(provider, raw)
     except Problem:
         WEBHOOKS.labels(provider, "invalid").inc()
         raise
     scope = scope_of(request, tenant)
-    replayed = False
 
-    async def work(session: AsyncSession) -> WebhookOut:
-        nonlocal replayed
-        out, replayed = await commands.record_webhook(session, scope, provider, notice)
-        return out
+    def answer(applied: commands.WebhookApplied) -> dict[str, Any]:
+        return views.webhook_out(applied).model_dump(mode="json")
+
+    async def work(session: AsyncSession) -> commands.WebhookRecorded:
+        recorded = await commands.record_webhook(session, scope, notice, answer)
+        if recorded.refused is not None:  # raised here, so nothing of it commits
+            _, problem = answer_of(recorded.refused, notice.event_id)
+            assert problem is not None  # a notice replays any content: never a conflict
+            raise problem
+        return recorded
 
     try:
-        out = await in_transaction(runtime.database, work)
+        recorded = await in_transaction(runtime.database, work)
     except (Problem, PaymentRuleError):
         WEBHOOKS.labels(provider, "refused").inc()
         raise
-    WEBHOOKS.labels(provider, "replayed" if replayed else out.outcome).inc()
+    out = WebhookOut.model_validate(recorded.answer)
+    WEBHOOKS.labels(provider, "replayed" if recorded.replayed else out.outcome).inc()
     return out
 
 
-def _notice(raw: bytes) -> WebhookIn:
+def _notice(provider: str, raw: bytes) -> commands.Notice:
     """The verified body as a notice; a 422 naming the fields otherwise."""
     try:
         notice = WebhookIn.model_validate(json.loads(raw))
@@ -367,12 +387,16 @@ def _notice(raw: bytes) -> WebhookIn:
         raise _invalid(exc, "body") from None
     except ValueError:  # not JSON at all
         raise _invalid(None, "body") from None
-    model = WebhookPayment if notice.type == "payment.succeeded" else WebhookReversal
     try:
-        model.model_validate(notice.data)
+        if notice.type == "payment.succeeded":
+            payment = posted(WebhookPayment.model_validate(notice.data))
+            return commands.Notice(provider, notice.id, notice.type, payment=payment)
+        reversal = WebhookReversal.model_validate(notice.data)
     except ValidationError as exc:
         raise _invalid(exc, "body.data") from None
-    return notice
+    return commands.Notice(
+        provider, notice.id, notice.type, reversal=(reversal.payment_id, reversal.reason)
+    )
 
 
 def _invalid(exc: ValidationError | None, prefix: str) -> Problem:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dunning_events.invoices import early_payment_discount
@@ -118,6 +119,19 @@ class PaymentIn:
     received_at: datetime
     allocations: tuple[Requested, ...] | None = None
     account_id: str = ""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A payment as posted (by the ERP or a processor): what the rules apply, and what is
+    stored with it besides."""
+
+    payment: PaymentIn
+    method: str
+    reference: str | None
+    metadata: Mapping[str, str]
+    #: The body as accepted (JSON): a later post of the same id is compared with it.
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -361,3 +375,18 @@ def check_reversible(reversed_: bool, payment_id: str) -> None:
     """A payment is reversed once; a second reversal is a conflict."""
     if reversed_:
         raise AlreadyReversed(f"Payment {payment_id!r} is already reversed.")
+
+
+def hold_can_pay(invoice: InvoiceState, payer: tuple[str, str] | None) -> bool:
+    """Whether a hold of the payment ``payer`` (its account and currency; None: the
+    payment is gone) can pay the arriving ``invoice`` it named: only one of the same
+    account in the same currency. Otherwise the hold becomes the payment's credit."""
+    return payer is not None and payer == (invoice.account_id, invoice.currency)
+
+
+def credit_note(invoice: InvoiceState, resolution: str, credited: Decimal | None) -> Decimal:
+    """What an upheld dispute credits on ``invoice``: the credited amount, at most the
+    balance; nothing for a rejected dispute or one without a credit."""
+    if resolution != "upheld" or credited is None or credited <= ZERO:
+        return ZERO
+    return min(credited, invoice.balance)
