@@ -103,11 +103,11 @@ async def create_payment(body: PaymentIn, request: Request, tenant: Tenant) -> J
     scope = scope_of(request, tenant)
 
     async def work(session: AsyncSession) -> Received:
-        [result] = await commands.receive_payments(session, scope, [posted(body)])
+        [result] = await commands.receive_payments(session, scope, [_posted(body)])
         return result
 
     result = await in_transaction(runtime.database, work)
-    status, problem = answer_of(result, body.payment_id)
+    status, problem = _answer_of(result, body.payment_id)
     if problem is not None:
         raise problem
     assert result.payment is not None
@@ -116,7 +116,7 @@ async def create_payment(body: PaymentIn, request: Request, tenant: Tenant) -> J
     )
 
 
-def posted(item: PaymentIn) -> Posted:
+def _posted(item: PaymentIn) -> Posted:
     """A payment body as the rules and the use case take it."""
     allocations = None
     if item.allocations is not None:
@@ -138,7 +138,7 @@ def posted(item: PaymentIn) -> Posted:
     )
 
 
-def answer_of(result: Received, payment_id: str) -> tuple[int, Problem | None]:
+def _answer_of(result: Received, payment_id: str) -> tuple[int, Problem | None]:
     """The status of a posted payment's answer, and its problem when it is refused."""
     match result.outcome:
         case Outcome.CREATED:
@@ -181,11 +181,11 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
             )
 
     async def work(session: AsyncSession) -> list[Received]:
-        return await commands.receive_payments(session, scope, [posted(i) for _, i in valid])
+        return await commands.receive_payments(session, scope, [_posted(i) for _, i in valid])
 
     outcomes = await in_transaction(runtime.database, work) if valid else []
     for (index, item), outcome in zip(valid, outcomes, strict=True):
-        status, refused = answer_of(outcome, item.payment_id)
+        status, refused = _answer_of(outcome, item.payment_id)
         problem = refused.body() if refused else None
         if problem is not None:
             for error in problem.get("errors") or []:
@@ -364,7 +364,7 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
     async def work(session: AsyncSession) -> commands.WebhookRecorded:
         recorded = await commands.record_webhook(session, scope, notice, answer)
         if recorded.refused is not None:  # raised here, so nothing of it commits
-            _, problem = answer_of(recorded.refused, notice.event_id)
+            _, problem = _answer_of(recorded.refused, notice.event_id)
             assert problem is not None  # a notice replays any content: never a conflict
             raise problem
         return recorded
@@ -389,7 +389,7 @@ def _notice(provider: str, raw: bytes) -> commands.Notice:
         raise _invalid(None, "body") from None
     try:
         if notice.type == "payment.succeeded":
-            payment = posted(WebhookPayment.model_validate(notice.data))
+            payment = _posted(WebhookPayment.model_validate(notice.data))
             return commands.Notice(provider, notice.id, notice.type, payment=payment)
         reversal = WebhookReversal.model_validate(notice.data)
     except ValidationError as exc:
