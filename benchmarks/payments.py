@@ -73,7 +73,7 @@ async def _measure(count: int, app: FastAPI) -> dict[str, float]:
                 for i in range(start, min(invoices, start + 500))
             ]
             async with runtime.database.transaction() as session:
-                await apply_invoice_events(session, runtime.outbox, envelopes)
+                await apply_invoice_events(session, runtime.scope, envelopes)
         started = time.perf_counter()
         for start in range(0, count, 1000):
             batch = [payment(i) for i in range(start, min(count, start + 1000))]

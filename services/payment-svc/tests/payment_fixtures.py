@@ -97,7 +97,7 @@ async def feed(client: httpx.AsyncClient, *envelopes: Envelope) -> None:
     """Apply invoice events to payment-svc's view, as its consumer does, in one chunk."""
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     async with runtime.database.transaction() as session:
-        await commands.apply_invoice_events(session, runtime.outbox, list(envelopes))
+        await commands.apply_invoice_events(session, runtime.scope, list(envelopes))
 
 
 def signed(

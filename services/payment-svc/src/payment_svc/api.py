@@ -3,7 +3,8 @@
 Every POST here is idempotent under an ``Idempotency-Key`` by the runtime's
 middleware; the routes add the natural idempotency of payment ids (and of a
 processor's event ids). Rule errors from ``domain`` become problems in one place,
-``problem_of`` (the router's ``rule_errors_route``).
+the runtime's ``problem_of`` (the router's ``RuleErrorsAsProblems``); a use case's
+``ItemResult`` becomes a status or a problem through ``dunning_runtime.batches``.
 """
 
 from __future__ import annotations
@@ -21,26 +22,16 @@ from dunning_events.common import Identifier
 from dunning_runtime import signing
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.idempotency import conflict_problem, in_transaction
+from dunning_runtime.batches import STATUS, parse_items, respond, result_problem, tally, within_item
+from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.openapi import SIGNATURE_SCHEME
-from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import (
-    Problem,
-    field_problem,
-    rule_errors_route,
-    validation_errors,
-)
+from dunning_runtime.pagination import position_of
+from dunning_runtime.problems import Problem, RuleErrorsAsProblems, validation_errors
 from dunning_runtime.scope import Scope
 from payment_svc import commands, views
-from payment_svc.commands import Outcome, Received
-from payment_svc.domain import (
-    AlreadyReversed,
-    PaymentNotFound,
-    PaymentRuleError,
-    Posted,
-    Requested,
-)
+from payment_svc.commands import Received
 from payment_svc.domain import PaymentIn as DomainPayment
+from payment_svc.domain import PaymentRuleError, Posted, Requested
 from payment_svc.models import (
     AccountCreditOut,
     BatchIn,
@@ -57,22 +48,7 @@ from payment_svc.models import (
 )
 from payment_svc.settings import PaymentSettings
 
-
-def rule_problem(error: PaymentRuleError, prefix: str = "body") -> Problem:
-    """A 422 naming the field the rule refused."""
-    return field_problem(str(error), f"{prefix}.{error.field}" if error.field else prefix)
-
-
-def problem_of(error: PaymentRuleError) -> Problem:
-    """The one mapping of payment rule errors to problems."""
-    if isinstance(error, PaymentNotFound):
-        return Problem(404, str(error), type_=error.code)
-    if isinstance(error, AlreadyReversed):
-        return Problem(409, str(error), type_=error.code)
-    return rule_problem(error)
-
-
-router = APIRouter(route_class=rule_errors_route(PaymentRuleError, problem_of))
+router = APIRouter(route_class=RuleErrorsAsProblems)
 
 PaymentId = Annotated[Identifier, Path(description="The payment's id.")]
 AccountId = Annotated[Identifier, Path(description="The customer account.")]
@@ -80,8 +56,7 @@ AccountId = Annotated[Identifier, Path(description="The customer account.")]
 
 def scope_of(request: Request, tenant: str) -> Scope:
     """The tenant and instant a request acts at."""
-    runtime = runtime_of(request)
-    return commands.scope_for(tenant, runtime.clock.now(), runtime.outbox)
+    return runtime_of(request).scope(tenant)
 
 
 @router.post(
@@ -107,13 +82,7 @@ async def create_payment(body: PaymentIn, request: Request, tenant: Tenant) -> J
         return result
 
     result = await in_transaction(runtime.database, work)
-    status, problem = _answer_of(result, body.payment_id)
-    if problem is not None:
-        raise problem
-    assert result.payment is not None
-    return JSONResponse(
-        views.payment_out(result.payment).model_dump(mode="json"), status_code=status
-    )
+    return respond(views.payment_result(result), "payment", body.payment_id)
 
 
 def _posted(item: PaymentIn) -> Posted:
@@ -138,22 +107,6 @@ def _posted(item: PaymentIn) -> Posted:
     )
 
 
-def _answer_of(result: Received, payment_id: str) -> tuple[int, Problem | None]:
-    """The status of a posted payment's answer, and its problem when it is refused."""
-    match result.outcome:
-        case Outcome.CREATED:
-            return 201, None
-        case Outcome.REPLAYED:
-            return 200, None
-        case Outcome.CONFLICT:
-            return 409, conflict_problem("payment", payment_id, list(result.differences))
-        case Outcome.REFUSED:
-            assert result.error is not None
-            return 422, rule_problem(result.error)
-    errors = list(result.errors)
-    return 422, Problem(422, "The payment is not valid.", type_="validation-error", errors=errors)
-
-
 @router.post(
     "/v1/payments/batch",
     response_model=BatchOut,
@@ -166,46 +119,35 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
     allocations of the items before it."""
     runtime = runtime_of(request)
     scope = scope_of(request, tenant)
+    parsed = parse_items(
+        body.payments, PaymentIn, collection="payments", kind="payment", id_field="payment_id"
+    )
     results: list[BatchItemResult | None] = [None] * len(body.payments)
-    valid: list[tuple[int, PaymentIn]] = []
-    for index, raw in enumerate(body.payments):
-        try:
-            valid.append((index, PaymentIn.model_validate(raw)))
-        except ValidationError as exc:
-            raw_id = raw.get("payment_id") if isinstance(raw, dict) else None
-            results[index] = BatchItemResult(
-                index=index,
-                payment_id=raw_id if isinstance(raw_id, str) else None,
-                status=422,
-                problem=_item_problem(index, validation_errors(exc.errors())),
-            )
+    for refused in parsed.refused:
+        results[refused.index] = BatchItemResult(
+            index=refused.index,
+            payment_id=refused.resource_id,
+            status=422,
+            problem=refused.problem,
+        )
 
     async def work(session: AsyncSession) -> list[Received]:
-        return await commands.receive_payments(session, scope, [_posted(i) for _, i in valid])
+        items = [_posted(item) for _, item in parsed.valid]
+        return await commands.receive_payments(session, scope, items)
 
-    outcomes = await in_transaction(runtime.database, work) if valid else []
-    for (index, item), outcome in zip(valid, outcomes, strict=True):
-        status, refused = _answer_of(outcome, item.payment_id)
-        problem = refused.body() if refused else None
-        if problem is not None:
-            for error in problem.get("errors") or []:
-                error["field"] = error["field"].replace("body", f"body.payments[{index}]", 1)
+    outcomes = await in_transaction(runtime.database, work) if parsed.valid else []
+    for (index, item), outcome in zip(parsed.valid, outcomes, strict=True):
+        problem = result_problem(outcome, "payment", item.payment_id)
         results[index] = BatchItemResult(
             index=index,
             payment_id=item.payment_id,
-            status=status,
-            payment=views.payment_out(outcome.payment) if outcome.payment else None,
-            problem=problem,
+            status=STATUS[outcome.outcome],
+            payment=views.payment_out(outcome.value) if outcome.value else None,
+            problem=within_item(problem.body(), "payments", index) if problem else None,
         )
     final = [r for r in results if r is not None]
-    accepted = sum(1 for r in final if r.status in (200, 201))
-    return BatchOut(accepted=accepted, rejected=len(final) - accepted, results=final)
-
-
-def _item_problem(index: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
-    for error in errors:
-        error["field"] = f"body.payments[{index}].{error['field']}".rstrip(".")
-    return Problem(422, "The payment is not valid.", type_="validation-error", errors=errors).body()
+    accepted, rejected = tally(r.status for r in final)
+    return BatchOut(accepted=accepted, rejected=rejected, results=final)
 
 
 @router.get(
@@ -238,14 +180,13 @@ async def list_payments(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PaymentPage:
     """Payments in the order they were recorded; ``next_cursor`` is null on the last page."""
-    after = decode_cursor(cursor) if cursor else None
+    after = position_of(cursor)
     async with runtime_of(request).database.sessions() as session:
-        found, last = await commands.list_payments(
+        page = await commands.list_payments(
             session, tenant, account_id=account_id, status=status, after=after, limit=limit
         )
     return PaymentPage(
-        items=[views.payment_out(p) for p in found],
-        next_cursor=encode_cursor(last) if last is not None else None,
+        items=[views.payment_out(p) for p in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -330,9 +271,8 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
     """A notice signed with ``Dunning-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
     "<t>.<body>">`` under a secret of the provider (docs/payment-svc.md). The secret that
     verifies names the tenant. A replayed event id returns the first result (200)."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, PaymentSettings)
     settings = runtime.settings
-    assert isinstance(settings, PaymentSettings)  # ServiceSpec.settings_type
     secrets = settings.secrets_for(provider)
     if not secrets:
         WEBHOOKS.labels("unknown", "refused").inc()
@@ -364,8 +304,10 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
     async def work(session: AsyncSession) -> commands.WebhookRecorded:
         recorded = await commands.record_webhook(session, scope, notice, answer)
         if recorded.refused is not None:  # raised here, so nothing of it commits
-            _, problem = _answer_of(recorded.refused, notice.event_id)
-            assert problem is not None  # a notice replays any content: never a conflict
+            # Refused by the rules or the event's checks; a notice is never a conflict
+            # (any content replays), so the id only names the notice.
+            problem = result_problem(recorded.refused, "payment", notice.event_id)
+            assert problem is not None
             raise problem
         return recorded
 

@@ -17,6 +17,6 @@ def invoice_view(runtime: Runtime) -> Subscription:
     at once (``commands.apply_invoice_events``): new invoices take waiting credit."""
 
     async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
-        await commands.apply_invoice_events(session, runtime.outbox, envelopes)
+        await commands.apply_invoice_events(session, runtime.scope, envelopes)
 
     return Subscription("payment-svc", (topics.INVOICES,), batch_handler=handle)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from dunning_events.invoices import early_payment_discount
 from dunning_events.money import minor_units
+from dunning_runtime.rules import Conflict, NotFound, RuleError
 
 ZERO = Decimal(0)
 
@@ -40,23 +41,19 @@ class PaymentStatus(StrEnum):
     REVERSED = "reversed"
 
 
-class PaymentRuleError(ValueError):
+class PaymentRuleError(RuleError):
     """A request the cash application rules refuse; ``field`` names the culprit (a 422)."""
 
     code = "payment-rule"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-class PaymentNotFound(PaymentRuleError):
+class PaymentNotFound(PaymentRuleError, NotFound):
     """No such payment for the tenant (another tenant's payment counts as none)."""
 
     code = "payment-not-found"
 
 
-class AlreadyReversed(PaymentRuleError):
+class AlreadyReversed(PaymentRuleError, Conflict):
     """A payment can be reversed once (a 409)."""
 
     code = "payment-already-reversed"

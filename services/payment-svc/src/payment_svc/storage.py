@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events import InvoiceIssued
 from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import SequenceId
+from dunning_runtime.pagination import keyset
 from payment_svc.domain import ZERO, Applied, DiscountTerms, InvoiceState, Plan, Posted
 
 metadata = MetaData()
@@ -369,16 +370,14 @@ async def payments_page(
     after: int | None,
     limit: int,
 ) -> list[Row]:
-    """Up to ``limit`` payments of ``tenant`` after position ``after``, in the order
-    they were recorded, filtered by account and status."""
+    """Payments of ``tenant`` after position ``after`` in the order they were recorded,
+    filtered by account and status: ``limit`` + 1 of them (``pagination.keyset``)."""
     query = select(payments).where(payments.c.tenant == tenant)
     if account_id is not None:
         query = query.where(payments.c.account_id == account_id)
     if status is not None:
         query = query.where(payments.c.status == status)
-    if after is not None:
-        query = query.where(payments.c.seq > after)
-    rows = await session.execute(query.order_by(payments.c.seq).limit(limit))
+    rows = await session.execute(keyset(query, payments.c.seq, after, limit))
     return [dict(r) for r in rows.mappings().all()]
 
 

@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 from dunning_events.money import from_minor
 from dunning_runtime.db import utc
+from dunning_runtime.results import ItemResult
 from payment_svc.commands import WebhookApplied
 from payment_svc.models import (
     AccountCreditOut,
@@ -24,6 +27,13 @@ from payment_svc.storage import Row, StoredPayment
 def payment_out(stored: StoredPayment) -> PaymentOut:
     """A stored payment with its applications, as the API shows it."""
     return payment_view(stored.row, stored.applications)
+
+
+def payment_result(result: ItemResult[StoredPayment]) -> ItemResult[BaseModel]:
+    """A posted payment's result with the payment as the API shows it (typed as
+    ``batches.respond`` takes it)."""
+    value = payment_out(result.value) if result.value is not None else None
+    return ItemResult[BaseModel](result.outcome, value, result.differences, result.error)
 
 
 def payment_view(row: Row, applications: Sequence[Row]) -> PaymentOut:

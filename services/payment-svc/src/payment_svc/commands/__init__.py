@@ -5,17 +5,16 @@ reading.
 Each runs inside the caller's transaction: it takes the account locks, loads the rows
 through ``storage``, asks ``domain`` where the money goes, writes the result through
 ``storage`` and stages the events in the outbox, so a change and its events commit
-together. They return domain results (``Received``, ``StoredPayment``) and raise
-``domain.PaymentRuleError``s; the routes map both to HTTP.
+together. They return domain results (``Received``, an ``ItemResult`` of a
+``StoredPayment``) and raise ``domain.PaymentRuleError``s; the routes map both to HTTP.
 """
 
 from __future__ import annotations
 
 from payment_svc.commands.invoice_view import apply_invoice_events
 from payment_svc.commands.reading import account_credit, list_payments, load
-from payment_svc.commands.receiving import Outcome, Received, receive_payments
+from payment_svc.commands.receiving import Received, receive_payments
 from payment_svc.commands.reversing import reverse_payment
-from payment_svc.commands.scope import SOURCE, scope_for
 from payment_svc.commands.webhooks import (
     Notice,
     WebhookApplied,
@@ -24,9 +23,7 @@ from payment_svc.commands.webhooks import (
 )
 
 __all__ = [
-    "SOURCE",
     "Notice",
-    "Outcome",
     "Received",
     "WebhookApplied",
     "WebhookRecorded",
@@ -37,5 +34,4 @@ __all__ = [
     "receive_payments",
     "record_webhook",
     "reverse_payment",
-    "scope_for",
 ]

@@ -10,7 +10,7 @@ per kind. A new invoice takes the credit waiting for it: each use is a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -28,15 +28,15 @@ from dunning_events import (
 from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import utc
 from dunning_runtime.locks import lock_accounts
-from dunning_runtime.outbox import Outbox
-from dunning_runtime.scope import envelope_of
+from dunning_runtime.scope import Scope, envelope_of
 from payment_svc import domain, events, storage
-from payment_svc.commands.scope import scope_for
 from payment_svc.domain import ZERO, Credit, CreditUse, InvoiceState
 from payment_svc.storage import Changes, Row
 
 InvoiceEvent = InvoiceIssued | InvoiceVoided | InvoiceDisputeResolved | InvoiceSettled
 Key = tuple[str, str]
+#: The scope payment-svc's commands act in for a tenant at an instant (``Runtime.scope``).
+ScopeOf = Callable[[str, datetime], Scope]
 
 
 @dataclass
@@ -65,10 +65,11 @@ class _Chunk:
 
 
 async def apply_invoice_events(
-    session: AsyncSession, outbox: Outbox, envelopes: Sequence[Envelope]
+    session: AsyncSession, scope_of: ScopeOf, envelopes: Sequence[Envelope]
 ) -> None:
     """Fold a chunk of invoice events into the view, in order; new invoices take the
-    credit waiting for them (``CreditApplied``)."""
+    credit waiting for them (``CreditApplied``, staged in the outbox as of the invoice
+    event's time)."""
     chunk_events = [
         (e, e.data)
         for e in envelopes
@@ -79,16 +80,17 @@ async def apply_invoice_events(
     if not chunk_events:
         return
     chunk = await _load(session, chunk_events)
-    staged = []
+    staged: list[Envelope] = []
+    scope: Scope | None = None
     for envelope, event in chunk_events:
         if isinstance(event, InvoiceIssued):
-            scope = scope_for(envelope.tenant, envelope.time, outbox)
+            scope = scope_of(envelope.tenant, envelope.time)
             staged += [envelope_of(scope, e) for e in _issued(chunk, envelope, event)]
         else:
             _changed(chunk, envelope, event)
     await storage.write(session, chunk.changes())
-    if staged:
-        await outbox.add(session, *staged)
+    if scope is not None and staged:  # every scope has the service's one outbox
+        await scope.outbox.add(session, *staged)
 
 
 async def _load(session: AsyncSession, chunk: list[tuple[Envelope, InvoiceEvent]]) -> _Chunk:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_runtime.pagination import Page, keyset_page
 from payment_svc import storage
 from payment_svc.domain import PaymentNotFound
 from payment_svc.storage import Row, StoredPayment
@@ -26,17 +27,17 @@ async def list_payments(
     status: str | None,
     after: int | None,
     limit: int,
-) -> tuple[list[StoredPayment], int | None]:
+) -> Page[StoredPayment]:
     """Up to ``limit`` payments after position ``after`` in the order they were
-    recorded, and the position the next page starts after (None on the last page)."""
+    recorded, with their applications, and the cursor of the next page."""
     rows = await storage.payments_page(
-        session, tenant, account_id=account_id, status=status, after=after, limit=limit + 1
+        session, tenant, account_id=account_id, status=status, after=after, limit=limit
     )
-    page = rows[:limit]
-    apps = await storage.applications_of(session, [(tenant, r["payment_id"]) for r in page])
-    grouped = storage.by_payment(apps)
-    found = [StoredPayment(row, grouped.get(row["payment_id"], [])) for row in page]
-    return found, page[-1]["seq"] if len(rows) > limit else None
+    page = keyset_page(rows, limit, lambda row: int(row["seq"]))
+    keys = [(tenant, row["payment_id"]) for row in page.items]
+    grouped = storage.by_payment(await storage.applications_of(session, keys))
+    found = [StoredPayment(row, grouped.get(row["payment_id"], [])) for row in page.items]
+    return Page(found, page.next_cursor)
 
 
 async def account_credit(session: AsyncSession, tenant: str, account_id: str) -> list[Row]:

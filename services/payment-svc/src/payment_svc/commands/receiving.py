@@ -11,44 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Event
-from dunning_runtime.idempotency import changed_fields
 from dunning_runtime.locks import lock_accounts
-from dunning_runtime.problems import validation_errors
+from dunning_runtime.results import ItemResult, created, invalid, replay_or_conflict
 from dunning_runtime.scope import Scope, emit
 from payment_svc import domain, events, storage
 from payment_svc.domain import Applied, InvoiceState, PaymentRuleError, Posted
 from payment_svc.storage import Changes, InvoiceKey, Row, StoredPayment
 
-
-class Outcome(StrEnum):
-    """What became of one posted payment."""
-
-    CREATED = "created"  # new: stored and applied
-    REPLAYED = "replayed"  # the same payment again: the first result
-    CONFLICT = "conflict"  # the same id with other content: nothing changed
-    REFUSED = "refused"  # the rules refuse it (``error``): not stored
-    INVALID = "invalid"  # its event would not be valid (``errors``): not stored
-
-
-@dataclass(frozen=True)
-class Received:
-    """The outcome of posting one payment, for the route to answer."""
-
-    outcome: Outcome
-    payment: StoredPayment | None = None
-    #: The fields that differ from the payment accepted first (a conflict, or a replay
-    #: that tolerates other content).
-    differences: tuple[str, ...] = ()
-    error: PaymentRuleError | None = None
-    #: Field errors (``field``, ``message``, ``type``) of an ``INVALID`` payment.
-    errors: tuple[dict[str, Any], ...] = ()
+#: What became of one posted payment: created, replayed, conflict or invalid.
+Received = ItemResult[StoredPayment]
 
 
 @dataclass
@@ -82,7 +57,7 @@ async def receive_payments(
     ``any_content_replays``, a processor's notice, a replay listing them); a payment the
     rules refuse is not stored."""
     batch = await _load(session, scope.tenant, items)
-    results = []
+    results: list[Received] = []
     for item in items:
         if item.payment.payment_id in batch.accepted:
             results.append(_again(batch, item, any_content_replays))
@@ -126,13 +101,15 @@ def _again(batch: _Batch, item: Posted, any_content_replays: bool) -> Received:
     """A payment id accepted before (or earlier in this call): a replay or a conflict."""
     payment_id = item.payment.payment_id
     row = batch.accepted[payment_id]
-    fields = tuple(changed_fields(row["request"], item.request))
-    if fields and not any_content_replays:
-        return Received(Outcome.CONFLICT, differences=fields)
     mine = batch.known_apps.get(payment_id) or [
         a for a in batch.changes.new_applications if a["payment_id"] == payment_id
     ]
-    return Received(Outcome.REPLAYED, StoredPayment(row, mine), differences=fields)
+    return replay_or_conflict(
+        row["request"],
+        item.request,
+        StoredPayment(row, mine),
+        any_content_replays=any_content_replays,
+    )
 
 
 def _accept(batch: _Batch, item: Posted, source: str, now: datetime) -> Received:
@@ -142,18 +119,13 @@ def _accept(batch: _Batch, item: Posted, source: str, now: datetime) -> Received
     try:
         plan = domain.allocate(_payable(batch, item), payment)
     except PaymentRuleError as error:
-        return Received(Outcome.REFUSED, error=error)
+        return invalid(error)
     status = domain.payment_status(payment.amount, plan.unapplied, False).value
     row = storage.payment_row(batch.tenant, item, plan, status, source, now)
     try:
         event = events.received(row, plan)
-    except ValueError as exc:  # ValidationError too: the input checks missed something
-        errors = (
-            validation_errors(exc.errors())
-            if isinstance(exc, ValidationError)
-            else [{"field": "body", "message": str(exc), "type": "value_error"}]
-        )
-        return Received(Outcome.INVALID, errors=tuple(errors))
+    except ValueError as error:  # ValidationError too: the input checks missed something
+        return invalid(error)
     apps = [storage.application_row(row, a, "allocation", now) for a in plan.applied]
     apps += [
         storage.application_row(row, Applied(h.invoice_id, h.amount), "held", now)
@@ -170,7 +142,7 @@ def _accept(batch: _Batch, item: Posted, source: str, now: datetime) -> Received
     batch.changes.new_payments.append(row)
     batch.changes.new_applications += apps
     batch.staged.append(event)
-    return Received(Outcome.CREATED, StoredPayment(row, apps))
+    return created(StoredPayment(row, apps))
 
 
 def _payable(batch: _Batch, item: Posted) -> dict[str, InvoiceState]:

@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_runtime.results import Outcome
 from dunning_runtime.scope import Scope
 from payment_svc import storage
 from payment_svc.commands.reading import load
-from payment_svc.commands.receiving import Outcome, Received, receive_payments
+from payment_svc.commands.receiving import Received, receive_payments
 from payment_svc.commands.reversing import reverse_payment
 from payment_svc.domain import AlreadyReversed, Posted
 from payment_svc.storage import StoredPayment
@@ -73,13 +74,13 @@ async def record_webhook(
         [result] = await receive_payments(
             session, scope, [notice.payment], source, any_content_replays=True
         )
-        if result.payment is None:
+        if result.value is None:
             return WebhookRecorded(None, refused=result)
         outcome: WebhookOutcome = (
             "recorded" if result.outcome is Outcome.CREATED else "already_recorded"
         )
         applied = WebhookApplied(
-            notice.event_id, notice.type, outcome, result.payment, result.differences
+            notice.event_id, notice.type, outcome, result.value, result.differences
         )
     else:
         assert notice.reversal is not None
