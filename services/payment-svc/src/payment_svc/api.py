@@ -182,9 +182,8 @@ async def list_payments(
     """Payments in the order they were recorded; ``next_cursor`` is null on the last page."""
     after = position_of(cursor)
     async with runtime_of(request).database.sessions() as session:
-        page = await commands.list_payments(
-            session, tenant, account_id=account_id, status=status, after=after, limit=limit
-        )
+        only = commands.PaymentFilter(account_id=account_id, status=status)
+        page = await commands.list_payments(session, tenant, only, after, limit)
     return PaymentPage(
         items=[views.payment_out(p) for p in page.items], next_cursor=page.next_cursor
     )

@@ -361,22 +361,24 @@ async def holds_for(
     return holds
 
 
+@dataclass(frozen=True)
+class PaymentFilter:
+    """Which payments a list shows: one account's, in one status (None: any)."""
+
+    account_id: str | None = None
+    status: str | None = None
+
+
 async def payments_page(
-    session: AsyncSession,
-    tenant: str,
-    *,
-    account_id: str | None,
-    status: str | None,
-    after: int | None,
-    limit: int,
+    session: AsyncSession, tenant: str, only: PaymentFilter, after: int | None, limit: int
 ) -> list[Row]:
     """Payments of ``tenant`` after position ``after`` in the order they were recorded,
-    filtered by account and status: ``limit`` + 1 of them (``pagination.keyset``)."""
+    filtered by ``only``: ``limit`` + 1 of them (``pagination.keyset``)."""
     query = select(payments).where(payments.c.tenant == tenant)
-    if account_id is not None:
-        query = query.where(payments.c.account_id == account_id)
-    if status is not None:
-        query = query.where(payments.c.status == status)
+    if only.account_id is not None:
+        query = query.where(payments.c.account_id == only.account_id)
+    if only.status is not None:
+        query = query.where(payments.c.status == only.status)
     rows = await session.execute(keyset(query, payments.c.seq, after, limit))
     return [dict(r) for r in rows.mappings().all()]
 

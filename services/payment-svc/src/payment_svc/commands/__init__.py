@@ -21,10 +21,13 @@ from payment_svc.commands.webhooks import (
     WebhookRecorded,
     record_webhook,
 )
+from payment_svc.storage import PaymentFilter, StoredPayment
 
 __all__ = [
     "Notice",
+    "PaymentFilter",
     "Received",
+    "StoredPayment",
     "WebhookApplied",
     "WebhookRecorded",
     "account_credit",

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_runtime.pagination import Page, keyset_page
 from payment_svc import storage
 from payment_svc.domain import PaymentNotFound
-from payment_svc.storage import Row, StoredPayment
+from payment_svc.storage import PaymentFilter, Row, StoredPayment
 
 
 async def load(session: AsyncSession, tenant: str, payment_id: str) -> StoredPayment:
@@ -20,19 +20,11 @@ async def load(session: AsyncSession, tenant: str, payment_id: str) -> StoredPay
 
 
 async def list_payments(
-    session: AsyncSession,
-    tenant: str,
-    *,
-    account_id: str | None,
-    status: str | None,
-    after: int | None,
-    limit: int,
+    session: AsyncSession, tenant: str, only: PaymentFilter, after: int | None, limit: int
 ) -> Page[StoredPayment]:
-    """Up to ``limit`` payments after position ``after`` in the order they were
-    recorded, with their applications, and the cursor of the next page."""
-    rows = await storage.payments_page(
-        session, tenant, account_id=account_id, status=status, after=after, limit=limit
-    )
+    """Up to ``limit`` payments (filtered by ``only``) after position ``after`` in the
+    order they were recorded, with their applications, and the cursor of the next page."""
+    rows = await storage.payments_page(session, tenant, only, after, limit)
     page = keyset_page(rows, limit, lambda row: int(row["seq"]))
     keys = [(tenant, row["payment_id"]) for row in page.items]
     grouped = storage.by_payment(await storage.applications_of(session, keys))
