@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from benchmarks.isolation import ADMIN, AUTH, isolated, served
 from dunning_events import Contact, InvoiceIssued, Money, make_envelope
 from dunning_runtime.app import create_app
-from payment_svc.consumers import apply_invoice_events
+from payment_svc.commands import apply_invoice_events
 from payment_svc.main import SPEC
 
 ACCOUNTS = 5000
@@ -73,7 +73,7 @@ async def _measure(count: int, app: FastAPI) -> dict[str, float]:
                 for i in range(start, min(invoices, start + 500))
             ]
             async with runtime.database.transaction() as session:
-                await apply_invoice_events(session, runtime.outbox, envelopes)
+                await apply_invoice_events(session, runtime.scope, envelopes)
         started = time.perf_counter()
         for start in range(0, count, 1000):
             batch = [payment(i) for i in range(start, min(count, start + 1000))]

@@ -19,7 +19,7 @@ from dunning_events import (
 )
 from dunning_events.samples import sample_event
 from dunning_runtime.signing import sign
-from payment_svc import consumers
+from payment_svc import commands
 
 ACME = {"Authorization": "Bearer acme-key"}
 GLOBEX = {"Authorization": "Bearer globex-key"}
@@ -97,7 +97,7 @@ async def feed(client: httpx.AsyncClient, *envelopes: Envelope) -> None:
     """Apply invoice events to payment-svc's view, as its consumer does, in one chunk."""
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     async with runtime.database.transaction() as session:
-        await consumers.apply_invoice_events(session, runtime.outbox, list(envelopes))
+        await commands.apply_invoice_events(session, runtime.scope, list(envelopes))
 
 
 def signed(

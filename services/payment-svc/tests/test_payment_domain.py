@@ -21,7 +21,9 @@ from payment_svc.domain import (
     allocate,
     applied_to,
     apply_credit,
+    credit_note,
     earned_discount,
+    hold_can_pay,
     undone,
 )
 
@@ -450,3 +452,20 @@ def test_a_malformed_webhook_secret_is_not_quoted_in_the_error() -> None:
         [error] = refused.value.errors()
         assert "tenant:provider:secret" in error["msg"]
         assert "whsec_live" not in error["msg"]
+
+
+def test_a_hold_pays_only_an_invoice_of_its_payments_account_and_currency() -> None:
+    arriving = invoice("I-1", "100.00", account="A", currency="EUR")
+    assert hold_can_pay(arriving, ("A", "EUR"))
+    assert not hold_can_pay(arriving, ("B", "EUR"))
+    assert not hold_can_pay(arriving, ("A", "USD"))
+    assert not hold_can_pay(arriving, None)  # the payment is gone
+
+
+def test_an_upheld_dispute_credits_at_most_the_balance_and_a_rejected_one_nothing() -> None:
+    half_paid = invoice("I-1", "100.00", paid=d("60.00"))
+    assert credit_note(half_paid, "upheld", d("25.00")) == d("25.00")
+    assert credit_note(half_paid, "upheld", d("90.00")) == d("40.00")
+    assert credit_note(half_paid, "rejected", d("25.00")) == ZERO
+    assert credit_note(half_paid, "upheld", None) == ZERO
+    assert credit_note(half_paid, "upheld", ZERO) == ZERO

@@ -3,7 +3,8 @@
 Every POST here is idempotent under an ``Idempotency-Key`` by the runtime's
 middleware; the routes add the natural idempotency of payment ids (and of a
 processor's event ids). Rule errors from ``domain`` become problems in one place,
-``problem_of`` (the router's ``rule_errors_route``).
+the runtime's ``problem_of`` (the router's ``RuleErrorsAsProblems``); a use case's
+``ItemResult`` becomes a status or a problem through ``dunning_runtime.batches``.
 """
 
 from __future__ import annotations
@@ -15,30 +16,27 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.common import Identifier
-from dunning_events.money import from_minor
 from dunning_runtime import signing
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.db import utc
+from dunning_runtime.batches import STATUS, parse_items, respond, result_problem, tally, within_item
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.openapi import SIGNATURE_SCHEME
-from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, rule_errors_route, validation_errors
+from dunning_runtime.pagination import position_of
+from dunning_runtime.problems import Problem, RuleErrorsAsProblems, validation_errors
 from dunning_runtime.scope import Scope
-from payment_svc import commands, storage
+from payment_svc import commands, views
 from payment_svc.commands import Received
-from payment_svc.domain import AlreadyReversed, PaymentNotFound, PaymentRuleError
+from payment_svc.domain import PaymentIn as DomainPayment
+from payment_svc.domain import PaymentRuleError, Posted, Requested
 from payment_svc.models import (
     AccountCreditOut,
     BatchIn,
     BatchItemResult,
     BatchOut,
-    CreditSourceOut,
-    CurrencyCredit,
     PaymentIn,
     PaymentOut,
     PaymentPage,
@@ -49,20 +47,8 @@ from payment_svc.models import (
     WebhookReversal,
 )
 from payment_svc.settings import PaymentSettings
-from payment_svc.storage import payments
-from payment_svc.views import by_payment, payment_view
 
-
-def problem_of(error: PaymentRuleError) -> Problem:
-    """The one mapping of payment rule errors to problems."""
-    if isinstance(error, PaymentNotFound):
-        return Problem(404, str(error), type_=error.code)
-    if isinstance(error, AlreadyReversed):
-        return Problem(409, str(error), type_=error.code)
-    return commands.rule_problem(error)
-
-
-router = APIRouter(route_class=rule_errors_route(PaymentRuleError, problem_of))
+router = APIRouter(route_class=RuleErrorsAsProblems)
 
 PaymentId = Annotated[Identifier, Path(description="The payment's id.")]
 AccountId = Annotated[Identifier, Path(description="The customer account.")]
@@ -70,8 +56,7 @@ AccountId = Annotated[Identifier, Path(description="The customer account.")]
 
 def scope_of(request: Request, tenant: str) -> Scope:
     """The tenant and instant a request acts at."""
-    runtime = runtime_of(request)
-    return commands.scope_for(tenant, runtime.clock.now(), runtime.outbox)
+    return runtime_of(request).scope(tenant)
 
 
 @router.post(
@@ -93,14 +78,33 @@ async def create_payment(body: PaymentIn, request: Request, tenant: Tenant) -> J
     scope = scope_of(request, tenant)
 
     async def work(session: AsyncSession) -> Received:
-        [result] = await commands.receive_payments(session, scope, [body])
+        [result] = await commands.receive_payments(session, scope, [_posted(body)])
         return result
 
     result = await in_transaction(runtime.database, work)
-    if result.problem is not None:
-        raise result.problem
-    assert result.payment is not None
-    return JSONResponse(result.payment.model_dump(mode="json"), status_code=result.status)
+    return respond(views.payment_result(result), "payment", body.payment_id)
+
+
+def _posted(item: PaymentIn) -> Posted:
+    """A payment body as the rules and the use case take it."""
+    allocations = None
+    if item.allocations is not None:
+        allocations = tuple(Requested(a.invoice_id, a.amount) for a in item.allocations)
+    payment = DomainPayment(
+        payment_id=item.payment_id,
+        currency=item.currency,
+        amount=item.amount,
+        received_at=item.received_at,
+        allocations=allocations,
+        account_id=item.account_id,
+    )
+    return Posted(
+        payment=payment,
+        method=item.method,
+        reference=item.reference,
+        metadata=item.metadata,
+        request=item.model_dump(mode="json"),
+    )
 
 
 @router.post(
@@ -115,45 +119,35 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
     allocations of the items before it."""
     runtime = runtime_of(request)
     scope = scope_of(request, tenant)
+    parsed = parse_items(
+        body.payments, PaymentIn, collection="payments", kind="payment", id_field="payment_id"
+    )
     results: list[BatchItemResult | None] = [None] * len(body.payments)
-    valid: list[tuple[int, PaymentIn]] = []
-    for index, raw in enumerate(body.payments):
-        try:
-            valid.append((index, PaymentIn.model_validate(raw)))
-        except ValidationError as exc:
-            raw_id = raw.get("payment_id") if isinstance(raw, dict) else None
-            results[index] = BatchItemResult(
-                index=index,
-                payment_id=raw_id if isinstance(raw_id, str) else None,
-                status=422,
-                problem=_item_problem(index, validation_errors(exc.errors())),
-            )
+    for refused in parsed.refused:
+        results[refused.index] = BatchItemResult(
+            index=refused.index,
+            payment_id=refused.resource_id,
+            status=422,
+            problem=refused.problem,
+        )
 
     async def work(session: AsyncSession) -> list[Received]:
-        return await commands.receive_payments(session, scope, [item for _, item in valid])
+        items = [_posted(item) for _, item in parsed.valid]
+        return await commands.receive_payments(session, scope, items)
 
-    outcomes = await in_transaction(runtime.database, work) if valid else []
-    for (index, item), outcome in zip(valid, outcomes, strict=True):
-        problem = outcome.problem.body() if outcome.problem else None
-        if problem is not None:
-            for error in problem.get("errors") or []:
-                error["field"] = error["field"].replace("body", f"body.payments[{index}]", 1)
+    outcomes = await in_transaction(runtime.database, work) if parsed.valid else []
+    for (index, item), outcome in zip(parsed.valid, outcomes, strict=True):
+        problem = result_problem(outcome, "payment", item.payment_id)
         results[index] = BatchItemResult(
             index=index,
             payment_id=item.payment_id,
-            status=outcome.status,
-            payment=outcome.payment,
-            problem=problem,
+            status=STATUS[outcome.outcome],
+            payment=views.payment_out(outcome.value) if outcome.value else None,
+            problem=within_item(problem.body(), "payments", index) if problem else None,
         )
     final = [r for r in results if r is not None]
-    accepted = sum(1 for r in final if r.status in (200, 201))
-    return BatchOut(accepted=accepted, rejected=len(final) - accepted, results=final)
-
-
-def _item_problem(index: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
-    for error in errors:
-        error["field"] = f"body.payments[{index}].{error['field']}".rstrip(".")
-    return Problem(422, "The payment is not valid.", type_="validation-error", errors=errors).body()
+    accepted, rejected = tally(r.status for r in final)
+    return BatchOut(accepted=accepted, rejected=rejected, results=final)
 
 
 @router.get(
@@ -166,7 +160,7 @@ async def get_payment(payment_id: PaymentId, request: Request, tenant: Tenant) -
     """The payment, each invoice it paid (when received or later from its credit) and
     the discount taken there, what it holds for invoices not yet known, its credit."""
     async with runtime_of(request).database.sessions() as session:
-        return await commands.load(session, tenant, payment_id)
+        return views.payment_out(await commands.load(session, tenant, payment_id))
 
 
 @router.get(
@@ -186,26 +180,12 @@ async def list_payments(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> PaymentPage:
     """Payments in the order they were recorded; ``next_cursor`` is null on the last page."""
-    query = select(payments).where(payments.c.tenant == tenant)
-    if account_id is not None:
-        query = query.where(payments.c.account_id == account_id)
-    if status is not None:
-        query = query.where(payments.c.status == status)
-    if cursor:
-        query = query.where(payments.c.seq > decode_cursor(cursor))
+    after = position_of(cursor)
     async with runtime_of(request).database.sessions() as session:
-        rows = [
-            dict(r)
-            for r in (await session.execute(query.order_by(payments.c.seq).limit(limit + 1)))
-            .mappings()
-            .all()
-        ]
-        page = rows[:limit]
-        apps = await storage.applications_of(session, [(tenant, r["payment_id"]) for r in page])
-    grouped = by_payment(apps)
+        only = commands.PaymentFilter(account_id=account_id, status=status)
+        page = await commands.list_payments(session, tenant, only, after, limit)
     return PaymentPage(
-        items=[payment_view(row, grouped.get(row["payment_id"], [])) for row in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        items=[views.payment_out(p) for p in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -223,7 +203,8 @@ async def reverse_payment(
     it; its credit is gone. A second reversal is a 409."""
     scope = scope_of(request, tenant)
     async with runtime_of(request).database.transaction() as session:
-        return await commands.reverse_payment(session, scope, payment_id, body.reason)
+        reversed_ = await commands.reverse_payment(session, scope, payment_id, body.reason)
+    return views.payment_out(reversed_)
 
 
 @router.get(
@@ -239,34 +220,7 @@ async def account_credit(
     is used in). An account without credit has an empty list."""
     async with runtime_of(request).database.sessions() as session:
         rows = await commands.account_credit(session, tenant, account_id)
-    by_currency: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_currency.setdefault(row["currency"], []).append(row)
-    credit = []
-    for currency, found in sorted(by_currency.items()):
-
-        def total(
-            column: str, found: list[dict[str, Any]] = found, currency: str = currency
-        ) -> Any:
-            return from_minor(sum(r[column] for r in found), currency)
-
-        credit.append(
-            CurrencyCredit(
-                currency=currency,
-                credit=total("credit_minor"),
-                held=total("held_minor"),
-                payments=[
-                    CreditSourceOut(
-                        payment_id=r["payment_id"],
-                        received_at=utc(r["received_at"]),
-                        credit=from_minor(r["credit_minor"], currency),
-                        held=from_minor(r["held_minor"], currency),
-                    )
-                    for r in found
-                ],
-            )
-        )
-    return AccountCreditOut(account_id=account_id, credit=credit)
+    return views.credit_view(account_id, rows)
 
 
 # -- webhooks ----------------------------------------------------------------------
@@ -316,9 +270,8 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
     """A notice signed with ``Dunning-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
     "<t>.<body>">`` under a secret of the provider (docs/payment-svc.md). The secret that
     verifies names the tenant. A replayed event id returns the first result (200)."""
-    runtime = runtime_of(request)
+    runtime = runtime_of(request, PaymentSettings)
     settings = runtime.settings
-    assert isinstance(settings, PaymentSettings)  # ServiceSpec.settings_type
     secrets = settings.secrets_for(provider)
     if not secrets:
         WEBHOOKS.labels("unknown", "refused").inc()
@@ -338,28 +291,36 @@ async def webhook(provider: Provider, request: Request) -> WebhookOut:
         raise _unsigned(str(error)) from error
     tenant = next(t for t, s in secrets if s == secret)
     try:
-        notice = _notice(raw)
+        notice = _notice(provider, raw)
     except Problem:
         WEBHOOKS.labels(provider, "invalid").inc()
         raise
     scope = scope_of(request, tenant)
-    replayed = False
 
-    async def work(session: AsyncSession) -> WebhookOut:
-        nonlocal replayed
-        out, replayed = await commands.record_webhook(session, scope, provider, notice)
-        return out
+    def answer(applied: commands.WebhookApplied) -> dict[str, Any]:
+        return views.webhook_out(applied).model_dump(mode="json")
+
+    async def work(session: AsyncSession) -> commands.WebhookRecorded:
+        recorded = await commands.record_webhook(session, scope, notice, answer)
+        if recorded.refused is not None:  # raised here, so nothing of it commits
+            # Refused by the rules or the event's checks; a notice is never a conflict
+            # (any content replays), so the id only names the notice.
+            problem = result_problem(recorded.refused, "payment", notice.event_id)
+            assert problem is not None
+            raise problem
+        return recorded
 
     try:
-        out = await in_transaction(runtime.database, work)
+        recorded = await in_transaction(runtime.database, work)
     except (Problem, PaymentRuleError):
         WEBHOOKS.labels(provider, "refused").inc()
         raise
-    WEBHOOKS.labels(provider, "replayed" if replayed else out.outcome).inc()
+    out = WebhookOut.model_validate(recorded.answer)
+    WEBHOOKS.labels(provider, "replayed" if recorded.replayed else out.outcome).inc()
     return out
 
 
-def _notice(raw: bytes) -> WebhookIn:
+def _notice(provider: str, raw: bytes) -> commands.Notice:
     """The verified body as a notice; a 422 naming the fields otherwise."""
     try:
         notice = WebhookIn.model_validate(json.loads(raw))
@@ -367,12 +328,16 @@ def _notice(raw: bytes) -> WebhookIn:
         raise _invalid(exc, "body") from None
     except ValueError:  # not JSON at all
         raise _invalid(None, "body") from None
-    model = WebhookPayment if notice.type == "payment.succeeded" else WebhookReversal
     try:
-        model.model_validate(notice.data)
+        if notice.type == "payment.succeeded":
+            payment = _posted(WebhookPayment.model_validate(notice.data))
+            return commands.Notice(provider, notice.id, notice.type, payment=payment)
+        reversal = WebhookReversal.model_validate(notice.data)
     except ValidationError as exc:
         raise _invalid(exc, "body.data") from None
-    return notice
+    return commands.Notice(
+        provider, notice.id, notice.type, reversal=(reversal.payment_id, reversal.reason)
+    )
 
 
 def _invalid(exc: ValidationError | None, prefix: str) -> Problem:

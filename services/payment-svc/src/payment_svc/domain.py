@@ -22,10 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dunning_events.invoices import early_payment_discount
 from dunning_events.money import minor_units
+from dunning_runtime.rules import Conflict, NotFound, RuleError
 
 ZERO = Decimal(0)
 
@@ -39,23 +41,19 @@ class PaymentStatus(StrEnum):
     REVERSED = "reversed"
 
 
-class PaymentRuleError(ValueError):
+class PaymentRuleError(RuleError):
     """A request the cash application rules refuse; ``field`` names the culprit (a 422)."""
 
     code = "payment-rule"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-class PaymentNotFound(PaymentRuleError):
+class PaymentNotFound(PaymentRuleError, NotFound):
     """No such payment for the tenant (another tenant's payment counts as none)."""
 
     code = "payment-not-found"
 
 
-class AlreadyReversed(PaymentRuleError):
+class AlreadyReversed(PaymentRuleError, Conflict):
     """A payment can be reversed once (a 409)."""
 
     code = "payment-already-reversed"
@@ -118,6 +116,19 @@ class PaymentIn:
     received_at: datetime
     allocations: tuple[Requested, ...] | None = None
     account_id: str = ""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A payment as posted (by the ERP or a processor): what the rules apply, and what is
+    stored with it besides."""
+
+    payment: PaymentIn
+    method: str
+    reference: str | None
+    metadata: Mapping[str, str]
+    #: The body as accepted (JSON): a later post of the same id is compared with it.
+    request: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -361,3 +372,18 @@ def check_reversible(reversed_: bool, payment_id: str) -> None:
     """A payment is reversed once; a second reversal is a conflict."""
     if reversed_:
         raise AlreadyReversed(f"Payment {payment_id!r} is already reversed.")
+
+
+def hold_can_pay(invoice: InvoiceState, payer: tuple[str, str] | None) -> bool:
+    """Whether a hold of the payment ``payer`` (its account and currency; None: the
+    payment is gone) can pay the arriving ``invoice`` it named: only one of the same
+    account in the same currency. Otherwise the hold becomes the payment's credit."""
+    return payer is not None and payer == (invoice.account_id, invoice.currency)
+
+
+def credit_note(invoice: InvoiceState, resolution: str, credited: Decimal | None) -> Decimal:
+    """What an upheld dispute credits on ``invoice``: the credited amount, at most the
+    balance; nothing for a rejected dispute or one without a credit."""
+    if resolution != "upheld" or credited is None or credited <= ZERO:
+        return ZERO
+    return min(credited, invoice.balance)

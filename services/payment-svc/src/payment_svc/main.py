@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
-from payment_svc import api, consumers
+from payment_svc import api, consumers, jobs
 from payment_svc.settings import PaymentSettings
 
 SPEC = ServiceSpec(
@@ -23,6 +23,7 @@ SPEC = ServiceSpec(
     produces=(topics.PAYMENTS,),
     routers=(api.router,),
     subscriptions=(consumers.invoice_view,),
+    jobs=jobs.JOBS,
     # A batch carries up to 1,000 payments; every other route keeps the default limit.
     body_limits={"/v1/payments/batch": 32 * 1024 * 1024},
     settings_type=PaymentSettings,

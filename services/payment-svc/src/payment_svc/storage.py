@@ -9,7 +9,8 @@ view of the invoices, built from invoice events: it never reads invoice-svc's ta
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -37,9 +38,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events.money import from_minor
+from dunning_events import InvoiceIssued
+from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import SequenceId
-from payment_svc.domain import DiscountTerms, InvoiceState
+from dunning_runtime.pagination import keyset
+from payment_svc.domain import ZERO, Applied, DiscountTerms, InvoiceState, Plan, Posted
 
 metadata = MetaData()
 
@@ -149,6 +152,123 @@ def invoice_state(row: Row) -> InvoiceState:
     )
 
 
+def store_state(row: Row, state: InvoiceState) -> None:
+    """Write ``state``'s money back into its invoice ``row``."""
+    currency = row["currency"]
+    row["paid_minor"] = to_minor(state.paid, currency)
+    row["discount_minor"] = to_minor(state.discounted, currency)
+    row["credited_minor"] = to_minor(state.credited, currency)
+    row["void"] = state.void
+
+
+def invoice_row(tenant: str, event: InvoiceIssued) -> Row:
+    """The row of a newly issued invoice in payment-svc's view: nothing paid yet."""
+    currency = event.amount_due.currency
+    terms = event.terms.early_payment_discount
+    return {
+        "tenant": tenant,
+        "invoice_id": event.invoice_id,
+        "account_id": event.account_id,
+        "currency": currency,
+        "amount_due_minor": to_minor(event.amount_due.amount, currency),
+        "paid_minor": 0,
+        "discount_minor": 0,
+        "credited_minor": 0,
+        "void": False,
+        "issue_date": event.issue_date,
+        "due_date": event.due_date,
+        "timezone": event.timezone,
+        "discount_percent": str(terms.percent) if terms else None,
+        "discount_days": terms.within_days if terms else None,
+        "settled_seen_at": None,
+    }
+
+
+def payment_row(
+    tenant: str, posted: Posted, plan: Plan, status: str, source: str, now: datetime
+) -> Row:
+    """The row of a payment accepted now, with where ``plan`` put its money and the
+    ``status`` the rules gave it."""
+    payment = posted.payment
+    currency = payment.currency
+    return {
+        "tenant": tenant,
+        "payment_id": payment.payment_id,
+        "account_id": payment.account_id,
+        "currency": currency,
+        "amount_minor": to_minor(payment.amount, currency),
+        # Stored in UTC: SQLite keeps no offset, and every stored instant is UTC.
+        "received_at": payment.received_at.astimezone(UTC),
+        "method": posted.method,
+        "reference": posted.reference,
+        "metadata": dict(posted.metadata),
+        "request": posted.request,
+        "source": source,
+        "credit_minor": to_minor(plan.credit, currency),
+        "held_minor": to_minor(sum((h.amount for h in plan.held), ZERO), currency),
+        "status": status,
+        "reversed_at": None,
+        "reversal_reason": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def application_row(payment: Row, applied: Applied, kind: str, now: datetime) -> Row:
+    """The row of money of ``payment`` applied (or held, ``kind``) for one invoice."""
+    currency = payment["currency"]
+    return {
+        "tenant": payment["tenant"],
+        "payment_id": payment["payment_id"],
+        "invoice_id": applied.invoice_id,
+        "account_id": payment["account_id"],
+        "kind": kind,
+        "amount_minor": to_minor(applied.amount, currency),
+        "discount_minor": to_minor(applied.discount, currency),
+        "reversed": False,
+        "applied_at": now,
+    }
+
+
+def by_payment(applications: Iterable[Row]) -> dict[str, list[Row]]:
+    """Applications grouped by payment id, each group oldest first (as given)."""
+    grouped: dict[str, list[Row]] = {}
+    for application in applications:
+        grouped.setdefault(application["payment_id"], []).append(application)
+    return grouped
+
+
+@dataclass(frozen=True)
+class StoredPayment:
+    """A payment's row and its applications (allocations, credit uses, holds), oldest
+    first: what a use case hands back for the API to show."""
+
+    row: Row
+    applications: Sequence[Row]
+
+
+@dataclass
+class Changes:
+    """Rows a use case added or changed, written back with one statement per kind."""
+
+    new_invoices: list[Row] = field(default_factory=list)
+    new_payments: list[Row] = field(default_factory=list)
+    new_applications: list[Row] = field(default_factory=list)
+    invoices: list[Row] = field(default_factory=list)
+    payments: list[Row] = field(default_factory=list)
+    applications: list[Row] = field(default_factory=list)
+
+
+async def write(session: AsyncSession, changes: Changes) -> None:
+    """Insert the new rows and update the changed ones, one statement per table and kind."""
+    await insert_rows(session, invoices, changes.new_invoices)
+    await insert_rows(session, payments, changes.new_payments)
+    await insert_rows(session, applications, changes.new_applications)
+    await update_rows(session, invoices, changes.invoices, INVOICE_COLUMNS)
+    await update_rows(session, payments, changes.payments, PAYMENT_COLUMNS)
+    await update_rows(session, applications, changes.applications, APPLICATION_COLUMNS)
+
+
 async def payments_by_id(session: AsyncSession, tenant: str, ids: Iterable[str]) -> dict[str, Row]:
     """Payments of ``tenant`` among ``ids``, by id (one query)."""
     wanted = sorted(set(ids))
@@ -217,6 +337,84 @@ async def payments_with_credit(
         .order_by(payments.c.received_at, payments.c.seq)
     )
     return [dict(r) for r in rows.mappings()]
+
+
+async def holds_for(
+    session: AsyncSession, keys: Iterable[InvoiceKey]
+) -> dict[InvoiceKey, list[Row]]:
+    """Live holds naming the ``(tenant, invoice_id)`` keys, by invoice, oldest first."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    held = await session.execute(
+        select(applications)
+        .where(
+            tuple_(applications.c.tenant, applications.c.invoice_id).in_(wanted),
+            applications.c.kind == "held",
+            applications.c.reversed.is_(False),
+        )
+        .order_by(applications.c.seq)
+    )
+    holds: dict[InvoiceKey, list[Row]] = {}
+    for app in held.mappings():
+        holds.setdefault((app["tenant"], app["invoice_id"]), []).append(dict(app))
+    return holds
+
+
+@dataclass(frozen=True)
+class PaymentFilter:
+    """Which payments a list shows: one account's, in one status (None: any)."""
+
+    account_id: str | None = None
+    status: str | None = None
+
+
+async def payments_page(
+    session: AsyncSession, tenant: str, only: PaymentFilter, after: int | None, limit: int
+) -> list[Row]:
+    """Payments of ``tenant`` after position ``after`` in the order they were recorded,
+    filtered by ``only``: ``limit`` + 1 of them (``pagination.keyset``)."""
+    query = select(payments).where(payments.c.tenant == tenant)
+    if only.account_id is not None:
+        query = query.where(payments.c.account_id == only.account_id)
+    if only.status is not None:
+        query = query.where(payments.c.status == only.status)
+    rows = await session.execute(keyset(query, payments.c.seq, after, limit))
+    return [dict(r) for r in rows.mappings().all()]
+
+
+async def webhook_answer(
+    session: AsyncSession, tenant: str, provider: str, event_id: str
+) -> dict[str, Any] | None:
+    """The answer given to a processor's event the first time, if it came before."""
+    found = await session.execute(
+        select(webhook_events.c.response).where(
+            webhook_events.c.tenant == tenant,
+            webhook_events.c.provider == provider,
+            webhook_events.c.event_id == event_id,
+        )
+    )
+    answer: dict[str, Any] | None = found.scalar_one_or_none()
+    return answer
+
+
+async def add_webhook_answer(
+    session: AsyncSession,
+    tenant: str,
+    provider: str,
+    event_id: str,
+    answer: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Keep the answer to a processor's event, so a replay of it gets the same."""
+    row = {
+        "tenant": tenant,
+        "provider": provider,
+        "event_id": event_id,
+        "response": answer,
+        "created_at": now,
+    }
+    await insert_rows(session, webhook_events, [row])
 
 
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
