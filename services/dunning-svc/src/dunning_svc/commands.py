@@ -18,9 +18,10 @@ stored with the account), so a notice sent weeks later leads back to its invoice
 from __future__ import annotations
 
 from collections import Counter as CountOf
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry import trace
@@ -29,6 +30,9 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import DunningStageChanged, Envelope, Event, InvoiceIssued
+from dunning_runtime.app import Runtime
+from dunning_runtime.db import Database
+from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.scope import Scope, envelope_of
@@ -43,9 +47,14 @@ from dunning_runtime.telemetry import (
 )
 from dunning_svc import domain, storage
 from dunning_svc.domain import Account, Input, Tick
-from dunning_svc.policy import Policy, load_policy_json, shipped_policy
-
-SOURCE = "/dunning-svc"
+from dunning_svc.events import input_name, scope_for, summary
+from dunning_svc.policy import (
+    SHIPPED_SEGMENTS,
+    Policy,
+    PublishedPolicy,
+    load_policy_json,
+    shipped_policy,
+)
 
 #: What the engine decides, for dashboards: stage changes by target stage, commands by type.
 STAGE_CHANGES = Counter(
@@ -64,10 +73,10 @@ COMMANDS = Counter(
 
 Key = tuple[str, str]
 
+_TICK = Tick()
 
-def scope_for(tenant: str, now: datetime, outbox: Outbox) -> Scope:
-    """The scope of dunning-svc's commands: its events come from ``/dunning-svc``."""
-    return Scope(tenant, now, outbox, SOURCE)
+#: ``fold``'s name for ``events.summary`` (``fold`` itself is reshaped with the core).
+_summary = summary
 
 
 class PolicyBook:
@@ -288,10 +297,10 @@ def _decision_span(
         "dunning.account_id": account.account_id,
         "dunning.stage.from": stage_before,
         "dunning.stage.to": account.stage,
-        "dunning.reason": changes[-1].reason if changes else _summary(commands[0]),
+        "dunning.reason": changes[-1].reason if changes else summary(commands[0]),
         "dunning.policy_version": policy_version,
-        "dunning.input": _input_name(item.input),
-        "dunning.commands": [_summary(c) for c in commands],
+        "dunning.input": input_name(item.input),
+        "dunning.commands": [summary(c) for c in commands],
     }
     if isinstance(item.input, Tick):
         return start_clock_span("dunning decision", [caused_by], **attributes)
@@ -308,17 +317,179 @@ def _decision_span(
     )
 
 
-def _input_name(value: Input) -> str:
-    if isinstance(value, Event):
-        return value.event_type
-    return type(value).__name__
+# -- the entry points: events, timers, manual actions, policies ---------------------------
 
 
-def _summary(event: Event) -> str:
-    # Through __dict__: getattr with a default on a pydantic model that lacks the field
-    # goes through its __getattr__ and an AttributeError, which cost more than the rest.
-    fields = event.__dict__
-    channel = fields.get("channel")
-    stage = fields.get("stage") or fields.get("to_stage")
-    parts = [event.event_type, *(p for p in (stage, channel) if p)]
-    return " ".join(parts)
+class AccountNotFound(LookupError):
+    """The tenant has no account ``account_id`` (a manual action or a read needs one)."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"There is no account {account_id!r}.")
+        self.account_id = account_id
+
+
+async def apply_events(
+    session: AsyncSession, runtime: Runtime, book: PolicyBook, envelopes: Sequence[Envelope]
+) -> None:
+    """Fold a chunk of events into their accounts at the service's clock."""
+    work = [Work(e.tenant, e.data.account_id, e.data, traceparent=e.traceparent) for e in envelopes]
+    await process(session, runtime.outbox, book, work, runtime.clock.now())
+
+
+async def sweep_batch(
+    session: AsyncSession, outbox: Outbox, book: PolicyBook, now: datetime, batch_size: int
+) -> int:
+    """Run the timers of up to ``batch_size`` accounts due at ``now``; returns how many
+    (``batch_size`` means: there may be more)."""
+    due = await storage.due_accounts(session, now, batch_size)
+    if due:
+        await process(session, outbox, book, [Work(t, a, _TICK) for t, a in due], now, create=False)
+    return len(due)
+
+
+async def sweep_timers(runtime: Runtime, book: PolicyBook, batch_size: int) -> int:
+    """Run every account timer due as of the clock, ``batch_size`` accounts per
+    transaction; returns how many accounts were looked at."""
+    now = runtime.clock.now()
+    total = 0
+    while True:
+        async with runtime.database.transaction() as session:
+            count = await sweep_batch(session, runtime.outbox, book, now, batch_size)
+        total += count
+        if count < batch_size:
+            return total
+
+
+async def act(
+    runtime: Runtime,
+    book: PolicyBook,
+    work: Work,
+    now: datetime,
+) -> Account:
+    """Run one manual action on an existing account at ``now``, in a transaction of its
+    own; the account as it now is. ``AccountNotFound`` (nothing written) when the tenant
+    has no such account; a ``DunningRuleError`` when the core refuses the action."""
+
+    async def run(session: AsyncSession) -> Account:
+        outcome = await process(session, runtime.outbox, book, [work], now, create=False)
+        account = outcome.accounts.get((work.tenant, work.account_id))
+        if account is None:
+            raise AccountNotFound(work.account_id)
+        return account
+
+    return await in_transaction(runtime.database, run)
+
+
+async def publish_policy(
+    database: Database,
+    tenant: str,
+    policy: Policy,
+    *,
+    apply_to_running: bool,
+    by: str,
+    now: datetime,
+) -> PublishedPolicy:
+    """Publish ``policy`` (its version number is ignored) as its segment's next version.
+
+    The same policy again with the same ``apply_to_running`` (a retried PUT) is no new
+    version: the newest is returned as it was published. Accounts not in dunning look
+    again at their next timer sweep; with ``apply_to_running``, accounts in dunning move
+    to the new version and look again too."""
+    segment = policy.segment
+    proposed = PublishedPolicy(segment, policy, apply_to_running, by, now)
+
+    async def run(session: AsyncSession) -> PublishedPolicy:
+        newest = await storage.newest_policy(session, tenant, segment)
+        if newest is not None and _same_policy(newest, proposed):
+            return newest
+        version = (newest.version if newest is not None else 0) + 1
+        published = replace(proposed, policy=policy.model_copy(update={"version": version}))
+        await storage.add_policy(session, tenant, published)
+        if apply_to_running:
+            await storage.repin_running(session, tenant, segment, version, now)
+        await storage.wake_idle(session, tenant, segment, now)
+        return published
+
+    return await in_transaction(database, run)
+
+
+def _same_policy(stored: PublishedPolicy, proposed: PublishedPolicy) -> bool:
+    """Whether ``proposed`` is ``stored`` published again (version aside)."""
+    same = proposed.policy.model_copy(update={"version": stored.version})
+    return stored.policy == same and stored.apply_to_running == proposed.apply_to_running
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+async def read_account(database: Database, tenant: str, account_id: str) -> Account:
+    """One account of ``tenant``; ``AccountNotFound`` when there is none."""
+    async with database.sessions() as session:
+        account = await storage.load_account(session, tenant, account_id)
+    if account is None:
+        raise AccountNotFound(account_id)
+    return account
+
+
+async def worklist(
+    database: Database,
+    tenant: str,
+    *,
+    stage: str | None,
+    segment: str | None,
+    min_overdue: Decimal | None,
+    order: storage.WorklistOrder,
+    offset: int,
+    limit: int,
+) -> list[Account]:
+    """Up to ``limit`` accounts of the tenant's worklist from position ``offset``."""
+    async with database.sessions() as session:
+        return await storage.worklist(
+            session,
+            tenant,
+            stage=stage,
+            segment=segment,
+            min_overdue=min_overdue,
+            order=order,
+            offset=offset,
+            limit=limit,
+        )
+
+
+async def timeline(
+    database: Database, tenant: str, account_id: str, *, after: int | None, limit: int
+) -> list[storage.TimelineRecord]:
+    """Up to ``limit`` timeline entries of an account, oldest first, after entry ``after``;
+    ``AccountNotFound`` when the tenant has no such account."""
+    await read_account(database, tenant, account_id)
+    async with database.sessions() as session:
+        return await storage.timeline_entries(session, tenant, account_id, after=after, limit=limit)
+
+
+async def policy_versions(database: Database, tenant: str, segment: str) -> list[PublishedPolicy]:
+    """Every version of a segment's policy, newest first; the shipped one (0) is last."""
+    async with database.sessions() as session:
+        stored = await storage.policy_versions(session, tenant, segment)
+    return [*stored, PublishedPolicy(segment, shipped_policy(segment))]
+
+
+async def newest_policies(database: Database, tenant: str) -> list[PublishedPolicy]:
+    """The newest policy of every shipped segment and every segment the tenant published
+    a policy for, by segment name."""
+    async with database.sessions() as session:
+        stored = await storage.policy_segments(session, tenant)
+    return [
+        (await policy_versions(database, tenant, segment))[0]
+        for segment in sorted({*SHIPPED_SEGMENTS, *stored})
+    ]
+
+
+def accounts_of(database: Database, tenant: str | None = None) -> AsyncIterator[Account]:
+    """Every account of ``tenant`` (or of all tenants), a page at a time."""
+    return storage.each_account(database, tenant)
+
+
+async def stage_counts(database: Database) -> dict[tuple[str, str, str], int]:
+    """How many accounts each ``(tenant, stage, segment)`` has."""
+    async with database.sessions() as session:
+        return await storage.accounts_by_stage(session)
