@@ -7,6 +7,7 @@ from pathlib import Path
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
 from dunning_svc import api, consumers, gauges, jobs
+from dunning_svc.settings import DunningSettings
 
 SPEC = ServiceSpec(
     name="dunning-svc",
@@ -24,6 +25,7 @@ SPEC = ServiceSpec(
     subscriptions=(consumers.events,),
     jobs=(jobs.TIMERS,),
     gauges=gauges.GAUGES,
+    settings_type=DunningSettings,
 )
 
 
