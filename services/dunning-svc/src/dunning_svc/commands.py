@@ -160,16 +160,7 @@ async def process(
         return outcome
     keys = {(w.tenant, w.account_id) for w in work}
     await lock_accounts(session, keys)
-    loaded = await storage.load_accounts(session, keys)
-    segments = {(t, a.segment) for (t, _), (_, a) in loaded.items()}
-    segments |= {(w.tenant, w.input.segment) for w in work if isinstance(w.input, InvoiceIssued)}
-    segments |= {(w.tenant, "standard") for w in work}
-    pinned = {
-        (t, a.segment, a.policy_version)
-        for (t, _), (_, a) in loaded.items()
-        if a.policy_version is not None
-    }
-    policies = await book.prepare(session, segments, pinned)
+    loaded, policies = await _load(session, book, work, keys)
     seqs: dict[Key, int | None] = {k: seq for k, (seq, _) in loaded.items()}
     accounts = {k: a for k, (_, a) in loaded.items()}
     # Insertion-ordered set: a list's ``in`` made a 1,000-account batch quadratic.
@@ -178,7 +169,6 @@ async def process(
     staged: list[Envelope] = []
     command_rows: list[dict[str, Any]] = []  # the timeline row of each staged command
     scopes: dict[str, Scope] = {}
-    emitted: CountOf[tuple[str, str | None, str | None, str | None]] = CountOf()
     tracing = tracing_enabled()
     # The trace context of each account's last input (not of its timers), to store.
     last_inputs: dict[Key, str | None] = {}
@@ -213,18 +203,7 @@ async def process(
         staged += [with_trace_of(envelope_of(scope, c), span) for c in commands]
         if span is not None:
             span.end()
-    for command in (e.data for e in staged):
-        if isinstance(command, DunningStageChanged):
-            emitted[
-                (command.event_type, command.segment, command.from_stage, command.to_stage)
-            ] += 1
-        else:
-            emitted[(command.event_type, None, None, None)] += 1
-    for (event_type, segment, from_stage, to_stage), count in emitted.items():
-        COMMANDS.labels(event_type).inc(count)
-        if segment is not None and from_stage is not None and to_stage is not None:
-            STAGE_CHANGES.labels(segment, to_stage).inc(count)
-            DECISIONS.labels(segment, from_stage, to_stage).inc(count)
+    _count(staged)
     await storage.save_accounts(
         session,
         [(seqs[k], accounts[k], accounts[k].local_today(now)) for k in touched],
@@ -238,6 +217,40 @@ async def process(
     await storage.append_timeline(session, timeline)
     outcome.accounts = {k: accounts[k] for k in touched}
     return outcome
+
+
+async def _load(
+    session: AsyncSession, book: PolicyBook, work: Sequence[Work], keys: set[Key]
+) -> tuple[dict[Key, tuple[int, Account]], Policies]:
+    """The stored accounts among ``keys`` (with their row ids) and the policies the
+    inputs may need: their segments' newest versions and the versions accounts run on."""
+    loaded = await storage.load_accounts(session, keys)
+    segments = {(t, a.segment) for (t, _), (_, a) in loaded.items()}
+    segments |= {(w.tenant, w.input.segment) for w in work if isinstance(w.input, InvoiceIssued)}
+    segments |= {(w.tenant, "standard") for w in work}
+    pinned = {
+        (t, a.segment, a.policy_version)
+        for (t, _), (_, a) in loaded.items()
+        if a.policy_version is not None
+    }
+    return loaded, await book.prepare(session, segments, pinned)
+
+
+def _count(staged: Iterable[Envelope]) -> None:
+    """Add the staged commands to the decision counters, one increment per label set."""
+    emitted: CountOf[tuple[str, str | None, str | None, str | None]] = CountOf()
+    for command in (e.data for e in staged):
+        if isinstance(command, DunningStageChanged):
+            emitted[
+                (command.event_type, command.segment, command.from_stage, command.to_stage)
+            ] += 1
+        else:
+            emitted[(command.event_type, None, None, None)] += 1
+    for (event_type, segment, from_stage, to_stage), count in emitted.items():
+        COMMANDS.labels(event_type).inc(count)
+        if segment is not None and from_stage is not None and to_stage is not None:
+            STAGE_CHANGES.labels(segment, to_stage).inc(count)
+            DECISIONS.labels(segment, from_stage, to_stage).inc(count)
 
 
 def fold(
