@@ -2,8 +2,9 @@
 policies and reports (DESIGN.md, dunning-svc).
 
 Manual actions go through the same core as events (``commands.process``) under the
-account lock; rule errors become problems in one place (``problem_of``). Every POST
-is idempotent under an ``Idempotency-Key`` (the runtime's middleware).
+account lock; the core's rule errors become problems in one place (``core_problem``),
+and ``commands.AccountNotFound`` through the shared ``problem_of``. Every POST is
+idempotent under an ``Idempotency-Key`` (the runtime's middleware).
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from dunning_events.common import BoundedDay, FreeText, Identifier
 from dunning_events.money import to_minor
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, field_problem, rule_errors_route, validation_errors
+from dunning_runtime.pagination import keyset_page, offset_of, offset_page, position_of
+from dunning_runtime.problems import (
+    Problem,
+    field_problem,
+    problem_of,
+    rule_errors_route,
+    validation_errors,
+)
 from dunning_svc import commands
 from dunning_svc.commands import AccountNotFound, PolicyBook, Work
 from dunning_svc.domain import (
@@ -68,15 +75,15 @@ from dunning_svc.views import (
 BOOK = PolicyBook()
 
 
-def problem_of(error: DunningRuleError) -> Problem:
-    """The one mapping of dunning rule errors to problems."""
+def core_problem(error: DunningRuleError) -> Problem:
+    """The one mapping of the core's rule errors to problems."""
     if isinstance(error, DunningConflict):
         return Problem(409, str(error), type_="dunning-conflict")
     field = f"body.{error.field}" if error.field else "body"
     return field_problem(str(error), field)
 
 
-router = APIRouter(prefix="/v1", route_class=rule_errors_route(DunningRuleError, problem_of))
+router = APIRouter(prefix="/v1", route_class=rule_errors_route(DunningRuleError, core_problem))
 
 AccountId = Annotated[Identifier, Path(description="The ERP's account id.")]
 SegmentName = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,50}$", description="Policy segment.")]
@@ -88,10 +95,6 @@ Actor = Annotated[
         description="Who acts (e.g. collector:jo), for the timeline; default api.",
     ),
 ]
-
-
-def _not_found(error: AccountNotFound) -> Problem:
-    return Problem(404, str(error), type_="account-not-found")
 
 
 async def _act(
@@ -109,7 +112,7 @@ async def _act(
     try:
         account = await commands.act(runtime, BOOK, Work(tenant, account_id, action, actor), now)
     except AccountNotFound as exc:
-        raise _not_found(exc) from exc
+        raise problem_of(exc) from exc
     view = account_view(account, now)
     return JSONResponse(view.model_dump(mode="json"), status_code=status)
 
@@ -129,7 +132,7 @@ async def get_account(account_id: AccountId, request: Request, tenant: Tenant) -
     try:
         account = await commands.read_account(runtime.database, tenant, account_id)
     except AccountNotFound as exc:
-        raise _not_found(exc) from exc
+        raise problem_of(exc) from exc
     return account_view(account, runtime.clock.now())
 
 
@@ -159,7 +162,7 @@ async def worklist(
     """Accounts to work on, filtered and sorted; ``next_cursor`` continues the list."""
     runtime = runtime_of(request)
     # A position in the sorted list: balances move, so a page may repeat or skip a line.
-    offset = decode_cursor(cursor) if cursor else 0
+    offset = offset_of(cursor)
     found = await commands.worklist(
         runtime.database,
         tenant,
@@ -168,12 +171,14 @@ async def worklist(
         min_overdue=min_overdue,
         order=sort,
         offset=offset,
-        limit=limit + 1,
+        limit=limit,
     )
     now = runtime.clock.now()
-    items = [worklist_item(account, now) for account in found[:limit]]
-    more = len(found) > limit
-    return WorklistPage(items=items, next_cursor=encode_cursor(offset + limit) if more else None)
+    page = offset_page(found, offset, limit)
+    return WorklistPage(
+        items=[worklist_item(account, now) for account in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(
@@ -191,14 +196,14 @@ async def get_timeline(
 ) -> TimelinePage:
     """Oldest first, with the reason and policy version of each decision."""
     runtime = runtime_of(request)
-    after = decode_cursor(cursor) if cursor else None
+    after = position_of(cursor)
     try:
         found = await commands.timeline(
-            runtime.database, tenant, account_id, after=after, limit=limit + 1
+            runtime.database, tenant, account_id, after=after, limit=limit
         )
     except AccountNotFound as exc:
-        raise _not_found(exc) from exc
-    page = found[:limit]
+        raise problem_of(exc) from exc
+    page = keyset_page(found, limit, lambda r: r.seq)
     return TimelinePage(
         items=[
             TimelineEntry(
@@ -209,9 +214,9 @@ async def get_timeline(
                 policy_version=r.policy_version,
                 data=r.data,
             )
-            for r in page
+            for r in page.items
         ],
-        next_cursor=encode_cursor(page[-1].seq) if len(found) > limit else None,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -35,6 +35,7 @@ from dunning_runtime.db import Database
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
+from dunning_runtime.rules import NotFound
 from dunning_runtime.scope import Scope, envelope_of
 from dunning_runtime.telemetry import (
     context_of,
@@ -47,7 +48,7 @@ from dunning_runtime.telemetry import (
 )
 from dunning_svc import domain, storage
 from dunning_svc.domain import Account, Input, Tick
-from dunning_svc.events import input_name, scope_for, summary
+from dunning_svc.events import SERVICE, input_name, summary
 from dunning_svc.policy import (
     SHIPPED_SEGMENTS,
     Policy,
@@ -193,7 +194,7 @@ async def process(
             continue
         command_rows += rows[len(rows) - len(commands) :]
         scope = scopes.get(item.tenant) or scopes.setdefault(
-            item.tenant, scope_for(item.tenant, now, outbox)
+            item.tenant, Scope.of(SERVICE, item.tenant, now, outbox)
         )
         span = None
         if tracing:
@@ -333,8 +334,10 @@ def _decision_span(
 # -- the entry points: events, timers, manual actions, policies ---------------------------
 
 
-class AccountNotFound(LookupError):
+class AccountNotFound(NotFound):
     """The tenant has no account ``account_id`` (a manual action or a read needs one)."""
+
+    code = "account-not-found"
 
     def __init__(self, account_id: str) -> None:
         super().__init__(f"There is no account {account_id!r}.")
@@ -455,7 +458,8 @@ async def worklist(
     offset: int,
     limit: int,
 ) -> list[Account]:
-    """Up to ``limit`` accounts of the tenant's worklist from position ``offset``."""
+    """``limit`` + 1 accounts of the tenant's worklist from position ``offset`` (the one
+    more says a next page exists)."""
     async with database.sessions() as session:
         return await storage.worklist(
             session,
@@ -472,8 +476,9 @@ async def worklist(
 async def timeline(
     database: Database, tenant: str, account_id: str, *, after: int | None, limit: int
 ) -> list[storage.TimelineRecord]:
-    """Up to ``limit`` timeline entries of an account, oldest first, after entry ``after``;
-    ``AccountNotFound`` when the tenant has no such account."""
+    """``limit`` + 1 timeline entries of an account, oldest first, after entry ``after``
+    (the one more says a next page exists); ``AccountNotFound`` when the tenant has no
+    such account."""
     await read_account(database, tenant, account_id)
     async with database.sessions() as session:
         return await storage.timeline_entries(session, tenant, account_id, after=after, limit=limit)

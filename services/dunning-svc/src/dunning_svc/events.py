@@ -1,27 +1,19 @@
-"""dunning-svc's events at the shell: their source, their scope, and how one is named.
+"""dunning-svc's events at the shell: whose they are, and how one is named.
 
 The events themselves (``DunningStageChanged``, the notice and handoff commands) are
 built by the pure core as part of its decisions (``domain``); the shell stamps them
-into envelopes under the scope below, and names them in the timeline and in the
-decision spans with ``summary``.
+into envelopes under ``Scope.of(SERVICE, ...)`` (their source is ``/dunning-svc``), and
+names them in the timeline and in the decision spans with ``summary``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from dunning_events import Event
-from dunning_runtime.outbox import Outbox
-from dunning_runtime.scope import Scope
 from dunning_svc.domain import Input
 
-#: The CloudEvents source of everything dunning-svc publishes.
-SOURCE = "/dunning-svc"
-
-
-def scope_for(tenant: str, now: datetime, outbox: Outbox) -> Scope:
-    """The scope of dunning-svc's commands: its events come from ``/dunning-svc``."""
-    return Scope(tenant, now, outbox, SOURCE)
+#: The service that publishes these events (``ServiceSpec.name``; their source is
+#: ``/dunning-svc``).
+SERVICE = "dunning-svc"
 
 
 def input_name(value: Input) -> str:

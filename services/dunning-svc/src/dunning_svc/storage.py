@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import from_minor
 from dunning_runtime.db import Database, SequenceId, utc
+from dunning_runtime.pagination import keyset
 from dunning_svc.domain import Account
 from dunning_svc.policy import PublishedPolicy, load_policy_json
 
@@ -458,8 +459,9 @@ async def worklist(
     offset: int,
     limit: int,
 ) -> list[Account]:
-    """Up to ``limit`` of ``tenant``'s accounts from position ``offset`` of the worklist
-    filtered and in ``order`` (overdue: largest first; days_past_due: oldest first)."""
+    """``limit`` + 1 of ``tenant``'s accounts from position ``offset`` of the worklist
+    filtered and in ``order`` (overdue: largest first; days_past_due: oldest first): the
+    one more says a next page exists (``pagination.offset_page``)."""
     query = select(accounts).where(accounts.c.tenant == tenant)
     if stage is not None:
         query = query.where(accounts.c.stage == stage)
@@ -475,7 +477,7 @@ async def worklist(
         )
     else:
         query = query.order_by(accounts.c.account_id)
-    rows = (await session.execute(query.offset(offset).limit(limit))).all()
+    rows = (await session.execute(query.offset(offset).limit(limit + 1))).all()
     return [to_account(r) for r in rows]
 
 
@@ -495,11 +497,10 @@ class TimelineRecord:
 async def timeline_entries(
     session: AsyncSession, tenant: str, account_id: str, *, after: int | None, limit: int
 ) -> list[TimelineRecord]:
-    """Up to ``limit`` timeline entries of an account, oldest first, after ``seq`` ``after``."""
+    """``limit`` + 1 timeline entries of an account, oldest first, after ``seq`` ``after``
+    (the first when None): the one more says a next page exists (``pagination.keyset``)."""
     query = select(timeline).where(timeline.c.tenant == tenant, timeline.c.account_id == account_id)
-    if after is not None:
-        query = query.where(timeline.c.seq > after)
-    rows = (await session.execute(query.order_by(timeline.c.seq).limit(limit))).all()
+    rows = (await session.execute(keyset(query, timeline.c.seq, after, limit))).all()
     return [
         TimelineRecord(
             seq=r.seq,
