@@ -30,7 +30,7 @@ from dunning_runtime.problems import (
     validation_errors,
 )
 from dunning_svc import commands
-from dunning_svc.commands import AccountNotFound, PolicyBook, Work
+from dunning_svc.commands import AccountNotFound, PolicyBook, Work, WorklistQuery
 from dunning_svc.domain import (
     AgreePlan,
     ApproveHandoff,
@@ -163,16 +163,8 @@ async def worklist(
     runtime = runtime_of(request)
     # A position in the sorted list: balances move, so a page may repeat or skip a line.
     offset = offset_of(cursor)
-    found = await commands.worklist(
-        runtime.database,
-        tenant,
-        stage=stage,
-        segment=segment,
-        min_overdue=min_overdue,
-        order=sort,
-        offset=offset,
-        limit=limit,
-    )
+    wanted = WorklistQuery(stage, segment, min_overdue, sort)
+    found = await commands.worklist(runtime.database, tenant, wanted, offset=offset, limit=limit)
     now = runtime.clock.now()
     page = offset_page(found, offset, limit)
     return WorklistPage(

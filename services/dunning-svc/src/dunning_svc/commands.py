@@ -21,7 +21,6 @@ from collections import Counter as CountOf
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry import trace
@@ -56,6 +55,7 @@ from dunning_svc.policy import (
     load_policy_json,
     shipped_policy,
 )
+from dunning_svc.storage import WorklistQuery as WorklistQuery
 
 #: What the engine decides, for dashboards: stage changes by target stage, commands by type.
 STAGE_CHANGES = Counter(
@@ -448,29 +448,12 @@ async def read_account(database: Database, tenant: str, account_id: str) -> Acco
 
 
 async def worklist(
-    database: Database,
-    tenant: str,
-    *,
-    stage: str | None,
-    segment: str | None,
-    min_overdue: Decimal | None,
-    order: storage.WorklistOrder,
-    offset: int,
-    limit: int,
+    database: Database, tenant: str, wanted: WorklistQuery, *, offset: int, limit: int
 ) -> list[Account]:
-    """``limit`` + 1 accounts of the tenant's worklist from position ``offset`` (the one
-    more says a next page exists)."""
+    """``limit`` + 1 accounts of the tenant's worklist ``wanted`` from position ``offset``
+    (the one more says a next page exists)."""
     async with database.sessions() as session:
-        return await storage.worklist(
-            session,
-            tenant,
-            stage=stage,
-            segment=segment,
-            min_overdue=min_overdue,
-            order=order,
-            offset=offset,
-            limit=limit,
-        )
+        return await storage.worklist(session, tenant, wanted, offset=offset, limit=limit)
 
 
 async def timeline(

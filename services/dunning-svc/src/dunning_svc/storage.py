@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    Update,
     bindparam,
     func,
     insert,
@@ -418,12 +419,8 @@ async def repin_running(
     """Move the accounts of ``segment`` already in dunning to policy ``version``, due for
     a look at ``now``."""
     await session.execute(
-        update(accounts)
-        .where(
-            accounts.c.tenant == tenant,
-            accounts.c.segment == segment,
-            accounts.c.policy_version.is_not(None),
-        )
+        _of_segment(tenant, segment)
+        .where(accounts.c.policy_version.is_not(None))
         .values(policy_version=version, next_action_at=now)
     )
 
@@ -432,46 +429,46 @@ async def wake_idle(session: AsyncSession, tenant: str, segment: str, now: datet
     """Make the accounts of ``segment`` not in dunning (no pinned version, not written
     off) due for a look at ``now``."""
     await session.execute(
-        update(accounts)
-        .where(
-            accounts.c.tenant == tenant,
-            accounts.c.segment == segment,
-            accounts.c.policy_version.is_(None),
-            accounts.c.written_off.is_(False),
-        )
+        _of_segment(tenant, segment)
+        .where(accounts.c.policy_version.is_(None), accounts.c.written_off.is_(False))
         .values(next_action_at=now)
     )
 
 
+def _of_segment(tenant: str, segment: str) -> Update:
+    """An UPDATE of the accounts of ``tenant``'s ``segment``."""
+    return update(accounts).where(accounts.c.tenant == tenant, accounts.c.segment == segment)
+
+
 # -- reads of the HTTP edge ------------------------------------------------------------------
 
-WorklistOrder = Literal["overdue", "days_past_due", "account"]
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    """Which accounts the worklist shows (None: any) and in which order (overdue:
+    largest first; days_past_due: oldest first; account: by id)."""
+
+    stage: str | None = None
+    segment: str | None = None
+    min_overdue: Decimal | None = None
+    order: Literal["overdue", "days_past_due", "account"] = "overdue"
 
 
 async def worklist(
-    session: AsyncSession,
-    tenant: str,
-    *,
-    stage: str | None,
-    segment: str | None,
-    min_overdue: Decimal | None,
-    order: WorklistOrder,
-    offset: int,
-    limit: int,
+    session: AsyncSession, tenant: str, wanted: WorklistQuery, *, offset: int, limit: int
 ) -> list[Account]:
     """``limit`` + 1 of ``tenant``'s accounts from position ``offset`` of the worklist
-    filtered and in ``order`` (overdue: largest first; days_past_due: oldest first): the
-    one more says a next page exists (``pagination.offset_page``)."""
+    ``wanted``: the one more says a next page exists (``pagination.offset_page``)."""
     query = select(accounts).where(accounts.c.tenant == tenant)
-    if stage is not None:
-        query = query.where(accounts.c.stage == stage)
-    if segment is not None:
-        query = query.where(accounts.c.segment == segment)
-    if min_overdue is not None:
-        query = query.where(accounts.c.overdue_e4 >= int(min_overdue * _E4))
-    if order == "overdue":
+    if wanted.stage is not None:
+        query = query.where(accounts.c.stage == wanted.stage)
+    if wanted.segment is not None:
+        query = query.where(accounts.c.segment == wanted.segment)
+    if wanted.min_overdue is not None:
+        query = query.where(accounts.c.overdue_e4 >= int(wanted.min_overdue * _E4))
+    if wanted.order == "overdue":
         query = query.order_by(accounts.c.overdue_e4.desc(), accounts.c.seq)
-    elif order == "days_past_due":
+    elif wanted.order == "days_past_due":
         query = query.order_by(
             accounts.c.oldest_due_date.is_(None), accounts.c.oldest_due_date, accounts.c.seq
         )
