@@ -1,6 +1,6 @@
 """dunning-svc: event throughput against the bare consumer, and the timer sweep.
 
-* ``dunning_events_per_s``: dunning-svc's batch handler (``consumers.apply_events``:
+* ``dunning_events_per_s``: dunning-svc's batch handler (``commands.apply_events``:
   lock the chunk's accounts, one load, fold through the pure core, bulk writes of
   accounts, timeline and outbox) under ``EventConsumer``, over ``InvoiceIssued`` events
   for many accounts, half of them already overdue (so the core emits a notice and a
@@ -48,8 +48,7 @@ from dunning_runtime.messaging_tables import inbox
 from dunning_runtime.outbox import Outbox, encode_headers
 from dunning_runtime.scope import Scope, envelope_of
 from dunning_svc import jobs, storage
-from dunning_svc.commands import Policies, PolicyBook, Work, fold
-from dunning_svc.consumers import apply_events
+from dunning_svc.commands import Policies, PolicyBook, Work, apply_events, fold
 from dunning_svc.domain import Account, InvoiceState, Tick
 from dunning_svc.main import SPEC
 

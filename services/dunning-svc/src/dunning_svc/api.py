@@ -2,36 +2,36 @@
 policies and reports (DESIGN.md, dunning-svc).
 
 Manual actions go through the same core as events (``commands.process``) under the
-account lock; rule errors become problems in one place (``problem_of``). Every POST
-is idempotent under an ``Idempotency-Key`` (the runtime's middleware).
+account lock; the core's rule errors become problems in one place (``core_problem``),
+and ``commands.AccountNotFound`` through the shared ``problem_of``. Every POST is
+idempotent under an ``Idempotency-Key`` (the runtime's middleware).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.common import BoundedDay, FreeText, Identifier
 from dunning_events.money import to_minor
-from dunning_runtime.app import Runtime, runtime_of
+from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.db import utc
-from dunning_runtime.idempotency import in_transaction
-from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, field_problem, rule_errors_route, validation_errors
-from dunning_svc import storage
-from dunning_svc.commands import PolicyBook, Work, process
+from dunning_runtime.pagination import keyset_page, offset_of, offset_page, position_of
+from dunning_runtime.problems import (
+    Problem,
+    field_problem,
+    problem_of,
+    rule_errors_route,
+    validation_errors,
+)
+from dunning_svc import commands
+from dunning_svc.commands import AccountNotFound, PolicyBook, Work, WorklistQuery
 from dunning_svc.domain import (
-    Account,
     AgreePlan,
     ApproveHandoff,
     DunningConflict,
@@ -58,27 +58,32 @@ from dunning_svc.models import (
     ResumeIn,
     TimelineEntry,
     TimelinePage,
-    WorklistItem,
     WorklistPage,
     WriteOffIn,
 )
-from dunning_svc.policy import SHIPPED_SEGMENTS, Policy, load_policy_json, shipped_policy
-from dunning_svc.storage import accounts, policies, timeline
-from dunning_svc.views import AgingTally, DsoTally, account_view, dso_period_start
+from dunning_svc.policy import Policy
+from dunning_svc.views import (
+    AgingTally,
+    DsoTally,
+    account_view,
+    dso_period_start,
+    policy_view,
+    worklist_item,
+)
 
 #: Parsed policy versions shared by every request of this process.
 BOOK = PolicyBook()
 
 
-def problem_of(error: DunningRuleError) -> Problem:
-    """The one mapping of dunning rule errors to problems."""
+def core_problem(error: DunningRuleError) -> Problem:
+    """The one mapping of the core's rule errors to problems."""
     if isinstance(error, DunningConflict):
         return Problem(409, str(error), type_="dunning-conflict")
     field = f"body.{error.field}" if error.field else "body"
     return field_problem(str(error), field)
 
 
-router = APIRouter(prefix="/v1", route_class=rule_errors_route(DunningRuleError, problem_of))
+router = APIRouter(prefix="/v1", route_class=rule_errors_route(DunningRuleError, core_problem))
 
 AccountId = Annotated[Identifier, Path(description="The ERP's account id.")]
 SegmentName = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,50}$", description="Policy segment.")]
@@ -90,10 +95,6 @@ Actor = Annotated[
         description="Who acts (e.g. collector:jo), for the timeline; default api.",
     ),
 ]
-
-
-def _not_found(account_id: str) -> Problem:
-    return Problem(404, f"There is no account {account_id!r}.", type_="account-not-found")
 
 
 async def _act(
@@ -108,31 +109,12 @@ async def _act(
     """Run a manual action through the core and answer with the account."""
     runtime = runtime_of(request)
     now = runtime.clock.now()
-
-    async def work(session: AsyncSession) -> AccountOut:
-        outcome = await process(
-            session,
-            runtime.outbox,
-            BOOK,
-            [Work(tenant, account_id, action, actor)],
-            now,
-            create=False,
-        )
-        account = outcome.accounts.get((tenant, account_id))
-        if account is None:
-            raise _not_found(account_id)
-        return account_view(account, now)
-
-    view = await in_transaction(runtime.database, work)
+    try:
+        account = await commands.act(runtime, BOOK, Work(tenant, account_id, action, actor), now)
+    except AccountNotFound as exc:
+        raise problem_of(exc) from exc
+    view = account_view(account, now)
     return JSONResponse(view.model_dump(mode="json"), status_code=status)
-
-
-async def _load(runtime: Runtime, tenant: str, account_id: str) -> Account:
-    async with runtime.database.sessions() as session:
-        account = await storage.load_account(session, tenant, account_id)
-    if account is None:
-        raise _not_found(account_id)
-    return account
 
 
 # -- accounts ------------------------------------------------------------------------------
@@ -147,7 +129,11 @@ async def _load(runtime: Runtime, tenant: str, account_id: str) -> Account:
 async def get_account(account_id: AccountId, request: Request, tenant: Tenant) -> AccountOut:
     """Stage, balances per currency, pause, promise, plan, timer and open invoices."""
     runtime = runtime_of(request)
-    return account_view(await _load(runtime, tenant, account_id), runtime.clock.now())
+    try:
+        account = await commands.read_account(runtime.database, tenant, account_id)
+    except AccountNotFound as exc:
+        raise problem_of(exc) from exc
+    return account_view(account, runtime.clock.now())
 
 
 @router.get("/accounts", response_model=WorklistPage, tags=["accounts"], summary="The worklist")
@@ -175,44 +161,16 @@ async def worklist(
 ) -> WorklistPage:
     """Accounts to work on, filtered and sorted; ``next_cursor`` continues the list."""
     runtime = runtime_of(request)
-    query = select(accounts).where(accounts.c.tenant == tenant)
-    if stage is not None:
-        query = query.where(accounts.c.stage == stage)
-    if segment is not None:
-        query = query.where(accounts.c.segment == segment)
-    if min_overdue is not None:
-        query = query.where(accounts.c.overdue_e4 >= int(min_overdue * 10_000))
-    if sort == "overdue":
-        query = query.order_by(accounts.c.overdue_e4.desc(), accounts.c.seq)
-    elif sort == "days_past_due":
-        query = query.order_by(
-            accounts.c.oldest_due_date.is_(None), accounts.c.oldest_due_date, accounts.c.seq
-        )
-    else:
-        query = query.order_by(accounts.c.account_id)
     # A position in the sorted list: balances move, so a page may repeat or skip a line.
-    offset = decode_cursor(cursor) if cursor else 0
-    async with runtime.database.sessions() as session:
-        rows = (await session.execute(query.offset(offset).limit(limit + 1))).all()
+    offset = offset_of(cursor)
+    wanted = WorklistQuery(stage, segment, min_overdue, sort)
+    found = await commands.worklist(runtime.database, tenant, wanted, offset=offset, limit=limit)
     now = runtime.clock.now()
-    items = []
-    for row in rows[:limit]:
-        account = storage.to_account(row)
-        view = account_view(account, now)
-        items.append(
-            WorklistItem(
-                account_id=account.account_id,
-                account_name=account.account_name,
-                segment=account.segment,
-                stage=account.stage,
-                overdue_balance=view.overdue_balance,
-                oldest_days_past_due=view.oldest_days_past_due,
-                paused=account.paused,
-                next_action_at=account.next_action_at,
-            )
-        )
-    more = len(rows) > limit
-    return WorklistPage(items=items, next_cursor=encode_cursor(offset + limit) if more else None)
+    page = offset_page(found, offset, limit)
+    return WorklistPage(
+        items=[worklist_item(account, now) for account in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(
@@ -230,26 +188,27 @@ async def get_timeline(
 ) -> TimelinePage:
     """Oldest first, with the reason and policy version of each decision."""
     runtime = runtime_of(request)
-    await _load(runtime, tenant, account_id)
-    query = select(timeline).where(timeline.c.tenant == tenant, timeline.c.account_id == account_id)
-    if cursor:
-        query = query.where(timeline.c.seq > decode_cursor(cursor))
-    async with runtime.database.sessions() as session:
-        rows = (await session.execute(query.order_by(timeline.c.seq).limit(limit + 1))).all()
-    page = rows[:limit]
+    after = position_of(cursor)
+    try:
+        found = await commands.timeline(
+            runtime.database, tenant, account_id, after=after, limit=limit
+        )
+    except AccountNotFound as exc:
+        raise problem_of(exc) from exc
+    page = keyset_page(found, limit, lambda r: r.seq)
     return TimelinePage(
         items=[
             TimelineEntry(
-                at=utc(r.at),
+                at=r.at,
                 kind=r.kind,
                 summary=r.summary,
                 actor=r.actor,
                 policy_version=r.policy_version,
-                data=json.loads(r.data) if r.data else None,
+                data=r.data,
             )
-            for r in page
+            for r in page.items
         ],
-        next_cursor=encode_cursor(page[-1].seq) if len(rows) > limit else None,
+        next_cursor=page.next_cursor,
     )
 
 
@@ -384,46 +343,6 @@ async def set_contacts(
 # -- policies ---------------------------------------------------------------------------------
 
 
-def _policy_out(
-    segment: str,
-    policy: Policy,
-    *,
-    apply: bool = False,
-    by: str = "shipped",
-    at: datetime | None = None,
-) -> PolicyOut:
-    return PolicyOut(
-        segment=segment,
-        version=policy.version,
-        apply_to_running=apply,
-        created_by=by,
-        created_at=at,
-        policy=policy.model_dump(mode="json", exclude={"version"}),
-    )
-
-
-async def _versions(runtime: Runtime, tenant: str, segment: str) -> list[PolicyOut]:
-    async with runtime.database.sessions() as session:
-        rows = (
-            await session.execute(
-                select(policies)
-                .where(policies.c.tenant == tenant, policies.c.segment == segment)
-                .order_by(policies.c.version.desc())
-            )
-        ).all()
-    found = [
-        _policy_out(
-            segment,
-            load_policy_json(r.body, version=r.version),
-            apply=r.apply_to_running,
-            by=r.created_by,
-            at=utc(r.created_at),
-        )
-        for r in rows
-    ]
-    return [*found, _policy_out(segment, shipped_policy(segment))]
-
-
 @router.get(
     "/policies",
     response_model=list[PolicyOut],
@@ -432,21 +351,9 @@ async def _versions(runtime: Runtime, tenant: str, segment: str) -> list[PolicyO
 )
 async def list_policies(request: Request, tenant: Tenant) -> list[PolicyOut]:
     """Shipped segments and every segment the tenant published a policy for."""
-    runtime = runtime_of(request)
-    async with runtime.database.sessions() as session:
-        stored = (
-            (
-                await session.execute(
-                    select(policies.c.segment).where(policies.c.tenant == tenant).distinct()
-                )
-            )
-            .scalars()
-            .all()
-        )
-    out = []
-    for segment in sorted({*SHIPPED_SEGMENTS, *stored}):
-        out.append((await _versions(runtime, tenant, segment))[0])
-    return out
+    return [
+        policy_view(p) for p in await commands.newest_policies(runtime_of(request).database, tenant)
+    ]
 
 
 @router.get(
@@ -457,7 +364,8 @@ async def list_policies(request: Request, tenant: Tenant) -> list[PolicyOut]:
 )
 async def get_policy(segment: SegmentName, request: Request, tenant: Tenant) -> PolicyOut:
     """Any segment has a policy: without a published one, standard's ladder (version 0)."""
-    return (await _versions(runtime_of(request), tenant, segment))[0]
+    versions = await commands.policy_versions(runtime_of(request).database, tenant, segment)
+    return policy_view(versions[0])
 
 
 @router.get(
@@ -468,9 +376,8 @@ async def get_policy(segment: SegmentName, request: Request, tenant: Tenant) -> 
 )
 async def policy_versions(segment: SegmentName, request: Request, tenant: Tenant) -> PolicyVersions:
     """Version 0 is the policy shipped with the service."""
-    return PolicyVersions(
-        segment=segment, versions=await _versions(runtime_of(request), tenant, segment)
-    )
+    versions = await commands.policy_versions(runtime_of(request).database, tenant, segment)
+    return PolicyVersions(segment=segment, versions=[policy_view(p) for p in versions])
 
 
 @router.put(
@@ -490,76 +397,31 @@ async def put_policy(
     try:
         policy = Policy.model_validate({**data, "segment": segment})
     except ValidationError as exc:
-        errors = validation_errors(exc.errors())
-        for error in errors:
-            error["field"] = f"body.{error['field']}".rstrip(".")
-        raise Problem(
-            422,
-            "The policy is not valid.",
-            type_="validation-error",
-            title="Invalid request",
-            errors=errors,
-        ) from exc
-    now = runtime.clock.now()
-    by = actor or "api"
+        raise _invalid_policy(exc) from exc
+    published = await commands.publish_policy(
+        runtime.database,
+        tenant,
+        policy,
+        apply_to_running=body.apply_to_running,
+        by=actor or "api",
+        now=runtime.clock.now(),
+    )
+    return policy_view(published)
 
-    async def work(session: AsyncSession) -> PolicyOut:
-        newest = (
-            await session.execute(
-                select(policies)
-                .where(policies.c.tenant == tenant, policies.c.segment == segment)
-                .order_by(policies.c.version.desc())
-                .limit(1)
-            )
-        ).first()
-        if newest is not None:
-            same = load_policy_json(newest.body, version=newest.version)
-            if same == policy.model_copy(update={"version": newest.version}) and (
-                newest.apply_to_running == body.apply_to_running
-            ):
-                # The same policy again (a retried PUT): no new version.
-                return _policy_out(
-                    segment,
-                    same,
-                    apply=newest.apply_to_running,
-                    by=newest.created_by,
-                    at=utc(newest.created_at),
-                )
-        version = (newest.version if newest is not None else 0) + 1
-        await session.execute(
-            insert(policies).values(
-                tenant=tenant,
-                segment=segment,
-                version=version,
-                body=policy.model_copy(update={"version": version}).model_dump_json(),
-                apply_to_running=body.apply_to_running,
-                created_by=by,
-                created_at=now,
-            )
-        )
-        # Accounts on the newest version (not in dunning) and, when applied to running
-        # ones, every account of the segment look again at their next timer sweep.
-        moved = update(accounts).where(accounts.c.tenant == tenant, accounts.c.segment == segment)
-        if body.apply_to_running:
-            await session.execute(
-                moved.where(accounts.c.policy_version.is_not(None)).values(
-                    policy_version=version, next_action_at=now
-                )
-            )
-        await session.execute(
-            moved.where(
-                accounts.c.policy_version.is_(None), accounts.c.written_off.is_(False)
-            ).values(next_action_at=now)
-        )
-        return _policy_out(
-            segment,
-            policy.model_copy(update={"version": version}),
-            apply=body.apply_to_running,
-            by=by,
-            at=now,
-        )
 
-    return await in_transaction(runtime.database, work)
+def _invalid_policy(exc: ValidationError) -> Problem:
+    """The 422 for a policy that does not hold together: every error names its field
+    under ``body``."""
+    errors = validation_errors(exc.errors())
+    for error in errors:
+        error["field"] = f"body.{error['field']}".rstrip(".")
+    return Problem(
+        422,
+        "The policy is not valid.",
+        type_="validation-error",
+        title="Invalid request",
+        errors=errors,
+    )
 
 
 # -- reports ----------------------------------------------------------------------------------
@@ -581,7 +443,7 @@ async def aging_report(
     runtime = runtime_of(request)
     day = as_of or runtime.clock.now().date()
     tally = AgingTally(day, by_account=by_account)
-    async for account in storage.each_account(runtime.database, tenant):
+    async for account in commands.accounts_of(runtime.database, tenant):
         tally.add(account)
     return tally.report()
 
@@ -606,6 +468,6 @@ async def dso_report(
     if start > end:
         raise field_problem("from must not be after to.", "query.from", "must not be after to")
     tally = DsoTally(start, end)
-    async for account in storage.each_account(runtime.database, tenant):
+    async for account in commands.accounts_of(runtime.database, tenant):
         tally.add(account)
     return tally.report()

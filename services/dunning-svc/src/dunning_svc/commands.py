@@ -18,8 +18,8 @@ stored with the account), so a notice sent weeks later leads back to its invoice
 from __future__ import annotations
 
 from collections import Counter as CountOf
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,8 +29,12 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import DunningStageChanged, Envelope, Event, InvoiceIssued
+from dunning_runtime.app import Runtime
+from dunning_runtime.db import Database
+from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
+from dunning_runtime.rules import NotFound
 from dunning_runtime.scope import Scope, envelope_of
 from dunning_runtime.telemetry import (
     context_of,
@@ -43,9 +47,15 @@ from dunning_runtime.telemetry import (
 )
 from dunning_svc import domain, storage
 from dunning_svc.domain import Account, Input, Tick
-from dunning_svc.policy import Policy, load_policy_json, shipped_policy
-
-SOURCE = "/dunning-svc"
+from dunning_svc.events import SERVICE, input_name, summary
+from dunning_svc.policy import (
+    SHIPPED_SEGMENTS,
+    Policy,
+    PublishedPolicy,
+    load_policy_json,
+    shipped_policy,
+)
+from dunning_svc.storage import WorklistQuery as WorklistQuery
 
 #: What the engine decides, for dashboards: stage changes by target stage, commands by type.
 STAGE_CHANGES = Counter(
@@ -64,10 +74,10 @@ COMMANDS = Counter(
 
 Key = tuple[str, str]
 
+_TICK = Tick()
 
-def scope_for(tenant: str, now: datetime, outbox: Outbox) -> Scope:
-    """The scope of dunning-svc's commands: its events come from ``/dunning-svc``."""
-    return Scope(tenant, now, outbox, SOURCE)
+#: ``fold``'s name for ``events.summary`` (``fold`` itself is reshaped with the core).
+_summary = summary
 
 
 class PolicyBook:
@@ -151,16 +161,7 @@ async def process(
         return outcome
     keys = {(w.tenant, w.account_id) for w in work}
     await lock_accounts(session, keys)
-    loaded = await storage.load_accounts(session, keys)
-    segments = {(t, a.segment) for (t, _), (_, a) in loaded.items()}
-    segments |= {(w.tenant, w.input.segment) for w in work if isinstance(w.input, InvoiceIssued)}
-    segments |= {(w.tenant, "standard") for w in work}
-    pinned = {
-        (t, a.segment, a.policy_version)
-        for (t, _), (_, a) in loaded.items()
-        if a.policy_version is not None
-    }
-    policies = await book.prepare(session, segments, pinned)
+    loaded, policies = await _load(session, book, work, keys)
     seqs: dict[Key, int | None] = {k: seq for k, (seq, _) in loaded.items()}
     accounts = {k: a for k, (_, a) in loaded.items()}
     # Insertion-ordered set: a list's ``in`` made a 1,000-account batch quadratic.
@@ -169,7 +170,6 @@ async def process(
     staged: list[Envelope] = []
     command_rows: list[dict[str, Any]] = []  # the timeline row of each staged command
     scopes: dict[str, Scope] = {}
-    emitted: CountOf[tuple[str, str | None, str | None, str | None]] = CountOf()
     tracing = tracing_enabled()
     # The trace context of each account's last input (not of its timers), to store.
     last_inputs: dict[Key, str | None] = {}
@@ -194,7 +194,7 @@ async def process(
             continue
         command_rows += rows[len(rows) - len(commands) :]
         scope = scopes.get(item.tenant) or scopes.setdefault(
-            item.tenant, scope_for(item.tenant, now, outbox)
+            item.tenant, Scope.of(SERVICE, item.tenant, now, outbox)
         )
         span = None
         if tracing:
@@ -204,18 +204,7 @@ async def process(
         staged += [with_trace_of(envelope_of(scope, c), span) for c in commands]
         if span is not None:
             span.end()
-    for command in (e.data for e in staged):
-        if isinstance(command, DunningStageChanged):
-            emitted[
-                (command.event_type, command.segment, command.from_stage, command.to_stage)
-            ] += 1
-        else:
-            emitted[(command.event_type, None, None, None)] += 1
-    for (event_type, segment, from_stage, to_stage), count in emitted.items():
-        COMMANDS.labels(event_type).inc(count)
-        if segment is not None and from_stage is not None and to_stage is not None:
-            STAGE_CHANGES.labels(segment, to_stage).inc(count)
-            DECISIONS.labels(segment, from_stage, to_stage).inc(count)
+    _count(staged)
     await storage.save_accounts(
         session,
         [(seqs[k], accounts[k], accounts[k].local_today(now)) for k in touched],
@@ -229,6 +218,40 @@ async def process(
     await storage.append_timeline(session, timeline)
     outcome.accounts = {k: accounts[k] for k in touched}
     return outcome
+
+
+async def _load(
+    session: AsyncSession, book: PolicyBook, work: Sequence[Work], keys: set[Key]
+) -> tuple[dict[Key, tuple[int, Account]], Policies]:
+    """The stored accounts among ``keys`` (with their row ids) and the policies the
+    inputs may need: their segments' newest versions and the versions accounts run on."""
+    loaded = await storage.load_accounts(session, keys)
+    segments = {(t, a.segment) for (t, _), (_, a) in loaded.items()}
+    segments |= {(w.tenant, w.input.segment) for w in work if isinstance(w.input, InvoiceIssued)}
+    segments |= {(w.tenant, "standard") for w in work}
+    pinned = {
+        (t, a.segment, a.policy_version)
+        for (t, _), (_, a) in loaded.items()
+        if a.policy_version is not None
+    }
+    return loaded, await book.prepare(session, segments, pinned)
+
+
+def _count(staged: Iterable[Envelope]) -> None:
+    """Add the staged commands to the decision counters, one increment per label set."""
+    emitted: CountOf[tuple[str, str | None, str | None, str | None]] = CountOf()
+    for command in (e.data for e in staged):
+        if isinstance(command, DunningStageChanged):
+            emitted[
+                (command.event_type, command.segment, command.from_stage, command.to_stage)
+            ] += 1
+        else:
+            emitted[(command.event_type, None, None, None)] += 1
+    for (event_type, segment, from_stage, to_stage), count in emitted.items():
+        COMMANDS.labels(event_type).inc(count)
+        if segment is not None and from_stage is not None and to_stage is not None:
+            STAGE_CHANGES.labels(segment, to_stage).inc(count)
+            DECISIONS.labels(segment, from_stage, to_stage).inc(count)
 
 
 def fold(
@@ -288,10 +311,10 @@ def _decision_span(
         "dunning.account_id": account.account_id,
         "dunning.stage.from": stage_before,
         "dunning.stage.to": account.stage,
-        "dunning.reason": changes[-1].reason if changes else _summary(commands[0]),
+        "dunning.reason": changes[-1].reason if changes else summary(commands[0]),
         "dunning.policy_version": policy_version,
-        "dunning.input": _input_name(item.input),
-        "dunning.commands": [_summary(c) for c in commands],
+        "dunning.input": input_name(item.input),
+        "dunning.commands": [summary(c) for c in commands],
     }
     if isinstance(item.input, Tick):
         return start_clock_span("dunning decision", [caused_by], **attributes)
@@ -308,17 +331,166 @@ def _decision_span(
     )
 
 
-def _input_name(value: Input) -> str:
-    if isinstance(value, Event):
-        return value.event_type
-    return type(value).__name__
+# -- the entry points: events, timers, manual actions, policies ---------------------------
 
 
-def _summary(event: Event) -> str:
-    # Through __dict__: getattr with a default on a pydantic model that lacks the field
-    # goes through its __getattr__ and an AttributeError, which cost more than the rest.
-    fields = event.__dict__
-    channel = fields.get("channel")
-    stage = fields.get("stage") or fields.get("to_stage")
-    parts = [event.event_type, *(p for p in (stage, channel) if p)]
-    return " ".join(parts)
+class AccountNotFound(NotFound):
+    """The tenant has no account ``account_id`` (a manual action or a read needs one)."""
+
+    code = "account-not-found"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"There is no account {account_id!r}.")
+        self.account_id = account_id
+
+
+async def apply_events(
+    session: AsyncSession, runtime: Runtime, book: PolicyBook, envelopes: Sequence[Envelope]
+) -> None:
+    """Fold a chunk of events into their accounts at the service's clock."""
+    work = [Work(e.tenant, e.data.account_id, e.data, traceparent=e.traceparent) for e in envelopes]
+    await process(session, runtime.outbox, book, work, runtime.clock.now())
+
+
+async def sweep_batch(
+    session: AsyncSession, outbox: Outbox, book: PolicyBook, now: datetime, batch_size: int
+) -> int:
+    """Run the timers of up to ``batch_size`` accounts due at ``now``; returns how many
+    (``batch_size`` means: there may be more)."""
+    due = await storage.due_accounts(session, now, batch_size)
+    if due:
+        await process(session, outbox, book, [Work(t, a, _TICK) for t, a in due], now, create=False)
+    return len(due)
+
+
+async def sweep_timers(runtime: Runtime, book: PolicyBook, batch_size: int) -> int:
+    """Run every account timer due as of the clock, ``batch_size`` accounts per
+    transaction; returns how many accounts were looked at."""
+    now = runtime.clock.now()
+    total = 0
+    while True:
+        async with runtime.database.transaction() as session:
+            count = await sweep_batch(session, runtime.outbox, book, now, batch_size)
+        total += count
+        if count < batch_size:
+            return total
+
+
+async def act(
+    runtime: Runtime,
+    book: PolicyBook,
+    work: Work,
+    now: datetime,
+) -> Account:
+    """Run one manual action on an existing account at ``now``, in a transaction of its
+    own; the account as it now is. ``AccountNotFound`` (nothing written) when the tenant
+    has no such account; a ``DunningRuleError`` when the core refuses the action."""
+
+    async def run(session: AsyncSession) -> Account:
+        outcome = await process(session, runtime.outbox, book, [work], now, create=False)
+        account = outcome.accounts.get((work.tenant, work.account_id))
+        if account is None:
+            raise AccountNotFound(work.account_id)
+        return account
+
+    return await in_transaction(runtime.database, run)
+
+
+async def publish_policy(
+    database: Database,
+    tenant: str,
+    policy: Policy,
+    *,
+    apply_to_running: bool,
+    by: str,
+    now: datetime,
+) -> PublishedPolicy:
+    """Publish ``policy`` (its version number is ignored) as its segment's next version.
+
+    The same policy again with the same ``apply_to_running`` (a retried PUT) is no new
+    version: the newest is returned as it was published. Accounts not in dunning look
+    again at their next timer sweep; with ``apply_to_running``, accounts in dunning move
+    to the new version and look again too."""
+    segment = policy.segment
+    proposed = PublishedPolicy(segment, policy, apply_to_running, by, now)
+
+    async def run(session: AsyncSession) -> PublishedPolicy:
+        newest = await storage.newest_policy(session, tenant, segment)
+        if newest is not None and _same_policy(newest, proposed):
+            return newest
+        version = (newest.version if newest is not None else 0) + 1
+        published = replace(proposed, policy=policy.model_copy(update={"version": version}))
+        await storage.add_policy(session, tenant, published)
+        if apply_to_running:
+            await storage.repin_running(session, tenant, segment, version, now)
+        await storage.wake_idle(session, tenant, segment, now)
+        return published
+
+    return await in_transaction(database, run)
+
+
+def _same_policy(stored: PublishedPolicy, proposed: PublishedPolicy) -> bool:
+    """Whether ``proposed`` is ``stored`` published again (version aside)."""
+    same = proposed.policy.model_copy(update={"version": stored.version})
+    return stored.policy == same and stored.apply_to_running == proposed.apply_to_running
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+async def read_account(database: Database, tenant: str, account_id: str) -> Account:
+    """One account of ``tenant``; ``AccountNotFound`` when there is none."""
+    async with database.sessions() as session:
+        account = await storage.load_account(session, tenant, account_id)
+    if account is None:
+        raise AccountNotFound(account_id)
+    return account
+
+
+async def worklist(
+    database: Database, tenant: str, wanted: WorklistQuery, *, offset: int, limit: int
+) -> list[Account]:
+    """``limit`` + 1 accounts of the tenant's worklist ``wanted`` from position ``offset``
+    (the one more says a next page exists)."""
+    async with database.sessions() as session:
+        return await storage.worklist(session, tenant, wanted, offset=offset, limit=limit)
+
+
+async def timeline(
+    database: Database, tenant: str, account_id: str, *, after: int | None, limit: int
+) -> list[storage.TimelineRecord]:
+    """``limit`` + 1 timeline entries of an account, oldest first, after entry ``after``
+    (the one more says a next page exists); ``AccountNotFound`` when the tenant has no
+    such account."""
+    await read_account(database, tenant, account_id)
+    async with database.sessions() as session:
+        return await storage.timeline_entries(session, tenant, account_id, after=after, limit=limit)
+
+
+async def policy_versions(database: Database, tenant: str, segment: str) -> list[PublishedPolicy]:
+    """Every version of a segment's policy, newest first; the shipped one (0) is last."""
+    async with database.sessions() as session:
+        stored = await storage.policy_versions(session, tenant, segment)
+    return [*stored, PublishedPolicy(segment, shipped_policy(segment))]
+
+
+async def newest_policies(database: Database, tenant: str) -> list[PublishedPolicy]:
+    """The newest policy of every shipped segment and every segment the tenant published
+    a policy for, by segment name."""
+    async with database.sessions() as session:
+        stored = await storage.policy_segments(session, tenant)
+    return [
+        (await policy_versions(database, tenant, segment))[0]
+        for segment in sorted({*SHIPPED_SEGMENTS, *stored})
+    ]
+
+
+def accounts_of(database: Database, tenant: str | None = None) -> AsyncIterator[Account]:
+    """Every account of ``tenant`` (or of all tenants), a page at a time."""
+    return storage.each_account(database, tenant)
+
+
+async def stage_counts(database: Database) -> dict[tuple[str, str, str], int]:
+    """How many accounts each ``(tenant, stage, segment)`` has."""
+    async with database.sessions() as session:
+        return await storage.accounts_by_stage(session)

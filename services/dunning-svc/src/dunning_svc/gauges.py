@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 
 from dunning_runtime.app import Runtime, ScrapedGauges
 from dunning_runtime.metrics import GaugeSeries
-from dunning_svc import storage
+from dunning_svc import commands
 from dunning_svc.views import AgingTally, DsoTally, dso_period_start
 
 ACCOUNTS = Gauge(
@@ -71,8 +71,7 @@ _dso = GaugeSeries(DSO_DAYS)
 
 async def refresh_accounts(runtime: Runtime) -> None:
     """Set ``dunning_accounts`` from one GROUP BY."""
-    async with runtime.database.sessions() as session:
-        counts = await storage.accounts_by_stage(session)
+    counts = await commands.stage_counts(runtime.database)
     _accounts.replace({key: float(n) for key, n in counts.items()})
 
 
@@ -82,7 +81,7 @@ async def refresh_balances(runtime: Runtime) -> None:
     start = dso_period_start(today)
     aging: dict[str, AgingTally] = {}
     dso: dict[str, DsoTally] = {}
-    async for account in storage.each_account(runtime.database):
+    async for account in commands.accounts_of(runtime.database):
         tenant = account.tenant
         if tenant not in aging:
             aging[tenant] = AgingTally(today, by_account=False)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
-from dunning_svc import api, consumers, gauges, jobs
+from dunning_svc import api, consumers, events, gauges, jobs
+from dunning_svc.settings import DunningSettings
 
 SPEC = ServiceSpec(
-    name="dunning-svc",
+    name=events.SERVICE,
     title="Dunning service",
     description=(
         "The per-account escalation engine: account state and worklist, timelines, "
@@ -24,6 +25,7 @@ SPEC = ServiceSpec(
     subscriptions=(consumers.events,),
     jobs=(jobs.TIMERS,),
     gauges=gauges.GAUGES,
+    settings_type=DunningSettings,
 )
 
 

@@ -12,7 +12,8 @@ error that names the step and the field, so ``PUT /v1/policies/{segment}`` can a
 from __future__ import annotations
 
 import itertools
-from datetime import time
+from dataclasses import dataclass
+from datetime import datetime, time
 from decimal import Decimal
 from functools import cache, cached_property
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "Fee",
     "LadderError",
     "Policy",
+    "PublishedPolicy",
     "Step",
     "shipped_policy",
 ]
@@ -295,3 +297,21 @@ def shipped_policy(segment: str) -> Policy:
 def load_policy_json(body: str, *, version: int) -> Policy:
     """A stored policy version (JSON text, as validated when it was published)."""
     return Policy.model_validate_json(body).model_copy(update={"version": version})
+
+
+@dataclass(frozen=True)
+class PublishedPolicy:
+    """One version of a segment's policy as published: by whom, when, and whether it
+    applies to accounts already in dunning. The shipped policy is version 0, published
+    by ``shipped`` at no instant."""
+
+    segment: str
+    policy: Policy
+    apply_to_running: bool = False
+    created_by: str = "shipped"
+    created_at: datetime | None = None
+
+    @property
+    def version(self) -> int:
+        """The policy's version number."""
+        return self.policy.version

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    Update,
     bindparam,
     func,
     insert,
@@ -40,7 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.money import from_minor
 from dunning_runtime.db import Database, SequenceId, utc
+from dunning_runtime.pagination import keyset
 from dunning_svc.domain import Account
+from dunning_svc.policy import PublishedPolicy, load_policy_json
 
 metadata = MetaData()
 
@@ -354,3 +358,155 @@ async def policy_bodies(
         )
     )
     return {(t, s, v): b for t, s, v, b in rows}
+
+
+async def newest_policy(session: AsyncSession, tenant: str, segment: str) -> PublishedPolicy | None:
+    """The newest stored version of ``tenant``'s ``segment`` policy, or None."""
+    found = await policy_versions(session, tenant, segment, limit=1)
+    return found[0] if found else None
+
+
+async def policy_versions(
+    session: AsyncSession, tenant: str, segment: str, *, limit: int | None = None
+) -> list[PublishedPolicy]:
+    """The stored versions of ``tenant``'s ``segment`` policy, newest first."""
+    query = (
+        select(policies)
+        .where(policies.c.tenant == tenant, policies.c.segment == segment)
+        .order_by(policies.c.version.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = (await session.execute(query)).all()
+    return [
+        PublishedPolicy(
+            segment,
+            load_policy_json(r.body, version=r.version),
+            apply_to_running=r.apply_to_running,
+            created_by=r.created_by,
+            created_at=utc(r.created_at),
+        )
+        for r in rows
+    ]
+
+
+async def policy_segments(session: AsyncSession, tenant: str) -> list[str]:
+    """The segments ``tenant`` has published a policy for (in no order)."""
+    rows = await session.execute(
+        select(policies.c.segment).where(policies.c.tenant == tenant).distinct()
+    )
+    return list(rows.scalars().all())
+
+
+async def add_policy(session: AsyncSession, tenant: str, published: PublishedPolicy) -> None:
+    """Store a new policy version (its number is in ``published.policy``)."""
+    await session.execute(
+        insert(policies).values(
+            tenant=tenant,
+            segment=published.segment,
+            version=published.version,
+            body=published.policy.model_dump_json(),
+            apply_to_running=published.apply_to_running,
+            created_by=published.created_by,
+            created_at=published.created_at,
+        )
+    )
+
+
+async def repin_running(
+    session: AsyncSession, tenant: str, segment: str, version: int, now: datetime
+) -> None:
+    """Move the accounts of ``segment`` already in dunning to policy ``version``, due for
+    a look at ``now``."""
+    await session.execute(
+        _of_segment(tenant, segment)
+        .where(accounts.c.policy_version.is_not(None))
+        .values(policy_version=version, next_action_at=now)
+    )
+
+
+async def wake_idle(session: AsyncSession, tenant: str, segment: str, now: datetime) -> None:
+    """Make the accounts of ``segment`` not in dunning (no pinned version, not written
+    off) due for a look at ``now``."""
+    await session.execute(
+        _of_segment(tenant, segment)
+        .where(accounts.c.policy_version.is_(None), accounts.c.written_off.is_(False))
+        .values(next_action_at=now)
+    )
+
+
+def _of_segment(tenant: str, segment: str) -> Update:
+    """An UPDATE of the accounts of ``tenant``'s ``segment``."""
+    return update(accounts).where(accounts.c.tenant == tenant, accounts.c.segment == segment)
+
+
+# -- reads of the HTTP edge ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    """Which accounts the worklist shows (None: any) and in which order (overdue:
+    largest first; days_past_due: oldest first; account: by id)."""
+
+    stage: str | None = None
+    segment: str | None = None
+    min_overdue: Decimal | None = None
+    order: Literal["overdue", "days_past_due", "account"] = "overdue"
+
+
+async def worklist(
+    session: AsyncSession, tenant: str, wanted: WorklistQuery, *, offset: int, limit: int
+) -> list[Account]:
+    """``limit`` + 1 of ``tenant``'s accounts from position ``offset`` of the worklist
+    ``wanted``: the one more says a next page exists (``pagination.offset_page``)."""
+    query = select(accounts).where(accounts.c.tenant == tenant)
+    if wanted.stage is not None:
+        query = query.where(accounts.c.stage == wanted.stage)
+    if wanted.segment is not None:
+        query = query.where(accounts.c.segment == wanted.segment)
+    if wanted.min_overdue is not None:
+        query = query.where(accounts.c.overdue_e4 >= int(wanted.min_overdue * _E4))
+    if wanted.order == "overdue":
+        query = query.order_by(accounts.c.overdue_e4.desc(), accounts.c.seq)
+    elif wanted.order == "days_past_due":
+        query = query.order_by(
+            accounts.c.oldest_due_date.is_(None), accounts.c.oldest_due_date, accounts.c.seq
+        )
+    else:
+        query = query.order_by(accounts.c.account_id)
+    rows = (await session.execute(query.offset(offset).limit(limit + 1))).all()
+    return [to_account(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class TimelineRecord:
+    """One stored timeline entry; ``seq`` orders an account's entries."""
+
+    seq: int
+    at: datetime | None  # never None (the column is NOT NULL); typed as ``utc`` returns it
+    kind: str
+    summary: str
+    actor: str | None
+    policy_version: int | None
+    data: dict[str, Any] | None
+
+
+async def timeline_entries(
+    session: AsyncSession, tenant: str, account_id: str, *, after: int | None, limit: int
+) -> list[TimelineRecord]:
+    """``limit`` + 1 timeline entries of an account, oldest first, after ``seq`` ``after``
+    (the first when None): the one more says a next page exists (``pagination.keyset``)."""
+    query = select(timeline).where(timeline.c.tenant == tenant, timeline.c.account_id == account_id)
+    rows = (await session.execute(keyset(query, timeline.c.seq, after, limit))).all()
+    return [
+        TimelineRecord(
+            seq=r.seq,
+            at=utc(r.at),
+            kind=r.kind,
+            summary=r.summary,
+            actor=r.actor,
+            policy_version=r.policy_version,
+            data=json.loads(r.data) if r.data else None,
+        )
+        for r in rows
+    ]

@@ -23,8 +23,11 @@ from dunning_svc.models import (
     InstallmentOut,
     NoticeInvoiceOut,
     PlanOut,
+    PolicyOut,
     PromiseOut,
+    WorklistItem,
 )
+from dunning_svc.policy import PublishedPolicy
 
 
 def _money(totals: dict[str, int]) -> list[Money]:
@@ -219,3 +222,30 @@ class DsoTally:
                 )
             )
         return DsoReport(period_from=self.start, period_to=self.end, figures=figures)
+
+
+def worklist_item(account: Account, now: datetime) -> WorklistItem:
+    """One line of the worklist, its balances as ``account_view`` shows them."""
+    view = account_view(account, now)
+    return WorklistItem(
+        account_id=account.account_id,
+        account_name=account.account_name,
+        segment=account.segment,
+        stage=account.stage,
+        overdue_balance=view.overdue_balance,
+        oldest_days_past_due=view.oldest_days_past_due,
+        paused=account.paused,
+        next_action_at=account.next_action_at,
+    )
+
+
+def policy_view(published: PublishedPolicy) -> PolicyOut:
+    """A published policy version as the policy routes show it."""
+    return PolicyOut(
+        segment=published.segment,
+        version=published.version,
+        apply_to_running=published.apply_to_running,
+        created_by=published.created_by,
+        created_at=published.created_at,
+        policy=published.policy.model_dump(mode="json", exclude={"version"}),
+    )
