@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dunning_runtime.stack import SERVICES
 from tests.support.fixtures import BUS_URL, DATABASE_URL, _delete_topics
+from tests.support.ports import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -58,29 +58,6 @@ READERS: dict[str, tuple[str, ...]] = {
     "dunning.events": ("notify-svc", "invoice-svc-fees"),
     "notifications": ("dunning-svc",),
 }
-
-
-def free_port_block(size: int) -> int:
-    """A base port with ``size`` consecutive free ports (bound and released at once)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + size > 65535:
-            continue
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + size):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no block of {size} free ports found")
 
 
 def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:

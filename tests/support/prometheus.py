@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +37,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.ports import free_port
 
 #: How long a query may take to show what a test waits for: several scrapes and refreshes.
 WAIT_S = 60.0
@@ -62,13 +63,6 @@ class Sample:
 
     labels: dict[str, str]
     value: float
-
-
-def free_port() -> int:
-    """A loopback port free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape_config(targets: Mapping[str, Sequence[str]], interval_s: int = 1) -> str:

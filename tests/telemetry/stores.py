@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.ports import free_port
 from tests.telemetry.spans import Node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,14 +33,6 @@ def _missing(reason: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} — under CI the trace test may not skip", pytrace=False)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    """A port nobody listens on now (bound to port 0 and released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _zipkin_jar() -> str:

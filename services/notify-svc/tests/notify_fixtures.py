@@ -10,7 +10,6 @@ import email
 import email.policy
 import hashlib
 import hmac
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,6 +30,7 @@ from dunning_events.codec import from_kafka, to_kafka
 from dunning_events.samples import TRACEPARENT, sample_event
 from dunning_runtime.bus import create_bus
 from dunning_runtime.bus.port import OutgoingMessage
+from tests.support.ports import free_port
 
 ACME = {"Authorization": "Bearer acme-key"}
 GLOBEX = {"Authorization": "Bearer globex-key"}
@@ -94,14 +94,6 @@ async def smtp_server(**options: Any) -> AsyncIterator[SmtpServer]:
     finally:
         server.close()
         await server.wait_closed()
-
-
-def free_port() -> int:
-    """A local port nothing listens on (for the refused-connection tests)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # -- HTTP --------------------------------------------------------------------------
