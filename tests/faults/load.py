@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from dunning_events.money import from_minor
-from dunning_svc.domain import Account, InvoiceState
+from dunning_svc.core import Account, InvoiceState
 from dunning_svc.policy import Policy, load_yaml
 from dunning_svc.simulator import Replay
 from tests.support.platform import ROOT

@@ -30,7 +30,7 @@ from dunning_runtime.pagination import decode_cursor, encode_cursor
 from dunning_runtime.problems import Problem, field_problem, rule_errors_route, validation_errors
 from dunning_svc import storage
 from dunning_svc.commands import PolicyBook, Work, process
-from dunning_svc.domain import (
+from dunning_svc.core import (
     Account,
     AgreePlan,
     ApproveHandoff,

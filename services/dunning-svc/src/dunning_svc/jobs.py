@@ -16,7 +16,7 @@ from dunning_runtime.app import Runtime, ScheduledJob
 from dunning_runtime.outbox import Outbox
 from dunning_svc import storage
 from dunning_svc.commands import PolicyBook, Work, process
-from dunning_svc.domain import Tick
+from dunning_svc.core import Tick
 
 #: Accounts per transaction.
 BATCH = 1000

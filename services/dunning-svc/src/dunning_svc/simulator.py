@@ -55,7 +55,7 @@ from dunning_events import (
     PaymentReceived,
 )
 from dunning_events.money import from_minor, to_minor
-from dunning_svc.domain import Account, Input, Pause, RecordPromise, Resume, Tick, decide
+from dunning_svc.core import Account, Input, Pause, RecordPromise, Resume, Tick, decide
 from dunning_svc.policy import Policy, load_yaml
 
 TENANT = "simulation"
