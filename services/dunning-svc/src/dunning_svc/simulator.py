@@ -1,7 +1,7 @@
 """``dunning simulate``: replay a ledger through a policy with the service's own core.
 
 No service, database or broker: the CSV ledger becomes the events invoice-svc and
-payment-svc would publish, each account runs through ``domain.decide`` day by day
+payment-svc would publish, each account runs through ``core.decide`` day by day
 (its timers fired at the instants they ask for), and every command is printed with
 the reason the core gave, followed by a summary.
 
