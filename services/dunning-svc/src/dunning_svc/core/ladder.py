@@ -104,39 +104,30 @@ def _check_promise(d: Decision) -> None:
         return
     currency, amount = promise.currency, promise.amount
     received = account.received_since(currency, promise.since)
-    promised = promise.promised_date
-    if received >= amount:
-        d.out.append(
-            PromiseToPayKept(
-                account_id=account.account_id,
-                promise_id=promise.promise_id,
-                amount=as_money(amount, currency),
-                promised_date=promised,
-                amount_received=as_money(received, currency),
-            )
-        )
-        d.reasons.append(f"promise {promise.promise_id} kept: the promised amount arrived")
-        account.promise = None
+    deadline = promise.promised_date + timedelta(days=d.policy.promise_grace_days)
+    kept = received >= amount
+    if not kept and d.today <= deadline:
+        d.wakes.append(opening(deadline + timedelta(days=1), d.zone, d.hours))
         return
-    deadline = promised + timedelta(days=d.policy.promise_grace_days)
-    if d.today > deadline:
-        d.out.append(
-            PromiseToPayBroken(
-                account_id=account.account_id,
-                promise_id=promise.promise_id,
-                amount=as_money(amount, currency),
-                promised_date=promised,
-                amount_received=as_money(received, currency),
-            )
+    outcome = PromiseToPayKept if kept else PromiseToPayBroken
+    d.out.append(
+        outcome(
+            account_id=account.account_id,
+            promise_id=promise.promise_id,
+            amount=as_money(amount, currency),
+            promised_date=promise.promised_date,
+            amount_received=as_money(received, currency),
         )
+    )
+    if kept:
+        d.reasons.append(f"promise {promise.promise_id} kept: the promised amount arrived")
+    else:
         d.reasons.append(
             f"promise {promise.promise_id} broken: {from_minor(received, currency)} of "
             f"{from_minor(amount, currency)} {currency} arrived by {deadline.isoformat()}; "
             f"escalation resumes at {account.stage}"
         )
-        account.promise = None
-        return
-    d.wakes.append(opening(deadline + timedelta(days=1), d.zone, d.hours))
+    account.promise = None
 
 
 def _check_plan(d: Decision) -> None:
