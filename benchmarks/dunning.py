@@ -49,7 +49,7 @@ from dunning_runtime.outbox import Outbox, encode_headers
 from dunning_runtime.scope import Scope, envelope_of
 from dunning_svc import jobs, storage
 from dunning_svc.commands import Policies, PolicyBook, Work, apply_events, fold
-from dunning_svc.domain import Account, InvoiceState, Tick
+from dunning_svc.core import Account, InvoiceState, Tick
 from dunning_svc.main import SPEC
 
 NOW = datetime(2026, 3, 5, 10, tzinfo=UTC)
@@ -187,7 +187,7 @@ def _template() -> str:
     )
     account.stage, account.sequence, account.cycle = "overdue_1", 2, 1
     account.steps_done = ["reminder", "overdue_1"]
-    return storage.dumps(account.state_json())
+    return storage.dumps(storage.state_of(account))
 
 
 def _due_row(i: int, state: str) -> dict[str, Any]:

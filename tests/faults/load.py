@@ -3,7 +3,7 @@
 Each simulated day, per tenant, a few writes an ERP and a collector make: invoices,
 payments, disputes and their resolutions, promises to pay. They are chosen with a
 ``random.Random(seed)`` from the accounts as the pure core (``dunning_svc.simulator.
-Replay``, which runs ``domain.decide``) sees them, and applied to that core as they are
+Replay``, which runs ``core.decide``) sees them, and applied to that core as they are
 planned: the same seed gives the same writes, and at the end the core says what every
 account's stage and balances must be.
 
@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from dunning_events.money import from_minor
-from dunning_svc.domain import Account, InvoiceState
+from dunning_svc.core import Account, InvoiceState
 from dunning_svc.policy import Policy, load_yaml
 from dunning_svc.simulator import Replay
 from tests.support.platform import ROOT

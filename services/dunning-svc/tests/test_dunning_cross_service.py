@@ -15,7 +15,7 @@ from dunning_events import (
     NotificationSuppressed,
     PaymentReceived,
 )
-from dunning_svc.domain import Account, Tick, decide
+from dunning_svc.core import Account, Tick, decide
 from dunning_svc.policy import shipped_policy
 
 STANDARD = shipped_policy("standard")

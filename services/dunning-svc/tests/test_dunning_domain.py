@@ -25,7 +25,7 @@ from dunning_events import (
     LateFeeAssessed,
     NotificationRequested,
 )
-from dunning_svc.domain import (
+from dunning_svc.core import (
     Account,
     AgreePlan,
     ApproveHandoff,

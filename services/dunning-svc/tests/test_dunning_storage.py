@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from dunning_runtime.db import Database
 from dunning_runtime.settings import ServiceSettings
 from dunning_svc import storage
-from dunning_svc.domain import Account
+from dunning_svc.core import Account
 from dunning_svc.main import SPEC
 
 NOW = datetime(2026, 3, 5, 10, tzinfo=UTC)

@@ -2,8 +2,8 @@
 policies and reports (DESIGN.md, dunning-svc).
 
 Manual actions go through the same core as events (``commands.process``) under the
-account lock; the core's rule errors become problems in one place (``core_problem``),
-and ``commands.AccountNotFound`` through the shared ``problem_of``. Every POST is
+account lock; the core's rule errors and ``commands.AccountNotFound`` are the runtime's
+shared rule errors, which the router's route class answers as problems. Every POST is
 idempotent under an ``Idempotency-Key`` (the runtime's middleware).
 """
 
@@ -25,17 +25,14 @@ from dunning_runtime.pagination import keyset_page, offset_of, offset_page, posi
 from dunning_runtime.problems import (
     Problem,
     field_problem,
-    problem_of,
     rule_errors_route,
     validation_errors,
 )
 from dunning_svc import commands
-from dunning_svc.commands import AccountNotFound, PolicyBook, Work, WorklistQuery
-from dunning_svc.domain import (
+from dunning_svc.commands import PolicyBook, Work, WorklistQuery
+from dunning_svc.core import (
     AgreePlan,
     ApproveHandoff,
-    DunningConflict,
-    DunningRuleError,
     ManualAction,
     Pause,
     RecordPromise,
@@ -75,15 +72,7 @@ from dunning_svc.views import (
 BOOK = PolicyBook()
 
 
-def core_problem(error: DunningRuleError) -> Problem:
-    """The one mapping of the core's rule errors to problems."""
-    if isinstance(error, DunningConflict):
-        return Problem(409, str(error), type_="dunning-conflict")
-    field = f"body.{error.field}" if error.field else "body"
-    return field_problem(str(error), field)
-
-
-router = APIRouter(prefix="/v1", route_class=rule_errors_route(DunningRuleError, core_problem))
+router = APIRouter(prefix="/v1", route_class=rule_errors_route())
 
 AccountId = Annotated[Identifier, Path(description="The ERP's account id.")]
 SegmentName = Annotated[str, Path(pattern=r"^[a-z0-9_-]{1,50}$", description="Policy segment.")]
@@ -109,10 +98,7 @@ async def _act(
     """Run a manual action through the core and answer with the account."""
     runtime = runtime_of(request)
     now = runtime.clock.now()
-    try:
-        account = await commands.act(runtime, BOOK, Work(tenant, account_id, action, actor), now)
-    except AccountNotFound as exc:
-        raise problem_of(exc) from exc
+    account = await commands.act(runtime, BOOK, Work(tenant, account_id, action, actor), now)
     view = account_view(account, now)
     return JSONResponse(view.model_dump(mode="json"), status_code=status)
 
@@ -129,10 +115,7 @@ async def _act(
 async def get_account(account_id: AccountId, request: Request, tenant: Tenant) -> AccountOut:
     """Stage, balances per currency, pause, promise, plan, timer and open invoices."""
     runtime = runtime_of(request)
-    try:
-        account = await commands.read_account(runtime.database, tenant, account_id)
-    except AccountNotFound as exc:
-        raise problem_of(exc) from exc
+    account = await commands.read_account(runtime.database, tenant, account_id)
     return account_view(account, runtime.clock.now())
 
 
@@ -189,12 +172,7 @@ async def get_timeline(
     """Oldest first, with the reason and policy version of each decision."""
     runtime = runtime_of(request)
     after = position_of(cursor)
-    try:
-        found = await commands.timeline(
-            runtime.database, tenant, account_id, after=after, limit=limit
-        )
-    except AccountNotFound as exc:
-        raise problem_of(exc) from exc
+    found = await commands.timeline(runtime.database, tenant, account_id, after=after, limit=limit)
     page = keyset_page(found, limit, lambda r: r.seq)
     return TimelinePage(
         items=[

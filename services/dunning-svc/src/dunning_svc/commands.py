@@ -3,7 +3,7 @@
 Every entry point (the event handler, the timer job, the HTTP routes) calls
 ``process`` inside its transaction: it locks the accounts the inputs concern, loads
 them with one query, resolves each account's policy version, folds the inputs in
-order through ``domain.apply`` and ``domain.escalate``, then writes the accounts back
+order through the core's ``fold``, then writes the accounts back
 in one statement, appends the timeline, and stages the commands in the outbox, so a
 decision and what it causes commit together.
 
@@ -45,8 +45,8 @@ from dunning_runtime.telemetry import (
     tracing_enabled,
     with_trace_of,
 )
-from dunning_svc import domain, storage
-from dunning_svc.domain import Account, Input, Tick
+from dunning_svc import core, storage
+from dunning_svc.core import Account, Input, Tick
 from dunning_svc.events import SERVICE, input_name, summary
 from dunning_svc.policy import (
     SHIPPED_SEGMENTS,
@@ -75,9 +75,6 @@ COMMANDS = Counter(
 Key = tuple[str, str]
 
 _TICK = Tick()
-
-#: ``fold``'s name for ``events.summary`` (``fold`` itself is reshaped with the core).
-_summary = summary
 
 
 class PolicyBook:
@@ -258,15 +255,9 @@ def fold(
     account: Account, item: Work, policies: Policies, now: datetime
 ) -> tuple[list[Event], list[dict[str, Any]]]:
     """Apply one input to ``account`` in place; the commands and the timeline rows."""
-    commands: list[Event] = []
-    applied: list[str] = []
-    policy = policies.resolve(account)
-    domain.apply(account, item.input, policy, now, commands, applied)
-    # The input may have named the account's segment (InvoiceIssued): resolve again.
-    policy = policies.resolve(account)
-    decided: list[str] = []
-    domain.escalate(account, policy, now, commands, decided)
-    version = policy.version
+    folded = core.fold(account, item.input, policies.resolve, now)
+    commands, applied, decided = folded.commands, folded.applied, folded.decided
+    version = folded.policy.version
     kind = "input" if isinstance(item.input, Event) else "action"
     rows = [storage.timeline_row(account, now, kind, r, actor=item.actor) for r in applied]
     if isinstance(item.input, Event) and not applied:
@@ -284,7 +275,7 @@ def fold(
     # The commands' rows come last, one per command in order; ``process`` fills in their
     # ``data`` with the JSON the outbox publishes, so each command is encoded once.
     rows += [
-        storage.timeline_row(account, now, "command", _summary(c), policy_version=version)
+        storage.timeline_row(account, now, "command", summary(c), policy_version=version)
         for c in commands
     ]
     return commands, rows

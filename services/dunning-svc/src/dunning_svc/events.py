@@ -9,7 +9,7 @@ names them in the timeline and in the decision spans with ``summary``.
 from __future__ import annotations
 
 from dunning_events import Event
-from dunning_svc.domain import Input
+from dunning_svc.core import Input
 
 #: The service that publishes these events (``ServiceSpec.name``; their source is
 #: ``/dunning-svc``).

@@ -1,7 +1,7 @@
 """``dunning simulate``: replay a ledger through a policy with the service's own core.
 
 No service, database or broker: the CSV ledger becomes the events invoice-svc and
-payment-svc would publish, each account runs through ``domain.decide`` day by day
+payment-svc would publish, each account runs through ``core.decide`` day by day
 (its timers fired at the instants they ask for), and every command is printed with
 the reason the core gave, followed by a summary.
 
@@ -33,7 +33,7 @@ import io
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -55,7 +55,7 @@ from dunning_events import (
     PaymentReceived,
 )
 from dunning_events.money import from_minor, to_minor
-from dunning_svc.domain import Account, Input, Pause, RecordPromise, Resume, Tick, decide
+from dunning_svc.core import Account, Input, Pause, RecordPromise, Resume, Tick, decide
 from dunning_svc.policy import Policy, load_yaml
 
 TENANT = "simulation"
@@ -126,118 +126,176 @@ def _late_fee(detail: str) -> dict[str, Any] | None:
     raise ValueError(f"late fee {detail!r} is not flat:AMOUNT or percent:P[:cap:AMOUNT]")
 
 
+@dataclass(frozen=True)
+class _Row:
+    """A ledger row as the inputs read it: its fields, when it applies and its number."""
+
+    fields: dict[str, str]
+    when: datetime
+    seq: int
+    #: Parsed before the kind is looked at, as a row's amount always was.
+    given: Decimal | None
+
+    @property
+    def account_id(self) -> str:
+        return self.fields["account_id"]
+
+    @property
+    def invoice_id(self) -> str:
+        return self.fields.get("invoice_id", "")
+
+    @property
+    def currency(self) -> str:
+        return self.fields.get("currency") or "EUR"
+
+    def amount(self, what: str) -> Decimal:
+        assert self.given is not None, f"{what} needs an amount"
+        return self.given
+
+
+def _invoice(account: Account, row: _Row) -> list[Input]:
+    amount = row.amount("an invoice")
+    return [
+        InvoiceIssued.model_validate(
+            {
+                "account_id": row.account_id,
+                "invoice_id": row.invoice_id,
+                "account_name": row.account_id,
+                "contact": {
+                    "name": f"Accounts payable of {row.account_id}",
+                    "email": "ap@example.com",
+                },
+                "amount_due": _money(amount, row.currency),
+                "issue_date": row.when.date(),
+                "due_date": date.fromisoformat(row.fields["due_date"]),
+                "segment": row.fields.get("segment") or "standard",
+                "timezone": row.fields.get("timezone") or "UTC",
+                "terms": {"late_fee": _late_fee(row.fields.get("detail", ""))},
+            }
+        )
+    ]
+
+
+def _payment(account: Account, row: _Row) -> list[Input]:
+    amount, currency, invoice_id = row.amount("a payment"), row.currency, row.invoice_id
+    left = to_minor(amount, currency)
+    allocations = []
+    targets = (
+        [account.invoices[invoice_id]]
+        if invoice_id in account.invoices
+        else [i for i in account.open_invoices() if i.currency == currency]
+    )
+    for invoice in targets:
+        share = min(left, account.balance(invoice))
+        if share > 0:
+            allocations.append(
+                Allocation(
+                    invoice_id=invoice.invoice_id,
+                    amount=_money(from_minor(share, currency), currency),
+                )
+            )
+            left -= share
+    return [
+        PaymentReceived(
+            account_id=row.account_id,
+            payment_id=f"SIM-PAY-{row.seq}",
+            amount=_money(amount, currency),
+            received_at=row.when,
+            method="bank_transfer",
+            allocations=allocations,
+            unapplied=_money(from_minor(left, currency), currency),
+        )
+    ]
+
+
+def _dispute(account: Account, row: _Row) -> list[Input]:
+    return [
+        InvoiceDisputed(
+            account_id=row.account_id,
+            invoice_id=row.invoice_id,
+            reason="simulated dispute",
+            disputed_amount=_money(row.amount("a dispute"), row.currency),
+        )
+    ]
+
+
+def _resolve(account: Account, row: _Row) -> list[Input]:
+    found = account.invoices.get(row.invoice_id)
+    cur = found.currency if found and found.currency else row.currency
+    disputed = from_minor(found.disputed, cur) if found else Decimal(0)
+    upheld = row.fields.get("detail") == "upheld"
+    balance = from_minor(account.balance(found), cur) if found else Decimal(0)
+    return [
+        InvoiceDisputeResolved(
+            account_id=row.account_id,
+            invoice_id=row.invoice_id,
+            resolution="upheld" if upheld else "rejected",
+            credited_amount=_money(disputed, cur) if upheld else None,
+            balance=_money(max(Decimal(0), balance - disputed) if upheld else balance, cur),
+        )
+    ]
+
+
+def _void(account: Account, row: _Row) -> list[Input]:
+    voided = account.invoices.get(row.invoice_id)
+    cur = voided.currency if voided and voided.currency else row.currency
+    balance = from_minor(account.balance(voided), cur) if voided else Decimal(0)
+    return [
+        InvoiceVoided(
+            account_id=row.account_id,
+            invoice_id=row.invoice_id,
+            balance_voided=_money(balance, cur),
+        )
+    ]
+
+
+def _promise(account: Account, row: _Row) -> list[Input]:
+    amount = row.amount("a promise")
+    return [
+        RecordPromise(
+            f"SIM-PTP-{row.seq}",
+            row.currency,
+            to_minor(amount, row.currency),
+            date.fromisoformat(row.fields["due_date"]),
+            "simulation",
+        )
+    ]
+
+
+def _pause(account: Account, row: _Row) -> list[Input]:
+    due = row.fields.get("due_date")
+    until = date.fromisoformat(due) if due else None
+    return [Pause(row.fields.get("detail") or "simulated pause", until, "simulation")]
+
+
+def _resume(account: Account, row: _Row) -> list[Input]:
+    return [Resume("simulation")]
+
+
+#: What each ``kind`` of ledger row stands for.
+_KINDS: dict[str, Callable[[Account, _Row], list[Input]]] = {
+    "invoice": _invoice,
+    "payment": _payment,
+    "dispute": _dispute,
+    "resolve": _resolve,
+    "void": _void,
+    "promise": _promise,
+    "pause": _pause,
+    "resume": _resume,
+}
+
+
 def _inputs(account: Account, row: dict[str, str], when: datetime, seq: int) -> list[Input]:
     """The events (or manual actions) a ledger row stands for."""
     kind = row["kind"]
-    account_id = row["account_id"]
-    currency = row.get("currency") or "EUR"
-    amount = Decimal(row["amount"]) if row.get("amount") else None
-    invoice_id = row.get("invoice_id", "")
-    if kind == "invoice":
-        assert amount is not None, "an invoice needs an amount"
-        return [
-            InvoiceIssued.model_validate(
-                {
-                    "account_id": account_id,
-                    "invoice_id": invoice_id,
-                    "account_name": account_id,
-                    "contact": {
-                        "name": f"Accounts payable of {account_id}",
-                        "email": "ap@example.com",
-                    },
-                    "amount_due": _money(amount, currency),
-                    "issue_date": when.date(),
-                    "due_date": date.fromisoformat(row["due_date"]),
-                    "segment": row.get("segment") or "standard",
-                    "timezone": row.get("timezone") or "UTC",
-                    "terms": {"late_fee": _late_fee(row.get("detail", ""))},
-                }
-            )
-        ]
-    if kind == "payment":
-        assert amount is not None, "a payment needs an amount"
-        left = to_minor(amount, currency)
-        allocations = []
-        targets = (
-            [account.invoices[invoice_id]]
-            if invoice_id in account.invoices
-            else [i for i in account.open_invoices() if i.currency == currency]
+    given = Decimal(row["amount"]) if row.get("amount") else None
+    make = _KINDS.get(kind)
+    if make is None:
+        raise ValueError(
+            f"kind {kind!r} is not one of invoice, payment, dispute, resolve, void, "
+            "promise, pause, resume"
         )
-        for invoice in targets:
-            share = min(left, account.balance(invoice))
-            if share > 0:
-                allocations.append(
-                    Allocation(
-                        invoice_id=invoice.invoice_id,
-                        amount=_money(from_minor(share, currency), currency),
-                    )
-                )
-                left -= share
-        return [
-            PaymentReceived(
-                account_id=account_id,
-                payment_id=f"SIM-PAY-{seq}",
-                amount=_money(amount, currency),
-                received_at=when,
-                method="bank_transfer",
-                allocations=allocations,
-                unapplied=_money(from_minor(left, currency), currency),
-            )
-        ]
-    if kind == "dispute":
-        assert amount is not None, "a dispute needs an amount"
-        return [
-            InvoiceDisputed(
-                account_id=account_id,
-                invoice_id=invoice_id,
-                reason="simulated dispute",
-                disputed_amount=_money(amount, currency),
-            )
-        ]
-    if kind == "resolve":
-        found = account.invoices.get(invoice_id)
-        cur = found.currency if found and found.currency else currency
-        disputed = from_minor(found.disputed, cur) if found else Decimal(0)
-        upheld = row.get("detail") == "upheld"
-        balance = from_minor(account.balance(found), cur) if found else Decimal(0)
-        return [
-            InvoiceDisputeResolved(
-                account_id=account_id,
-                invoice_id=invoice_id,
-                resolution="upheld" if upheld else "rejected",
-                credited_amount=_money(disputed, cur) if upheld else None,
-                balance=_money(max(Decimal(0), balance - disputed) if upheld else balance, cur),
-            )
-        ]
-    if kind == "void":
-        voided = account.invoices.get(invoice_id)
-        cur = voided.currency if voided and voided.currency else currency
-        balance = from_minor(account.balance(voided), cur) if voided else Decimal(0)
-        return [
-            InvoiceVoided(
-                account_id=account_id, invoice_id=invoice_id, balance_voided=_money(balance, cur)
-            )
-        ]
-    if kind == "promise":
-        assert amount is not None, "a promise needs an amount"
-        return [
-            RecordPromise(
-                f"SIM-PTP-{seq}",
-                currency,
-                to_minor(amount, currency),
-                date.fromisoformat(row["due_date"]),
-                "simulation",
-            )
-        ]
-    if kind == "pause":
-        until = date.fromisoformat(row["due_date"]) if row.get("due_date") else None
-        return [Pause(row.get("detail") or "simulated pause", until, "simulation")]
-    if kind == "resume":
-        return [Resume("simulation")]
-    raise ValueError(
-        f"kind {kind!r} is not one of invoice, payment, dispute, resolve, void, "
-        "promise, pause, resume"
-    )
+    return make(account, _Row(row, when, seq, given))
 
 
 def describe(command: Event) -> str:
@@ -338,12 +396,18 @@ def simulate(
         # Every day runs from the first ledger day on; --from only chooses what is shown.
         replay.close_day(day)
         day += timedelta(days=1)
-    lines = replay.lines
-    accounts = replay.accounts
     shown = sorted(
-        (line for line in lines if start <= line.day <= end),
+        (line for line in replay.lines if start <= line.day <= end),
         key=lambda line: (line.at, line.account_id),
     )
+    summary = _summary(shown, replay.accounts, start, end)
+    return shown, summary
+
+
+def _summary(
+    shown: Sequence[Line], accounts: dict[str, Account], start: date, end: date
+) -> dict[str, Any]:
+    """Notices per stage, handoffs and fees among the lines shown; the accounts' stages."""
     notices: Counter[str] = Counter()
     fees: dict[str, Decimal] = {}
     handoffs = 0
@@ -355,7 +419,7 @@ def simulate(
             fees[currency] = fees.get(currency, Decimal(0)) + Decimal(amount)
         elif line.action.startswith("handoff"):
             handoffs += 1
-    summary = {
+    return {
         "from": start.isoformat(),
         "to": end.isoformat(),
         "accounts": len(accounts),
@@ -364,7 +428,6 @@ def simulate(
         "fees": {c: str(a) for c, a in sorted(fees.items())},
         "final_stages": dict(sorted(Counter(a.stage for a in accounts.values()).items())),
     }
-    return shown, summary
 
 
 def render(lines: Sequence[Line], summary: dict[str, Any], fmt: str, out: TextIO) -> None:

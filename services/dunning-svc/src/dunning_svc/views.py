@@ -7,12 +7,7 @@ from decimal import Decimal
 
 from dunning_events import Contact, Money
 from dunning_events.money import from_minor
-from dunning_svc.domain import (
-    Account,
-    plan_installments,
-    plan_received,
-    promise_received,
-)
+from dunning_svc.core import Account
 from dunning_svc.models import (
     AccountOut,
     AgingAccount,
@@ -91,13 +86,13 @@ def _promise_view(account: Account) -> PromiseOut | None:
     promise = account.promise
     if promise is None:
         return None
-    currency = promise["cur"]
+    currency = promise.currency
     return PromiseOut(
-        promise_id=promise["id"],
-        amount=_one(promise["amount"], currency),
-        promised_date=date.fromisoformat(promise["date"]),
-        recorded_at=datetime.fromisoformat(promise["since"]),
-        amount_received=_one(promise_received(account), currency),
+        promise_id=promise.promise_id,
+        amount=_one(promise.amount, currency),
+        promised_date=promise.promised_date,
+        recorded_at=promise.since,
+        amount_received=_one(account.promise_received(), currency),
     )
 
 
@@ -105,13 +100,13 @@ def _plan_view(account: Account) -> PlanOut | None:
     plan = account.plan
     if plan is None:
         return None
-    currency = plan["cur"]
-    installments = plan_installments(account)
-    received = plan_received(account)
+    currency = plan.currency
+    installments = account.plan_installments()
+    received = account.plan_received()
     return PlanOut(
-        plan_id=plan["id"],
+        plan_id=plan.plan_id,
         currency=currency,
-        agreed_at=datetime.fromisoformat(plan["since"]),
+        agreed_at=plan.since,
         installments=[
             InstallmentOut(due_date=due, amount=_one(amount, currency), paid=paid)
             for due, amount, paid in installments

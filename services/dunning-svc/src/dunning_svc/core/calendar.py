@@ -1,0 +1,35 @@
+"""Business hours in an account's time zone: when a step may go out, when to wake up."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from dunning_svc.policy import BusinessHours
+
+
+@cache
+def zone_of(name: str) -> ZoneInfo:
+    """The time zone named ``name`` (parsed once per process)."""
+    return ZoneInfo(name)
+
+
+def opening(day: date, zone: ZoneInfo, hours: BusinessHours) -> datetime:
+    """The first opening of business hours on ``day`` or the next business day, in UTC."""
+    open_days = hours.weekdays
+    for offset in range(8):
+        candidate = day + timedelta(days=offset)
+        if candidate.weekday() in open_days:
+            return datetime.combine(candidate, hours.start, zone).astimezone(UTC)
+    raise AssertionError("business hours have at least one day")  # pragma: no cover
+
+
+def next_open(now: datetime, zone: ZoneInfo, hours: BusinessHours) -> datetime:
+    """``now`` if it is within business hours in ``zone``, else the next opening."""
+    local = now.astimezone(zone)
+    if local.weekday() in hours.weekdays and hours.start <= local.time() < hours.end:
+        return now
+    if local.weekday() in hours.weekdays and local.time() < hours.start:
+        return opening(local.date(), zone, hours)
+    return opening(local.date() + timedelta(days=1), zone, hours)
