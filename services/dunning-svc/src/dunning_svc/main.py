@@ -10,6 +10,7 @@ from dunning_svc import api, consumers, gauges, jobs
 
 SPEC = ServiceSpec(
     name="dunning-svc",
+    port_offset=2,  # DUNNING_BASE_PORT + 2: its place in `dunning up` (dunning_cli.platform)
     title="Dunning service",
     description=(
         "The per-account escalation engine: account state and worklist, timelines, "
