@@ -200,9 +200,11 @@ def dlq_list(ctx: click.Context, topic: str) -> None:
     async def work() -> list[DeadLetter]:
         return await _with_bus(settings, lambda bus: dlq.list_dead_letters(bus, name))
 
+    from dunning_cli.dlq import describe
+
     letters = _run(work)
     for letter in letters:
-        click.echo(letter.describe())
+        click.echo(describe(letter))
     click.echo(f"{len(letters)} dead-lettered event(s) in {dead_letter_topic(name)}")
 
 
