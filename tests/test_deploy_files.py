@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from dunning_cli.platform import DEFAULT_PORTS
 from dunning_runtime.app import ServiceSpec
-from dunning_runtime.settings import DEFAULT_PORTS, load_settings, setting_env_names
+from dunning_runtime.settings import load_settings, setting_env_names
 from dunning_svc.main import SPEC as DUNNING
 from invoice_svc.main import SPEC as INVOICE
 from notify_svc.main import SPEC as NOTIFY

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from dunning_cli.platform import SERVICE_ORDER, SERVICES
 from dunning_runtime.settings import (
-    SERVICE_ORDER,
     ServiceSettings,
     load_settings,
     setting_env_names,
 )
+from dunning_svc.main import SPEC as DUNNING
 from invoice_svc.main import SPEC as INVOICE
 from invoice_svc.settings import InvoiceSettings
 from notify_svc.main import SPEC as NOTIFY
@@ -35,7 +36,8 @@ def test_api_keys_map_keys_to_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_service_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in setting_env_names():
         monkeypatch.delenv(name, raising=False)
-    settings = ServiceSettings(service_name="dunning-svc")
+    # The port comes from the service's place in the platform (ServiceSpec.port_offset).
+    settings = load_settings(DUNNING)
     assert settings.port == 8003
     assert settings.is_embedded_bus
     assert str(settings.embedded_bus_path) == "var/bus.sqlite"
@@ -117,10 +119,24 @@ def test_base_port_moves_every_default_port(monkeypatch: pytest.MonkeyPatch) -> 
     for name in setting_env_names():
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DUNNING_BASE_PORT", "9001")
-    ports = [load_settings(name).port for name in SERVICE_ORDER]
+    specs = {spec.name: spec for spec in (INVOICE, PAYMENT, DUNNING, NOTIFY)}
+    ports = [load_settings(specs[name]).port for name in SERVICE_ORDER]
     assert ports == [9001, 9002, 9003, 9004]
     monkeypatch.setenv("DUNNING_PORT", "7000")
-    assert load_settings("invoice-svc").port == 7000
+    assert load_settings(INVOICE).port == 7000
+
+
+def test_the_platform_list_and_the_services_agree_on_ports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DUNNING_PORT", raising=False)
+    # The `dunning` command starts service i on base + i; a service started on its own
+    # takes base + its ServiceSpec.port_offset: the same number, declared twice.
+    specs = {spec.name: spec for spec in (INVOICE, PAYMENT, DUNNING, NOTIFY)}
+    assert [specs[name].port_offset for name, _ in SERVICES] == [0, 1, 2, 3]
+    assert [f"{name.replace('-', '_')}.main" for name, _ in SERVICES] == [m for _, m in SERVICES]
+    # The runtime knows no service by name: a name alone has no default port.
+    assert load_settings("invoice-svc").port == 0
 
 
 def test_a_malformed_key_pair_is_refused_without_quoting_the_key() -> None:

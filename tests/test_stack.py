@@ -32,7 +32,7 @@ def start_stack(
         env["DUNNING_BASE_PORT"] = str(base)
         args = []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dunning_runtime.stack", *args],
+        [sys.executable, "-m", "dunning_cli.stack", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

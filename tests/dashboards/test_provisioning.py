@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from dunning_runtime.settings import DEFAULT_PORTS
+from dunning_cli.platform import DEFAULT_PORTS
 from tests.dashboards.files import (
     CHECK,
     COMPOSE_OBSERVABILITY,

@@ -1,7 +1,7 @@
 """Every service's OpenAPI document is true: schemathesis fuzzes it, and the rules it
 relies on are checked directly (issue 6, section 7).
 
-The fuzz test serves each service of ``dunning_runtime.stack.SERVICES`` (so a service
+The fuzz test serves each service of ``dunning_cli.stack.SERVICES`` (so a service
 added there is fuzzed from its first commit) with uvicorn on a local port, on the active
 backends, with the manual clock so the admin routes exist too, and runs the schemathesis
 CLI against its ``/openapi.json`` with a tenant key and the admin key. It fails on any
@@ -37,12 +37,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from dunning_cli.stack import SERVICES
 from dunning_events.common import MAX_DAY, MIN_DAY, BoundedDay
 from dunning_events.money import Currency, Percent, PositiveAmount, PositiveMoney
 from dunning_runtime.app import ServiceSpec, create_app
 from dunning_runtime.auth import Tenant
 from dunning_runtime.openapi import ADMIN_SCHEME, PROBLEM_SCHEMA, SIGNATURE_SCHEME, TENANT_SCHEME
-from dunning_runtime.stack import SERVICES
 from tests.support.fixtures import backend_name, ledger_spec, running
 from tests.support.serving import serving
 

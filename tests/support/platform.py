@@ -1,7 +1,7 @@
 """The whole platform as four OS processes, for end-to-end tests.
 
 Each service is started the way ``make run`` starts it (``python -m <module>``
-with ``DUNNING_PORT`` = base port + its index, see ``dunning_runtime.stack``),
+with ``DUNNING_PORT`` = base port + its index, see ``dunning_cli.stack``),
 on a free block of ports, with its data in a temporary directory, the manual
 clock and known keys. On Kafka + PostgreSQL (``DUNNING_BUS_URL`` /
 ``DUNNING_DATABASE_URL`` of the test run) the platform gets its own topic
@@ -38,7 +38,7 @@ from typing import IO, Any, TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from dunning_runtime.stack import SERVICES
+from dunning_cli.stack import SERVICES
 from tests.support.fixtures import BUS_URL, DATABASE_URL, _delete_topics
 from tests.support.ports import free_port_block
 

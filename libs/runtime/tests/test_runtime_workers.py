@@ -25,6 +25,8 @@ from dunning_runtime.app import (
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.scope import Scope, source_of
 from dunning_runtime.settings import ServiceSettings
+from invoice_svc.settings import InvoiceSettings
+from notify_svc.settings import NotifySettings
 from tests.support.fixtures import ledger_spec, running, until
 
 
@@ -124,38 +126,31 @@ async def test_a_worker_that_dies_is_restarted(
     assert counter.cancelled
 
 
-class LedgerSettings(ServiceSettings):
-    ledger_color: str = "green"
-
-
 async def test_runtime_of_is_typed_by_the_settings_class(
     settings_factory: Callable[..., ServiceSettings],
 ) -> None:
     router = APIRouter()
-    answers: list[str] = []
+    answers: list[int] = []
 
-    @router.get("/color")
-    async def color(request: Request) -> dict[str, str]:
-        settings = runtime_of(request, LedgerSettings).settings
-        answers.append(settings.ledger_color)  # typed: no isinstance needed
-        return {"color": settings.ledger_color}
+    # A service's own settings class (a test-only subclass would join settings_types()).
+    @router.get("/grace")
+    async def grace(request: Request) -> dict[str, int]:
+        settings = runtime_of(request, InvoiceSettings).settings
+        answers.append(settings.grace_days)  # typed: no isinstance needed
+        return {"grace_days": settings.grace_days}
 
     @router.get("/wrong")
     async def wrong(request: Request) -> None:
-        runtime_of(request, _OtherSettings)
+        runtime_of(request, NotifySettings)
 
-    spec = ledger_spec(router, settings_type=LedgerSettings)
+    spec = ledger_spec(router, settings_type=InvoiceSettings)
     app = create_app(spec, settings_factory("ledger-svc"))
     async with running(app) as client:
         headers = {"Authorization": "Bearer acme-key"}
-        assert (await client.get("/color", headers=headers)).json() == {"color": "green"}
+        assert (await client.get("/grace", headers=headers)).json() == {"grace_days": 0}
         # A wiring mistake: a 500 (logged with the TypeError), not another service's fields.
         assert (await client.get("/wrong", headers=headers)).status_code == 500
-    assert answers == ["green"]
-
-
-class _OtherSettings(ServiceSettings):
-    pass
+    assert answers == [0]
 
 
 def test_a_services_scope_carries_its_source() -> None:

@@ -19,11 +19,11 @@ import click
 
 from dunning_cli import clock as platform_clock
 from dunning_cli import keys as api_keys
-from dunning_cli.platform import Platform, Unreachable
+from dunning_cli.platform import SERVICE_ORDER, Platform, Unreachable
 from dunning_cli.status import read_status, status_table
 from dunning_cli.terminal import console, errors, progress_bar
 from dunning_events.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
-from dunning_runtime.settings import SERVICE_ORDER, ServiceSettings, load_settings
+from dunning_runtime.settings import ServiceSettings, load_settings
 
 if TYPE_CHECKING:
     from dunning_runtime.dlq import DeadLetter
@@ -75,7 +75,7 @@ def up(ctx: click.Context) -> None:
 
     Without DUNNING_CLOCK the manual clock is used (DUNNING_CLOCK=system: wall-clock time).
     """
-    from dunning_runtime import stack
+    from dunning_cli import stack
 
     if ctx.obj["host"]:
         raise click.UsageError("--host is for commands that call the platform, not for up")
@@ -200,9 +200,11 @@ def dlq_list(ctx: click.Context, topic: str) -> None:
     async def work() -> list[DeadLetter]:
         return await _with_bus(settings, lambda bus: dlq.list_dead_letters(bus, name))
 
+    from dunning_cli.dlq import describe
+
     letters = _run(work)
     for letter in letters:
-        click.echo(letter.describe())
+        click.echo(describe(letter))
     click.echo(f"{len(letters)} dead-lettered event(s) in {dead_letter_topic(name)}")
 
 

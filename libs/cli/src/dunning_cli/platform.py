@@ -1,7 +1,9 @@
 """Where the four services are and how to call them.
 
-Service URLs are ``http://DUNNING_HOST:DUNNING_BASE_PORT + index`` in the order of
-``SERVICE_ORDER`` (invoice, payment, dunning, notify), as ``dunning up`` starts them.
+The platform's list of services is here, not in the runtime: ``SERVICES`` in port
+order (invoice, payment, dunning, notify). Service URLs are
+``http://DUNNING_HOST:DUNNING_BASE_PORT + index``, as ``dunning up`` starts them (and
+as each ``ServiceSpec.port_offset`` says, for a service started on its own).
 Every failure to reach a service becomes :class:`Unreachable`, which the command
 line prints as one line (exit code 2).
 """
@@ -15,9 +17,23 @@ from typing import Any
 
 import httpx
 
-from dunning_runtime.settings import SERVICE_ORDER, ServiceSettings
+from dunning_runtime.settings import DEFAULT_BASE_PORT, ServiceSettings
 
-#: Development credentials ``dunning up`` falls back to (see dunning_runtime.stack).
+#: The platform's services in port order, each with the module that runs it: service
+#: number ``i`` listens on ``DUNNING_BASE_PORT`` + ``i`` (its ``ServiceSpec.port_offset``).
+SERVICES: tuple[tuple[str, str], ...] = (
+    ("invoice-svc", "invoice_svc.main"),
+    ("payment-svc", "payment_svc.main"),
+    ("dunning-svc", "dunning_svc.main"),
+    ("notify-svc", "notify_svc.main"),
+)
+SERVICE_ORDER: tuple[str, ...] = tuple(name for name, _ in SERVICES)
+#: Default HTTP ports of the platform (DESIGN.md, "Public HTTP contract").
+DEFAULT_PORTS: dict[str, int] = {
+    name: DEFAULT_BASE_PORT + index for index, name in enumerate(SERVICE_ORDER)
+}
+
+#: Development credentials ``dunning up`` falls back to (see dunning_cli.stack).
 DEV_TENANT, DEV_KEY, DEV_ADMIN_KEY = "demo", "demo-key", "dev-admin-key"
 
 

@@ -132,6 +132,10 @@ class ServiceSpec:
     #: Long-running workers, supervised like the consumers (``WorkerSpec``).
     workers: Sequence[WorkerSpec] = ()
     version: str = "0.1.0"
+    #: The service's place in the platform: with ``DUNNING_PORT`` 0 it listens on
+    #: ``DUNNING_BASE_PORT`` + this (None: the port must be given). The platform's list
+    #: (``dunning_cli.platform.SERVICES``) starts each service at its index, the same.
+    port_offset: int | None = None
     #: The service's settings class: ``ServiceSettings`` or a subclass with its own fields.
     settings_type: type[ServiceSettings] = ServiceSettings
     #: Largest request body per route path (templates like ``/v1/x/{id}`` allowed);

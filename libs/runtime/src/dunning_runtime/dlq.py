@@ -1,7 +1,7 @@
-"""Dead-letter topics: look into one and re-drive it (``dunning dlq list|replay TOPIC``).
+"""Dead-letter topics: look into one and re-drive it (the mechanism of ``dunning dlq``).
 
-``list`` prints every record of ``TOPIC.dlq`` with why it was dead-lettered.
-``replay`` publishes the records not replayed yet (or only those named with ``--id``)
+``list_dead_letters`` reads every record of ``TOPIC.dlq``, each with why it was
+dead-lettered. ``replay`` publishes the records not replayed yet (or only those named with ``--id``)
 to their original topic, with the original headers and without the ``dlq_*`` ones,
 then commits its own consumer group (``dunning-dlq-replay``) on the dead-letter topic,
 so a second replay does not send them again. With ``--id`` the group moves only past
@@ -11,8 +11,9 @@ later replay (a record replayed twice is applied once, the inbox sees to that).
 Consumers apply a replayed event like any other: the inbox notes dead-lettered
 events as such, and counts them as new when they come back.
 
-The ``dunning`` command (libs/cli) calls these with the services' own settings
-(``DUNNING_BUS_URL``, ``DUNNING_TOPIC_PREFIX``, ...).
+The ``dunning`` command (libs/cli, ``dunning_cli.dlq``) calls these with the services'
+own settings (``DUNNING_BUS_URL``, ``DUNNING_TOPIC_PREFIX``, ...) and prints what they
+return.
 """
 
 from __future__ import annotations
@@ -63,22 +64,6 @@ class DeadLetter:
         """The event as it was first published: same key, value and headers."""
         headers = [(k, v) for k, v in self.record.headers if not k.startswith(_DLQ_HEADER_PREFIX)]
         return OutgoingMessage(self.original_topic, self.record.key, self.record.value, headers)
-
-    def describe(self) -> str:
-        """One line for a terminal."""
-        r = self.record
-        return "\t".join(
-            [
-                f"{r.partition}@{r.offset}",
-                self.event_id,
-                r.header("ce_type") or "-",
-                self.original_position,
-                r.header("dlq_consumer_group") or "-",
-                r.header("dlq_failed_at") or "-",
-                f"attempts={r.header('dlq_attempts') or '?'}",
-                self.reason.replace("\n", " ")[:300],
-            ]
-        )
 
 
 class _Reader:

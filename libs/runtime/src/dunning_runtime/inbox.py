@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,28 +25,6 @@ def _dialect(session: AsyncSession) -> str:
     if bind is None:
         raise RuntimeError("the session is not bound to a database")
     return bind.dialect.name
-
-
-async def seen(session: AsyncSession, group: str, event_id: str) -> bool:
-    """Whether ``group`` has already applied (or dead-lettered) ``event_id``."""
-    row = await session.execute(
-        select(inbox.c.event_id).where(
-            inbox.c.consumer_group == group, inbox.c.event_id == event_id
-        )
-    )
-    return row.first() is not None
-
-
-async def seen_among(session: AsyncSession, group: str, event_ids: list[str]) -> set[str]:
-    """The ids among ``event_ids`` that ``group`` has already applied: one query per batch."""
-    if not event_ids:
-        return set()
-    rows = await session.execute(
-        select(inbox.c.event_id).where(
-            inbox.c.consumer_group == group, inbox.c.event_id.in_(event_ids)
-        )
-    )
-    return {row.event_id for row in rows}
 
 
 async def record_new(
@@ -131,18 +109,3 @@ async def purge(session: AsyncSession, before: datetime, limit: int) -> int:
             )
         )
     return len(keys)
-
-
-async def record(
-    session: AsyncSession, group: str, event_id: str, topic: str, outcome: str = APPLIED
-) -> None:
-    """Remember ``event_id`` in the caller's transaction (a duplicate fails the transaction)."""
-    await session.execute(
-        insert(inbox).values(
-            consumer_group=group,
-            event_id=event_id,
-            topic=topic,
-            outcome=outcome,
-            received_at=datetime.now(UTC),
-        )
-    )

@@ -1,7 +1,9 @@
 """Tables of the transactional outbox and the idempotent-consumer inbox.
 
 Every service has them in its own database (or schema), created by the shared
-Alembic branch in ``migrations/messaging``.
+Alembic branch in ``migrations/messaging``. The revisions do not import these
+definitions (each states its tables as they were then); a test checks that the
+schema the revisions make is these tables.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ inbox = Table(
     Column("event_id", String(64), primary_key=True),
     Column("topic", String(200), nullable=False),
     Column("outcome", String(20), nullable=False),  # applied | dead_lettered
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    # Retention purges by it (messaging_0003 made the index).
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 # One relay publishes a service's outbox at a time, so rows go out in id order.

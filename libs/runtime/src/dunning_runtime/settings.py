@@ -1,7 +1,8 @@
 """Service settings: environment variables with the one prefix ``DUNNING_``.
 
 Every service reads the same ``ServiceSettings``; the few that differ per
-service (port, database file) get their defaults from the service's name.
+service get their defaults from its ``ServiceSpec``: the database file from its
+name, the port from its place in the platform (``port_offset``).
 Settings are validated at start-up and a bad value stops the process with a
 message that names the variable.
 """
@@ -12,7 +13,7 @@ import hmac
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -23,13 +24,12 @@ ENV_PREFIX = "DUNNING_"
 #: under ``DUNNING_KEY_PEPPER`` (``dunning keys hash``); checked by ``api_keys.KeyRing``.
 HASHED_KEY_PREFIX = "hmac-sha256:"
 
-#: The platform's services in port order: each listens on ``DUNNING_BASE_PORT`` + its index.
-SERVICE_ORDER: tuple[str, ...] = ("invoice-svc", "payment-svc", "dunning-svc", "notify-svc")
+#: The platform's first port; a service listens on it + its ``ServiceSpec.port_offset``
+#: (the platform's list of services and their ports is the ``dunning`` command's:
+#: ``dunning_cli.platform.SERVICES``).
 DEFAULT_BASE_PORT = 8001
-#: Default HTTP ports of the embedded stack (DESIGN.md, "Public HTTP contract").
-DEFAULT_PORTS: dict[str, int] = {
-    name: DEFAULT_BASE_PORT + index for index, name in enumerate(SERVICE_ORDER)
-}
+
+S = TypeVar("S", bound="ServiceSettings")
 
 
 class ClockKind(StrEnum):
@@ -201,15 +201,18 @@ class ServiceSettings(BaseSettings):
         default=0,
         ge=0,
         le=65535,
-        description="HTTP port; 0 means the service's default (DUNNING_BASE_PORT + its index).",
+        description=(
+            "HTTP port; 0 means the service's default (DUNNING_BASE_PORT + its index, "
+            "ServiceSpec.port_offset)."
+        ),
     )
     base_port: int = Field(
         default=DEFAULT_BASE_PORT,
         ge=1,
         le=65532,
         description=(
-            "First port of the platform: invoice-svc, payment-svc, dunning-svc and notify-svc "
-            "listen on base, base+1, base+2, base+3 unless DUNNING_PORT says otherwise."
+            "First port of the platform: each service listens on base + its index in the "
+            "platform (ServiceSpec.port_offset) unless DUNNING_PORT says otherwise."
         ),
     )
     admin_key: SecretStr = Field(
@@ -358,13 +361,6 @@ class ServiceSettings(BaseSettings):
         )
         return self
 
-    @model_validator(mode="after")
-    def _port_default(self) -> ServiceSettings:
-        if self.port == 0 and self.service_name in SERVICE_ORDER:
-            port = self.base_port + SERVICE_ORDER.index(self.service_name)
-            object.__setattr__(self, "port", port)
-        return self
-
     # Derived values --------------------------------------------------------
 
     @property
@@ -449,16 +445,19 @@ class _NamedSpec(Protocol):
     @property
     def settings_type(self) -> type[ServiceSettings]: ...
 
+    @property
+    def port_offset(self) -> int | None: ...
+
 
 def load_settings(service: str | _NamedSpec, **overrides: Any) -> ServiceSettings:
     """Read and validate the settings of ``service`` (a ServiceSpec, or a name for the shared
     settings only); exit with a message naming each bad variable when invalid."""
     if isinstance(service, str):
-        name, settings_type = service, ServiceSettings
+        name, settings_type, offset = service, ServiceSettings, None
     else:
-        name, settings_type = service.name, service.settings_type
+        name, settings_type, offset = service.name, service.settings_type, service.port_offset
     try:
-        return settings_type(service_name=name, **overrides)
+        return with_default_port(settings_type(service_name=name, **overrides), offset)
     except ValidationError as exc:
         lines = [f"{name}: invalid settings:"]
         for err in exc.errors():
@@ -468,6 +467,14 @@ def load_settings(service: str | _NamedSpec, **overrides: Any) -> ServiceSetting
             variable = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
             lines.append(f"  {variable}: {err['msg']}")
         sys.exit("\n".join(lines))
+
+
+def with_default_port(settings: S, port_offset: int | None) -> S:
+    """``settings`` with ``DUNNING_PORT`` 0 (the default) made ``base_port`` + ``port_offset``,
+    the service's place in the platform; unchanged without an offset or with a port set."""
+    if settings.port == 0 and port_offset is not None:
+        object.__setattr__(settings, "port", settings.base_port + port_offset)
+    return settings
 
 
 def settings_types() -> list[type[ServiceSettings]]:

@@ -11,6 +11,7 @@ from dunning_svc.settings import DunningSettings
 
 SPEC = ServiceSpec(
     name=events.SERVICE,
+    port_offset=2,  # DUNNING_BASE_PORT + 2: its place in `dunning up` (dunning_cli.platform)
     title="Dunning service",
     description=(
         "The per-account escalation engine: account state and worklist, timelines, "

@@ -11,6 +11,7 @@ from invoice_svc.settings import InvoiceSettings
 
 SPEC = ServiceSpec(
     name="invoice-svc",
+    port_offset=0,  # DUNNING_BASE_PORT + 0: its place in `dunning up` (dunning_cli.platform)
     title="Invoice service",
     description=(
         "The ERP's front door: invoices, terms, disputes, voids and overdue detection. "

@@ -21,6 +21,7 @@ def _commands(runtime: Runtime) -> Subscription:
 
 SPEC = ServiceSpec(
     name="notify-svc",
+    port_offset=3,  # DUNNING_BASE_PORT + 3: its place in `dunning up` (dunning_cli.platform)
     title="Notification service",
     description=(
         "Renders each NotificationRequested for its channel and locale and sends it exactly "

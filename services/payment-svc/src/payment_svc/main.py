@@ -11,6 +11,7 @@ from payment_svc.settings import PaymentSettings
 
 SPEC = ServiceSpec(
     name="payment-svc",
+    port_offset=1,  # DUNNING_BASE_PORT + 1: its place in `dunning up` (dunning_cli.platform)
     title="Payment service",
     description=(
         "Cash application: payments from the ERP and from processors' signed webhooks, "

@@ -6,9 +6,8 @@ Revises: messaging_0001
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
-
-from dunning_runtime.messaging_tables import idempotency_keys
 
 revision = "messaging_0002"
 down_revision = "messaging_0001"
@@ -17,8 +16,18 @@ depends_on = None
 
 
 def upgrade() -> None:
-    idempotency_keys.create(op.get_bind())
+    # As the table was at this revision, frozen: messaging_0004 adds the index on
+    # created_at and messaging_0005 the owner column.
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("tenant", sa.String(100), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=False),
+        sa.Column("response", sa.JSON, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    idempotency_keys.drop(op.get_bind())
+    op.drop_table("idempotency_keys")

@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # A database created after this revision was written already has it: messaging_0001
-    # creates the inbox from the current table definition, index included.
+    # Guarded: messaging_0001 is frozen now, but databases it made while it still built
+    # the tables from their live definitions may have the index already.
     op.create_index("ix_inbox_received_at", "inbox", ["received_at"], if_not_exists=True)
 
 

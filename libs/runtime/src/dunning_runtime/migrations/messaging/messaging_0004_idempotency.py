@@ -18,8 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # A database created after this revision was written already has it: messaging_0002
-    # creates the table from the current definition, index included.
+    # Guarded: messaging_0002 is frozen now, but databases it made while it still built
+    # the table from its live definition (index included) have the index already.
     op.create_index(
         "ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"], if_not_exists=True
     )

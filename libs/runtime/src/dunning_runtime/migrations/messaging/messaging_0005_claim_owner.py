@@ -22,9 +22,9 @@ def _columns() -> set[str]:
 
 
 def upgrade() -> None:
-    # A database created after this revision was written already has the column
-    # (messaging_0002 creates the table from the current definition), and SQLite has no
-    # ADD COLUMN IF NOT EXISTS: look first.
+    # Guarded: messaging_0002 is frozen now, but databases it made while it still built
+    # the table from its live definition have the column already, and SQLite has no ADD
+    # COLUMN IF NOT EXISTS: look first.
     if "owner" not in _columns():
         op.add_column("idempotency_keys", sa.Column("owner", sa.String(64), nullable=True))
 

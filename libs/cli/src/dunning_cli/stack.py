@@ -20,15 +20,9 @@ import time
 import urllib.request
 from types import FrameType
 
-#: In port order (``SERVICE_ORDER``): each listens on the base port + its index.
-SERVICES = [
-    ("invoice-svc", "invoice_svc.main"),
-    ("payment-svc", "payment_svc.main"),
-    ("dunning-svc", "dunning_svc.main"),
-    ("notify-svc", "notify_svc.main"),
-]
-DEV_KEYS = "demo:demo-key"
-DEV_ADMIN_KEY = "dev-admin-key"
+from dunning_cli.platform import DEV_ADMIN_KEY, DEV_KEY, DEV_TENANT, SERVICES
+
+DEV_KEYS = f"{DEV_TENANT}:{DEV_KEY}"
 DEV_CLOCK = "manual"
 
 
