@@ -8,23 +8,23 @@ place, ``problem_of`` (the router's ``rule_errors_route``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.common import BoundedDay, Identifier
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.idempotency import in_transaction
+from dunning_runtime.idempotency import conflict_problem, in_transaction
 from dunning_runtime.pagination import decode_cursor, encode_cursor
 from dunning_runtime.problems import Problem, field_problem, rule_errors_route, validation_errors
 from dunning_runtime.scope import Scope
 from invoice_svc import commands
-from invoice_svc.commands import Created
+from invoice_svc.commands import Created, Outcome
 from invoice_svc.domain import InvoiceNotFound, InvoiceRuleError, InvoiceStateConflict
 from invoice_svc.models import (
     BatchIn,
@@ -38,7 +38,6 @@ from invoice_svc.models import (
     VoidIn,
 )
 from invoice_svc.settings import InvoiceSettings
-from invoice_svc.storage import invoices
 from invoice_svc.views import invoice_view
 
 
@@ -92,15 +91,15 @@ async def create_invoice(body: InvoiceIn, request: Request, tenant: Tenant) -> J
     scope = scope_of(request, tenant)
     grace = grace_days(request, tenant)
 
-    async def work(session: AsyncSession) -> Created:
-        [result] = await commands.create_invoices(session, scope, [body], grace)
-        return result
+    async def work(session: AsyncSession) -> Posted:
+        [created] = await commands.create_invoices(session, scope, [body], grace)
+        return _posted(created, scope.now)
 
-    result = await in_transaction(runtime.database, work)
-    if result.problem is not None:
-        raise result.problem
-    assert result.invoice is not None
-    return JSONResponse(result.invoice.model_dump(mode="json"), status_code=result.status)
+    status, invoice, problem = await in_transaction(runtime.database, work)
+    if problem is not None:
+        raise problem
+    assert invoice is not None
+    return JSONResponse(invoice.model_dump(mode="json"), status_code=status)
 
 
 @router.post(
@@ -126,21 +125,50 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
             )
     grace = grace_days(request, tenant)
 
-    async def work(session: AsyncSession) -> list[Created]:
-        return await commands.create_invoices(session, scope, [item for _, item in valid], grace)
+    async def work(session: AsyncSession) -> list[Posted]:
+        items = [item for _, item in valid]
+        created = await commands.create_invoices(session, scope, items, grace)
+        return [_posted(c, scope.now) for c in created]
 
     outcomes = await in_transaction(runtime.database, work) if valid else []
-    for (index, item), outcome in zip(valid, outcomes, strict=True):
+    for (index, item), (status, invoice, problem) in zip(valid, outcomes, strict=True):
         results[index] = BatchItemResult(
             index=index,
             invoice_id=item.invoice_id,
-            status=outcome.status,
-            invoice=outcome.invoice,
-            problem=outcome.problem.body() if outcome.problem else None,
+            status=status,
+            invoice=invoice,
+            problem=problem.body() if problem else None,
         )
     final = [r for r in results if r is not None]
     accepted = sum(1 for r in final if r.status in (200, 201))
     return BatchOut(accepted=accepted, rejected=len(final) - accepted, results=final)
+
+
+#: One posted invoice as HTTP: its status code, the invoice or the problem.
+Posted = tuple[int, InvoiceOut | None, Problem | None]
+
+_STATUS = {Outcome.CREATED: 201, Outcome.REPLAYED: 200}
+
+
+def _posted(created: Created, now: datetime) -> Posted:
+    """Map a ``Created`` to HTTP: 201 new, 200 the same invoice again, 409 same id other
+    content, 422 invalid."""
+    if created.outcome is Outcome.CONFLICT:
+        return 409, None, conflict_problem("invoice", created.invoice_id, list(created.differing))
+    if created.outcome is Outcome.INVALID:
+        assert created.error is not None
+        return 422, None, _invalid(created.error)
+    assert created.row is not None
+    return _STATUS[created.outcome], invoice_view(created.row, now), None
+
+
+def _invalid(exc: ValueError) -> Problem:
+    errors = (
+        validation_errors(exc.errors())
+        if isinstance(exc, ValidationError)
+        else [{"field": "body", "message": str(exc), "type": "value_error"}]
+    )
+    return Problem(422, "The invoice is not valid.", type_="validation-error", errors=errors)
 
 
 def _item_problem(index: int, exc: ValidationError) -> dict[str, Any]:
@@ -154,8 +182,7 @@ def _item_problem(index: int, exc: ValidationError) -> dict[str, Any]:
 async def get_invoice(invoice_id: InvoiceId, request: Request, tenant: Tenant) -> InvoiceOut:
     """The invoice with its balance, status, dispute and days past due (as of the clock)."""
     runtime = runtime_of(request)
-    async with runtime.database.sessions() as session:
-        row = await commands.load(session, tenant, invoice_id)
+    row = await commands.get_invoice(runtime.database, tenant, invoice_id)
     return invoice_view(row, runtime.clock.now())
 
 
@@ -174,28 +201,20 @@ async def list_invoices(
 ) -> InvoicePage:
     """Invoices in the order they were accepted; ``next_cursor`` is null on the last page."""
     runtime = runtime_of(request)
-    query = select(invoices).where(invoices.c.tenant == tenant)
-    if account_id is not None:
-        query = query.where(invoices.c.account_id == account_id)
-    if status is not None:
-        query = query.where(invoices.c.status == status)
-    if due_before is not None:
-        query = query.where(invoices.c.due_date <= due_before)
-    if due_after is not None:
-        query = query.where(invoices.c.due_date >= due_after)
-    if cursor:
-        query = query.where(invoices.c.seq > decode_cursor(cursor))
-    async with runtime.database.sessions() as session:
-        rows = (
-            (await session.execute(query.order_by(invoices.c.seq).limit(limit + 1)))
-            .mappings()
-            .all()
-        )
+    rows, after = await commands.list_invoices(
+        runtime.database,
+        tenant,
+        account_id=account_id,
+        status=status,
+        due_before=due_before,
+        due_after=due_after,
+        after=decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
     now = runtime.clock.now()
-    page = rows[:limit]
     return InvoicePage(
-        items=[invoice_view(row, now) for row in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        items=[invoice_view(row, now) for row in rows],
+        next_cursor=encode_cursor(after) if after is not None else None,
     )
 
 
@@ -208,7 +227,8 @@ async def void_invoice(
     scope = scope_of(request, tenant)
     reason = body.reason if body else ""
     async with runtime_of(request).database.transaction() as session:
-        return await commands.void_invoice(session, scope, invoice_id, reason)
+        row = await commands.void_invoice(session, scope, invoice_id, reason)
+        return invoice_view(row, scope.now)
 
 
 @router.post("/{invoice_id}/dispute", response_model=InvoiceOut, summary="Open a dispute")
@@ -219,7 +239,8 @@ async def dispute_invoice(
     the disputed invoice is not chased until the dispute is resolved."""
     scope = scope_of(request, tenant)
     async with runtime_of(request).database.transaction() as session:
-        return await commands.dispute_invoice(session, scope, invoice_id, body.reason, body.amount)
+        row = await commands.dispute_invoice(session, scope, invoice_id, body.reason, body.amount)
+        return invoice_view(row, scope.now)
 
 
 @router.post(
@@ -231,4 +252,5 @@ async def resolve_dispute(
     """``upheld`` credits the disputed amount; ``rejected`` puts the invoice back in the chase."""
     scope = scope_of(request, tenant)
     async with runtime_of(request).database.transaction() as session:
-        return await commands.resolve_dispute(session, scope, invoice_id, body.resolution)
+        row = await commands.resolve_dispute(session, scope, invoice_id, body.resolution)
+        return invoice_view(row, scope.now)

@@ -243,3 +243,44 @@ def days_past_due(due_date: date, timezone: str, now: datetime) -> int:
 def is_chased(status: InvoiceStatus, disputed: bool) -> bool:
     """Whether overdue detection watches the invoice: unpaid, undisputed, not void."""
     return status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID) and not disputed
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What an invoice's balance decides about it besides the amounts: its status,
+    whether ``InvoiceOverdue`` is still owed (``chase_pending``), and since when it is
+    paid (``settled_at``)."""
+
+    status: InvoiceStatus
+    chase_pending: bool
+    settled_at: datetime | None
+
+
+def standing_of_new(balance: Balance, now: datetime) -> Standing:
+    """The standing of an invoice accepted at ``now`` with ``balance`` (already paid by
+    allocations that arrived before it, possibly in full): never disputed or announced."""
+    status = balance.status
+    return Standing(
+        status=status,
+        chase_pending=is_chased(status, disputed=False),
+        settled_at=now if status == InvoiceStatus.PAID else None,
+    )
+
+
+def standing_after(
+    before: Standing, balance: Balance, now: datetime, *, disputed: bool, notified: bool
+) -> Standing:
+    """The standing once the invoice has ``balance`` at ``now``: chased while unpaid,
+    undisputed and not yet announced overdue; ``settled_at`` set when it becomes paid,
+    cleared when it is reopened, kept otherwise."""
+    status = balance.status
+    settled_at = before.settled_at
+    if status == InvoiceStatus.PAID and before.status != InvoiceStatus.PAID:
+        settled_at = now
+    elif status != InvoiceStatus.PAID and before.status == InvoiceStatus.PAID:
+        settled_at = None
+    return Standing(
+        status=status,
+        chase_pending=is_chased(status, disputed) and not notified,
+        settled_at=settled_at,
+    )
