@@ -22,6 +22,7 @@ from dunning_events import (
     PaymentReceived,
     make_envelope,
 )
+from dunning_runtime.results import Outcome
 from dunning_runtime.scope import Scope
 from invoice_svc import commands
 from invoice_svc.models import InvoiceIn
@@ -59,7 +60,7 @@ async def test_payment_for_an_invoice_being_created_is_never_left_pending(
     try:
         scope = Scope("acme", now, runtime.outbox, SOURCE)
         [created] = await commands.create_invoices(session, scope, [item], grace_days=2)
-        assert created.outcome is commands.Outcome.CREATED
+        assert created.outcome is Outcome.CREATED
 
         async def payment() -> None:
             event = received("P1", "INV-1001", "1250.00")

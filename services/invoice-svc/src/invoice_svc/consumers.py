@@ -29,10 +29,9 @@ def payments(runtime: Runtime) -> Subscription:
     return Subscription("invoice-svc", (topics.PAYMENTS,), batch_handler=handle)
 
 
-def fees(runtime: Runtime) -> Subscription:
+def fees(runtime: Runtime[InvoiceSettings]) -> Subscription:
     """Late fees charged by dunning-svc become fee invoices."""
     settings = runtime.settings
-    assert isinstance(settings, InvoiceSettings)  # ServiceSpec.settings_type
 
     async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         await commands.create_fee_invoices(

@@ -14,6 +14,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from dunning_events.money import check_places
+from dunning_runtime.rules import Conflict, NotFound, RuleError
 
 ZERO = Decimal(0)
 
@@ -27,26 +28,23 @@ class InvoiceStatus(StrEnum):
     VOID = "void"
 
 
-class InvoiceRuleError(ValueError):
+class InvoiceRuleError(RuleError):
     """A request the invoice's rules do not allow; ``field`` names the culprit.
 
-    The HTTP edge maps each kind to one problem (``api``); ``code`` is its type.
+    The HTTP edge maps each kind to one problem (``dunning_runtime.problems.problem_of``);
+    ``code`` is its type.
     """
 
     code = "invoice-rule"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-class InvoiceNotFound(InvoiceRuleError):
+class InvoiceNotFound(InvoiceRuleError, NotFound):
     """No such invoice for the tenant (another tenant's invoice counts as none)."""
 
     code = "invoice-not-found"
 
 
-class InvoiceStateConflict(InvoiceRuleError):
+class InvoiceStateConflict(InvoiceRuleError, Conflict):
     """The invoice's state does not allow the change now (a 409)."""
 
 

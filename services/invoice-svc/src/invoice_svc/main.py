@@ -6,11 +6,11 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
-from invoice_svc import api, consumers, jobs
+from invoice_svc import NAME, api, consumers, jobs
 from invoice_svc.settings import InvoiceSettings
 
 SPEC = ServiceSpec(
-    name="invoice-svc",
+    name=NAME,
     title="Invoice service",
     description=(
         "The ERP's front door: invoices, terms, disputes, voids and overdue detection. "

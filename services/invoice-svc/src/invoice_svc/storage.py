@@ -35,8 +35,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Money
-from dunning_events.money import to_minor
+from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import SequenceId
+from dunning_runtime.pagination import keyset
 from dunning_runtime.telemetry import current_traceparent
 from invoice_svc.domain import Balance, InvoiceStatus, Standing
 from invoice_svc.models import InvoiceIn
@@ -106,6 +107,26 @@ allocations = Table(
     Column("reversed", Boolean, nullable=False, default=False),
     Index("ix_allocations_invoice", "tenant", "invoice_id"),
 )
+
+
+#: A stored invoice: as read, or as a dict being changed in memory.
+Row = RowMapping | dict[str, Any]
+
+
+def money(minor: int, currency: str) -> Money:
+    """Minor units as ``Money``."""
+    return Money(amount=from_minor(minor, currency), currency=currency)
+
+
+def balance_of(row: Row) -> Balance:
+    """The money side of a stored invoice."""
+    currency = row["currency"]
+    return Balance(
+        amount_due=from_minor(row["amount_due_minor"], currency),
+        amount_paid=from_minor(row["amount_paid_minor"], currency),
+        credited=from_minor(row["credited_minor"], currency),
+        voided=row["status"] == InvoiceStatus.VOID,
+    )
 
 
 async def get_invoice(
@@ -334,8 +355,8 @@ async def list_invoices(
     after: int | None,
     limit: int,
 ) -> Sequence[RowMapping]:
-    """Up to ``limit`` invoices of ``tenant`` matching the filters, after sequence id
-    ``after``, in the order they were accepted."""
+    """Up to ``limit`` + 1 invoices of ``tenant`` matching the filters, after sequence id
+    ``after``, in the order they were accepted (the one more says a next page exists)."""
     query = select(invoices).where(invoices.c.tenant == tenant)
     if account_id is not None:
         query = query.where(invoices.c.account_id == account_id)
@@ -345,9 +366,7 @@ async def list_invoices(
         query = query.where(invoices.c.due_date <= due_before)
     if due_after is not None:
         query = query.where(invoices.c.due_date >= due_after)
-    if after is not None:
-        query = query.where(invoices.c.seq > after)
-    rows = await session.execute(query.order_by(invoices.c.seq).limit(limit))
+    rows = await session.execute(keyset(query, invoices.c.seq, after, limit))
     return rows.mappings().all()
 
 

@@ -3,13 +3,16 @@
 Each runs inside a transaction (the caller's, or one it opens): it takes the account
 locks, loads through ``storage``, asks ``domain`` what the change is, writes through
 ``storage`` and stages the events in the outbox, so a change and its events commit
-together. Results are domain results (rows, ``Created``); rule errors are
+together. Results are domain results (rows, ``Created``: a
+``dunning_runtime.results.ItemResult`` of the row); rule errors are
 ``domain.InvoiceRuleError``s. The HTTP edge maps both.
 
 - ``invoices``: accept, read, list, void, dispute and resolve invoices;
 - ``payments``: apply a chunk of payments (and reversals) to the invoices they name;
 - ``fees``: late fees charged by dunning-svc become fee invoices;
 - ``overdue``: announce the invoices that have become overdue.
+
+Their events come from ``/invoice-svc`` (``Scope.of(invoice_svc.NAME, ...)``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 from invoice_svc.commands.fees import create_fee_invoices, fee_invoice
 from invoice_svc.commands.invoices import (
     Created,
-    Outcome,
     create_invoices,
     dispute_invoice,
     get_invoice,
@@ -28,12 +30,9 @@ from invoice_svc.commands.invoices import (
 )
 from invoice_svc.commands.overdue import detect_overdue, detect_overdue_batch
 from invoice_svc.commands.payments import apply_payments
-from invoice_svc.commands.scope import SOURCE, scope_for
 
 __all__ = [
-    "SOURCE",
     "Created",
-    "Outcome",
     "apply_payments",
     "create_fee_invoices",
     "create_invoices",
@@ -45,6 +44,5 @@ __all__ = [
     "list_invoices",
     "load",
     "resolve_dispute",
-    "scope_for",
     "void_invoice",
 ]

@@ -9,8 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events import Envelope, LateFeeAssessed
 from dunning_runtime.errors import EventRejected
 from dunning_runtime.outbox import Outbox
-from invoice_svc.commands.invoices import Outcome, create_invoices
-from invoice_svc.commands.scope import scope_for
+from dunning_runtime.results import Outcome
+from dunning_runtime.scope import Scope
+from invoice_svc import NAME
+from invoice_svc.commands.invoices import create_invoices
 from invoice_svc.models import InvoiceIn
 
 
@@ -61,7 +63,7 @@ async def create_fee_invoices(
             item = fee_invoice(envelope.data)
         except ValueError as exc:
             raise EventRejected(f"the fee cannot be an invoice: {exc}", envelope.id) from exc
-        scope = scope_for(envelope.tenant, envelope.time, outbox)
+        scope = Scope.of(NAME, envelope.tenant, envelope.time, outbox)
         [created] = await create_invoices(session, scope, [item], grace_days_for(envelope.tenant))
         if created.outcome is Outcome.INVALID:
             # The same reason the 422 of the HTTP edge gives as its detail.

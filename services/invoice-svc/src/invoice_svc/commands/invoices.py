@@ -7,11 +7,8 @@ the outbox in the order their transactions commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -20,13 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events import Event
 from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import Database
-from dunning_runtime.idempotency import changed_fields
 from dunning_runtime.locks import lock_account, lock_accounts
+from dunning_runtime.pagination import Page, keyset_page
+from dunning_runtime.results import ItemResult, created, invalid, replay_or_conflict
 from dunning_runtime.scope import Scope, emit
 from invoice_svc import domain, events, storage
 from invoice_svc.domain import Balance, InvoiceNotFound, InvoiceStatus
 from invoice_svc.models import InvoiceIn
-from invoice_svc.views import Row, balance_of
+from invoice_svc.storage import Row, balance_of
 
 # -- reading -----------------------------------------------------------------
 
@@ -64,9 +62,9 @@ async def list_invoices(
     due_after: date | None = None,
     after: int | None = None,
     limit: int,
-) -> tuple[Sequence[RowMapping], int | None]:
-    """A page of the tenant's invoices in the order they were accepted, and the sequence
-    id the next page starts after (``None`` on the last page)."""
+) -> Page[RowMapping]:
+    """A page of the tenant's invoices in the order they were accepted, after sequence
+    id ``after``, and the cursor of the next page."""
     async with database.sessions() as session:
         rows = await storage.list_invoices(
             session,
@@ -76,34 +74,17 @@ async def list_invoices(
             due_before=due_before,
             due_after=due_after,
             after=after,
-            limit=limit + 1,  # one more than asked: is there a next page?
+            limit=limit,
         )
-    page = rows[:limit]
-    return page, (int(page[-1]["seq"]) if len(rows) > limit else None)
+    return keyset_page(rows, limit, lambda row: int(row["seq"]))
 
 
 # -- creating ----------------------------------------------------------------
 
 
-class Outcome(StrEnum):
-    """What posting one invoice came to."""
-
-    CREATED = "created"  # new
-    REPLAYED = "replayed"  # the same invoice again: the first result
-    CONFLICT = "conflict"  # the same id with other content: nothing changed
-    INVALID = "invalid"  # its event or row cannot be built: not stored
-
-
-@dataclass(frozen=True)
-class Created:
-    """The outcome of posting one invoice: the invoice as stored (created, replayed),
-    the fields that differ (conflict), or why it is not valid (invalid)."""
-
-    outcome: Outcome
-    invoice_id: str
-    row: Row | None = None
-    differing: tuple[str, ...] = ()
-    error: ValueError | None = None
+#: What posting one invoice came to: created, replayed, conflict or invalid, with the
+#: invoice's row when it was accepted (``dunning_runtime.results``).
+Created = ItemResult[Row]
 
 
 def _new_row(
@@ -146,24 +127,20 @@ async def create_invoices(
         body = item.model_dump(mode="json")
         if item.invoice_id in accepted:
             row = accepted[item.invoice_id]
-            fields = changed_fields(row["request"], body)
-            outcome = Outcome.CONFLICT if fields else Outcome.REPLAYED
-            results.append(
-                Created(outcome, item.invoice_id, None if fields else row, tuple(fields))
-            )
+            results.append(replay_or_conflict(row["request"], body, row))
             continue
         try:
             issued = events.issued(item)
             row = _new_row(item, body, scope, grace_days, sum(pending.get(item.invoice_id, [])))
         except ValueError as exc:  # ValidationError too: the input checks missed something
-            results.append(Created(Outcome.INVALID, item.invoice_id, error=exc))
+            results.append(invalid(exc))
             continue
         accepted[item.invoice_id] = row
         new_rows.append(row)
         staged.append(issued)
         if row["status"] == InvoiceStatus.PAID:
             staged.append(events.settled(row, scope.now))
-        results.append(Created(Outcome.CREATED, item.invoice_id, row))
+        results.append(created(row))
     paid_from_pending = {r["invoice_id"] for r in new_rows if r["invoice_id"] in pending}
     await storage.insert_invoices(session, scope.tenant, new_rows, paid_from_pending)
     await emit(session, scope, *staged)

@@ -19,10 +19,9 @@ from dunning_events import Envelope, Event
 from dunning_runtime.app import Runtime
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
-from dunning_runtime.scope import emit, envelope_of
+from dunning_runtime.scope import Scope, emit, envelope_of
 from dunning_runtime.telemetry import start_clock_span, tracing_enabled, with_trace_of
-from invoice_svc import events, storage
-from invoice_svc.commands.scope import scope_for
+from invoice_svc import NAME, events, storage
 
 #: Invoices per transaction. Each distinct account in a batch holds one advisory lock
 #: on PostgreSQL, so this also bounds the locks one transaction takes.
@@ -51,7 +50,7 @@ async def detect_overdue_batch(
     for row in rows:
         by_tenant.setdefault(row["tenant"], []).append(events.overdue(row, now))
     for tenant, overdue in by_tenant.items():
-        await emit(session, scope_for(tenant, now, outbox), *overdue)
+        await emit(session, Scope.of(NAME, tenant, now, outbox), *overdue)
     return len(rows)
 
 
@@ -72,7 +71,7 @@ async def _emit_traced(
             },
         )
         spans.append(span)
-        scope = scope_for(row["tenant"], now, outbox)
+        scope = Scope.of(NAME, row["tenant"], now, outbox)
         staged.append(with_trace_of(envelope_of(scope, events.overdue(row, now)), span))
     try:
         await outbox.add(session, *staged)

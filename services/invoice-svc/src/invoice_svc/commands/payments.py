@@ -34,12 +34,10 @@ from dunning_events.money import check_money, from_minor
 from dunning_runtime.errors import EventRejected
 from dunning_runtime.locks import lock_accounts
 from dunning_runtime.outbox import Outbox
-from dunning_runtime.scope import envelope_of
-from invoice_svc import domain, events, storage
+from dunning_runtime.scope import Scope, envelope_of
+from invoice_svc import NAME, domain, events, storage
 from invoice_svc.commands.invoices import rewritten
-from invoice_svc.commands.scope import scope_for
-from invoice_svc.storage import AllocationKey, InvoiceKey
-from invoice_svc.views import balance_of
+from invoice_svc.storage import AllocationKey, InvoiceKey, balance_of
 
 Payment = PaymentReceived | PaymentReversed | CreditApplied
 
@@ -181,7 +179,7 @@ async def apply_payments(
     chunk = await _load(session, payments)
     staged = []
     for envelope, event in payments:
-        scope = scope_for(envelope.tenant, envelope.time, outbox)
+        scope = Scope.of(NAME, envelope.tenant, envelope.time, outbox)
         if isinstance(event, PaymentReversed):
             _reversed(chunk, envelope, event)
         else:
