@@ -22,8 +22,9 @@ from dunning_events import (
     PaymentReceived,
     make_envelope,
 )
+from dunning_runtime.results import Outcome
 from dunning_runtime.scope import Scope
-from invoice_svc import commands, consumers
+from invoice_svc import commands
 from invoice_svc.models import InvoiceIn
 from invoice_svc.storage import allocations
 
@@ -59,13 +60,13 @@ async def test_payment_for_an_invoice_being_created_is_never_left_pending(
     try:
         scope = Scope("acme", now, runtime.outbox, SOURCE)
         [created] = await commands.create_invoices(session, scope, [item], grace_days=2)
-        assert created.status == 201
+        assert created.outcome is Outcome.CREATED
 
         async def payment() -> None:
             event = received("P1", "INV-1001", "1250.00")
             envelope = make_envelope(event, tenant="acme", source="/payment-svc", time=now)
             async with runtime.database.transaction() as other:
-                await consumers.apply_payments(other, runtime.outbox, [envelope])
+                await commands.apply_payments(other, runtime.outbox, [envelope])
 
         paying = asyncio.create_task(payment())
         # Give the payment every chance to run ahead of the invoice's commit.

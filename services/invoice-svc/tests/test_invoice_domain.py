@@ -96,3 +96,77 @@ def test_the_same_instant_is_overdue_in_one_zone_and_not_in_another() -> None:
     now = datetime(2026, 3, 3, 20, 0, tzinfo=UTC)  # 4 March already in Auckland
     assert domain.overdue_at(due, "Pacific/Auckland", 0) <= now
     assert domain.overdue_at(due, "America/New_York", 0) > now
+
+
+# -- standing: status, chase flag and settled_at follow the balance (domain.Standing) --------
+
+balances = st.builds(
+    lambda due, paid, credited, voided: Balance(due, paid, credited, voided),
+    cents,
+    st.one_of(st.just(Decimal("0.00")), cents),
+    st.one_of(st.just(Decimal("0.00")), cents),
+    st.booleans(),
+)
+standings = st.builds(
+    domain.Standing,
+    st.sampled_from(list(InvoiceStatus)),
+    st.booleans(),
+    st.one_of(st.none(), instants),
+)
+
+
+@given(balances, instants)
+def test_a_new_invoice_is_chased_unless_paid_and_settled_only_when_paid(
+    balance: Balance, now: datetime
+) -> None:
+    standing = domain.standing_of_new(balance, now)
+    assert standing.status is balance.status
+    assert standing.chase_pending == (
+        balance.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+    )
+    assert standing.settled_at == (now if balance.status is InvoiceStatus.PAID else None)
+
+
+@given(standings, balances, instants, st.booleans(), st.booleans())
+def test_settled_at_is_set_on_settling_cleared_on_reopening_and_kept_otherwise(
+    before: domain.Standing, balance: Balance, now: datetime, disputed: bool, notified: bool
+) -> None:
+    after = domain.standing_after(before, balance, now, disputed=disputed, notified=notified)
+    paid, was_paid = balance.status is InvoiceStatus.PAID, before.status is InvoiceStatus.PAID
+    assert after.status is balance.status
+    if paid and not was_paid:
+        assert after.settled_at == now
+    elif was_paid and not paid:
+        assert after.settled_at is None
+    else:
+        assert after.settled_at == before.settled_at
+
+
+@given(standings, balances, instants, st.booleans(), st.booleans())
+def test_only_an_unpaid_undisputed_unannounced_invoice_is_chased(
+    before: domain.Standing, balance: Balance, now: datetime, disputed: bool, notified: bool
+) -> None:
+    after = domain.standing_after(before, balance, now, disputed=disputed, notified=notified)
+    unpaid = balance.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+    assert after.chase_pending == (unpaid and not disputed and not notified)
+
+
+def test_a_reversal_of_a_settling_payment_reopens_and_forgets_settled_at() -> None:
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    due = Balance(Decimal("100.00"))
+    paid = domain.apply_payment(due, Decimal("100.00"))
+    open_ = domain.standing_of_new(due, at)
+    settled = domain.standing_after(open_, paid, at, disputed=False, notified=False)
+    assert (settled.status, settled.chase_pending, settled.settled_at) == (
+        InvoiceStatus.PAID,
+        False,
+        at,
+    )
+    reopened = domain.standing_after(
+        settled, domain.reverse_payment(paid, Decimal("100.00")), at, disputed=False, notified=False
+    )
+    assert (reopened.status, reopened.chase_pending, reopened.settled_at) == (
+        InvoiceStatus.OPEN,
+        True,
+        None,
+    )

@@ -21,7 +21,7 @@ from dunning_events import (
     make_envelope,
 )
 from dunning_runtime.errors import EventRejected
-from invoice_svc import consumers
+from invoice_svc import commands
 from invoice_svc.storage import allocations
 
 AT = "2026-03-02T10:00:00Z"
@@ -84,7 +84,7 @@ async def test_a_chunk_is_folded_in_order(client: httpx.AsyncClient, invoice_set
         received("P5", ("INV-9", "10.00")),  # before its invoice
     ]
     async with runtime.database.transaction() as session:
-        await consumers.apply_payments(session, runtime.outbox, chunk)
+        await commands.apply_payments(session, runtime.outbox, chunk)
 
     one, two, three = [await get(client, i) for i in ("INV-1", "INV-2", "INV-3")]
     assert (one["status"], one["amount_paid"], one["settled_at"]) == (
@@ -122,7 +122,7 @@ async def test_an_allocation_beyond_the_money_limit_rejects_its_event(
     huge = received("P-HUGE", ("INV-1001", "100000000000000.0000"), currency="CLF")
     with pytest.raises(EventRejected) as info:
         async with runtime.database.transaction() as session:
-            await consumers.apply_payments(session, runtime.outbox, [huge])
+            await commands.apply_payments(session, runtime.outbox, [huge])
     assert info.value.event_id == huge.id
     assert "below 10^12" in info.value.reason
 
@@ -163,7 +163,7 @@ async def test_discount_and_credit_applied_settle_and_a_reversal_gives_both_back
         make_envelope(credit, tenant="acme", source="/payment-svc", time=credit.applied_at),
     ]
     async with runtime.database.transaction() as session:
-        await consumers.apply_payments(session, runtime.outbox, chunk)
+        await commands.apply_payments(session, runtime.outbox, chunk)
     d, c = await get(client, "INV-D"), await get(client, "INV-C")
     assert (d["status"], d["amount_paid"], d["credited"], d["balance"]) == (
         "paid",
@@ -190,7 +190,7 @@ async def test_discount_and_credit_applied_settle_and_a_reversal_gives_both_back
         ],
     )
     async with runtime.database.transaction() as session:
-        await consumers.apply_payments(
+        await commands.apply_payments(
             session,
             runtime.outbox,
             [

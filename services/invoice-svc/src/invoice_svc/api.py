@@ -2,30 +2,32 @@
 
 Every POST here is idempotent under an ``Idempotency-Key`` by the runtime's
 middleware (``dunning_runtime.idempotency``); the routes only add the natural
-idempotency of invoice ids. Rule errors from ``domain`` become problems in one
-place, ``problem_of`` (the router's ``rule_errors_route``).
+idempotency of invoice ids. Each route calls one use case (``commands``) and maps
+its result to HTTP: a posted invoice's ``Created`` through ``dunning_runtime.batches``,
+rows through ``views``, and rule errors from ``domain`` to problems in one place
+(``dunning_runtime.problems.problem_of``, the router's route class).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.common import BoundedDay, Identifier
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
+from dunning_runtime.batches import STATUS, parse_items, respond, result_problem, tally
 from dunning_runtime.idempotency import in_transaction
-from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, field_problem, rule_errors_route, validation_errors
-from dunning_runtime.scope import Scope
+from dunning_runtime.pagination import position_of
+from dunning_runtime.problems import RuleErrorsAsProblems
+from dunning_runtime.results import ItemResult
 from invoice_svc import commands
 from invoice_svc.commands import Created
-from invoice_svc.domain import InvoiceNotFound, InvoiceRuleError, InvoiceStateConflict
 from invoice_svc.models import (
     BatchIn,
     BatchItemResult,
@@ -38,40 +40,17 @@ from invoice_svc.models import (
     VoidIn,
 )
 from invoice_svc.settings import InvoiceSettings
-from invoice_svc.storage import invoices
 from invoice_svc.views import invoice_view
 
-
-def problem_of(error: InvoiceRuleError) -> Problem:
-    """The one mapping of invoice rule errors to problems."""
-    if isinstance(error, InvoiceNotFound):
-        return Problem(404, str(error), type_=error.code)
-    if isinstance(error, InvoiceStateConflict):
-        return Problem(409, str(error), type_=error.code)
-    field = f"body.{error.field}" if error.field else "body"
-    return field_problem(str(error), field)
-
-
-router = APIRouter(
-    prefix="/v1/invoices",
-    tags=["invoices"],
-    route_class=rule_errors_route(InvoiceRuleError, problem_of),
-)
+router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=RuleErrorsAsProblems)
 
 InvoiceId = Annotated[Identifier, Path(description="The ERP's invoice id.")]
 
 
-def grace_days(request: Request, tenant: str) -> int:
-    """The tenant's grace days before an invoice counts as overdue."""
-    settings = runtime_of(request).settings
-    assert isinstance(settings, InvoiceSettings)  # ServiceSpec.settings_type
-    return settings.grace_days_for(tenant)
-
-
-def scope_of(request: Request, tenant: str) -> Scope:
-    """The tenant and instant a request acts at."""
-    runtime = runtime_of(request)
-    return commands.scope_for(tenant, runtime.clock.now(), runtime.outbox)
+def _viewed(result: Created, now: datetime) -> ItemResult[BaseModel]:
+    """A posted invoice's result with the invoice as the API shows it."""
+    view = invoice_view(result.value, now) if result.value is not None else None
+    return ItemResult(result.outcome, view, result.differences, result.error)
 
 
 @router.post(
@@ -88,19 +67,15 @@ def scope_of(request: Request, tenant: str) -> Scope:
 async def create_invoice(body: InvoiceIn, request: Request, tenant: Tenant) -> JSONResponse:
     """Accept one invoice. Posting it again returns it with 200; the same id with other
     content is a 409 naming the fields that differ."""
-    runtime = runtime_of(request)
-    scope = scope_of(request, tenant)
-    grace = grace_days(request, tenant)
+    runtime = runtime_of(request, InvoiceSettings)
+    scope = runtime.scope(tenant)
+    grace = runtime.settings.grace_days_for(tenant)
 
-    async def work(session: AsyncSession) -> Created:
-        [result] = await commands.create_invoices(session, scope, [body], grace)
-        return result
+    async def work(session: AsyncSession) -> ItemResult[BaseModel]:
+        [created] = await commands.create_invoices(session, scope, [body], grace)
+        return _viewed(created, scope.now)
 
-    result = await in_transaction(runtime.database, work)
-    if result.problem is not None:
-        raise result.problem
-    assert result.invoice is not None
-    return JSONResponse(result.invoice.model_dump(mode="json"), status_code=result.status)
+    return respond(await in_transaction(runtime.database, work), "invoice", body.invoice_id)
 
 
 @router.post(
@@ -109,53 +84,44 @@ async def create_invoice(body: InvoiceIn, request: Request, tenant: Tenant) -> J
 async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> BatchOut:
     """One result per item, in order: 201 created, 200 already accepted, 409 conflict,
     422 invalid. Valid items are accepted even when others are not."""
-    runtime = runtime_of(request)
-    scope = scope_of(request, tenant)
-    results: list[BatchItemResult | None] = [None] * len(body.invoices)
-    valid: list[tuple[int, InvoiceIn]] = []
-    for index, raw in enumerate(body.invoices):
-        try:
-            valid.append((index, InvoiceIn.model_validate(raw)))
-        except ValidationError as exc:
-            raw_id = raw.get("invoice_id") if isinstance(raw, dict) else None
-            results[index] = BatchItemResult(
-                index=index,
-                invoice_id=raw_id if isinstance(raw_id, str) else None,
-                status=422,
-                problem=_item_problem(index, exc),
-            )
-    grace = grace_days(request, tenant)
+    runtime = runtime_of(request, InvoiceSettings)
+    scope = runtime.scope(tenant)
+    parsed = parse_items(
+        body.invoices, InvoiceIn, collection="invoices", kind="invoice", id_field="invoice_id"
+    )
+    results = {
+        r.index: BatchItemResult(
+            index=r.index, invoice_id=r.resource_id, status=422, problem=r.problem
+        )
+        for r in parsed.refused
+    }
+    grace = runtime.settings.grace_days_for(tenant)
 
-    async def work(session: AsyncSession) -> list[Created]:
-        return await commands.create_invoices(session, scope, [item for _, item in valid], grace)
+    async def work(session: AsyncSession) -> list[ItemResult[BaseModel]]:
+        items = [item for _, item in parsed.valid]
+        created = await commands.create_invoices(session, scope, items, grace)
+        return [_viewed(c, scope.now) for c in created]
 
-    outcomes = await in_transaction(runtime.database, work) if valid else []
-    for (index, item), outcome in zip(valid, outcomes, strict=True):
+    outcomes = await in_transaction(runtime.database, work) if parsed.valid else []
+    for (index, item), outcome in zip(parsed.valid, outcomes, strict=True):
+        problem = result_problem(outcome, "invoice", item.invoice_id)
         results[index] = BatchItemResult(
             index=index,
             invoice_id=item.invoice_id,
-            status=outcome.status,
-            invoice=outcome.invoice,
-            problem=outcome.problem.body() if outcome.problem else None,
+            status=STATUS[outcome.outcome],
+            invoice=outcome.value,
+            problem=problem.body() if problem else None,
         )
-    final = [r for r in results if r is not None]
-    accepted = sum(1 for r in final if r.status in (200, 201))
-    return BatchOut(accepted=accepted, rejected=len(final) - accepted, results=final)
-
-
-def _item_problem(index: int, exc: ValidationError) -> dict[str, Any]:
-    errors = validation_errors(exc.errors())
-    for error in errors:
-        error["field"] = f"body.invoices[{index}].{error['field']}".rstrip(".")
-    return Problem(422, "The invoice is not valid.", type_="validation-error", errors=errors).body()
+    final = [results[index] for index in sorted(results)]
+    accepted, rejected = tally(r.status for r in final)
+    return BatchOut(accepted=accepted, rejected=rejected, results=final)
 
 
 @router.get("/{invoice_id}", response_model=InvoiceOut, summary="One invoice as it stands")
 async def get_invoice(invoice_id: InvoiceId, request: Request, tenant: Tenant) -> InvoiceOut:
     """The invoice with its balance, status, dispute and days past due (as of the clock)."""
     runtime = runtime_of(request)
-    async with runtime.database.sessions() as session:
-        row = await commands.load(session, tenant, invoice_id)
+    row = await commands.get_invoice(runtime.database, tenant, invoice_id)
     return invoice_view(row, runtime.clock.now())
 
 
@@ -174,28 +140,19 @@ async def list_invoices(
 ) -> InvoicePage:
     """Invoices in the order they were accepted; ``next_cursor`` is null on the last page."""
     runtime = runtime_of(request)
-    query = select(invoices).where(invoices.c.tenant == tenant)
-    if account_id is not None:
-        query = query.where(invoices.c.account_id == account_id)
-    if status is not None:
-        query = query.where(invoices.c.status == status)
-    if due_before is not None:
-        query = query.where(invoices.c.due_date <= due_before)
-    if due_after is not None:
-        query = query.where(invoices.c.due_date >= due_after)
-    if cursor:
-        query = query.where(invoices.c.seq > decode_cursor(cursor))
-    async with runtime.database.sessions() as session:
-        rows = (
-            (await session.execute(query.order_by(invoices.c.seq).limit(limit + 1)))
-            .mappings()
-            .all()
-        )
+    page = await commands.list_invoices(
+        runtime.database,
+        tenant,
+        account_id=account_id,
+        status=status,
+        due_before=due_before,
+        due_after=due_after,
+        after=position_of(cursor),
+        limit=limit,
+    )
     now = runtime.clock.now()
-    page = rows[:limit]
     return InvoicePage(
-        items=[invoice_view(row, now) for row in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        items=[invoice_view(row, now) for row in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -205,10 +162,11 @@ async def void_invoice(
 ) -> InvoiceOut:
     """Cancel the invoice: its balance becomes 0 (``balance_voided`` keeps what was owed).
     Voiding it again is a no-op."""
-    scope = scope_of(request, tenant)
+    scope = runtime_of(request).scope(tenant)
     reason = body.reason if body else ""
     async with runtime_of(request).database.transaction() as session:
-        return await commands.void_invoice(session, scope, invoice_id, reason)
+        row = await commands.void_invoice(session, scope, invoice_id, reason)
+        return invoice_view(row, scope.now)
 
 
 @router.post("/{invoice_id}/dispute", response_model=InvoiceOut, summary="Open a dispute")
@@ -217,9 +175,10 @@ async def dispute_invoice(
 ) -> InvoiceOut:
     """The customer disputes the invoice (``amount`` defaults to the whole balance);
     the disputed invoice is not chased until the dispute is resolved."""
-    scope = scope_of(request, tenant)
+    scope = runtime_of(request).scope(tenant)
     async with runtime_of(request).database.transaction() as session:
-        return await commands.dispute_invoice(session, scope, invoice_id, body.reason, body.amount)
+        row = await commands.dispute_invoice(session, scope, invoice_id, body.reason, body.amount)
+        return invoice_view(row, scope.now)
 
 
 @router.post(
@@ -229,6 +188,7 @@ async def resolve_dispute(
     invoice_id: InvoiceId, body: DisputeResolveIn, request: Request, tenant: Tenant
 ) -> InvoiceOut:
     """``upheld`` credits the disputed amount; ``rejected`` puts the invoice back in the chase."""
-    scope = scope_of(request, tenant)
+    scope = runtime_of(request).scope(tenant)
     async with runtime_of(request).database.transaction() as session:
-        return await commands.resolve_dispute(session, scope, invoice_id, body.resolution)
+        row = await commands.resolve_dispute(session, scope, invoice_id, body.resolution)
+        return invoice_view(row, scope.now)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from dunning_events.money import check_places
+from dunning_runtime.rules import Conflict, NotFound, RuleError
 
 ZERO = Decimal(0)
 
@@ -27,26 +28,23 @@ class InvoiceStatus(StrEnum):
     VOID = "void"
 
 
-class InvoiceRuleError(ValueError):
+class InvoiceRuleError(RuleError):
     """A request the invoice's rules do not allow; ``field`` names the culprit.
 
-    The HTTP edge maps each kind to one problem (``api``); ``code`` is its type.
+    The HTTP edge maps each kind to one problem (``dunning_runtime.problems.problem_of``);
+    ``code`` is its type.
     """
 
     code = "invoice-rule"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
-
-class InvoiceNotFound(InvoiceRuleError):
+class InvoiceNotFound(InvoiceRuleError, NotFound):
     """No such invoice for the tenant (another tenant's invoice counts as none)."""
 
     code = "invoice-not-found"
 
 
-class InvoiceStateConflict(InvoiceRuleError):
+class InvoiceStateConflict(InvoiceRuleError, Conflict):
     """The invoice's state does not allow the change now (a 409)."""
 
 
@@ -243,3 +241,44 @@ def days_past_due(due_date: date, timezone: str, now: datetime) -> int:
 def is_chased(status: InvoiceStatus, disputed: bool) -> bool:
     """Whether overdue detection watches the invoice: unpaid, undisputed, not void."""
     return status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID) and not disputed
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What an invoice's balance decides about it besides the amounts: its status,
+    whether ``InvoiceOverdue`` is still owed (``chase_pending``), and since when it is
+    paid (``settled_at``)."""
+
+    status: InvoiceStatus
+    chase_pending: bool
+    settled_at: datetime | None
+
+
+def standing_of_new(balance: Balance, now: datetime) -> Standing:
+    """The standing of an invoice accepted at ``now`` with ``balance`` (already paid by
+    allocations that arrived before it, possibly in full): never disputed or announced."""
+    status = balance.status
+    return Standing(
+        status=status,
+        chase_pending=is_chased(status, disputed=False),
+        settled_at=now if status == InvoiceStatus.PAID else None,
+    )
+
+
+def standing_after(
+    before: Standing, balance: Balance, now: datetime, *, disputed: bool, notified: bool
+) -> Standing:
+    """The standing once the invoice has ``balance`` at ``now``: chased while unpaid,
+    undisputed and not yet announced overdue; ``settled_at`` set when it becomes paid,
+    cleared when it is reopened, kept otherwise."""
+    status = balance.status
+    settled_at = before.settled_at
+    if status == InvoiceStatus.PAID and before.status != InvoiceStatus.PAID:
+        settled_at = now
+    elif status != InvoiceStatus.PAID and before.status == InvoiceStatus.PAID:
+        settled_at = None
+    return Standing(
+        status=status,
+        chase_pending=is_chased(status, disputed) and not notified,
+        settled_at=settled_at,
+    )

@@ -18,7 +18,7 @@ from dunning_events import (
 from dunning_runtime.db import utc
 from invoice_svc import domain
 from invoice_svc.models import InvoiceIn
-from invoice_svc.views import Row, balance_of, money
+from invoice_svc.storage import Row, balance_of, money
 
 
 def issued(item: InvoiceIn) -> InvoiceIssued:

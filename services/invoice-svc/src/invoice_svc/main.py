@@ -6,11 +6,11 @@ from pathlib import Path
 
 from dunning_events import topics
 from dunning_runtime.app import ServiceSpec, entrypoints
-from invoice_svc import api, consumers, jobs
+from invoice_svc import NAME, api, consumers, jobs
 from invoice_svc.settings import InvoiceSettings
 
 SPEC = ServiceSpec(
-    name="invoice-svc",
+    name=NAME,
     port_offset=0,  # DUNNING_BASE_PORT + 0: its place in `dunning up` (dunning_cli.platform)
     title="Invoice service",
     description=(

@@ -209,13 +209,6 @@ class DisputeResolveIn(_Body):
     note: FreeText = Field(default="", max_length=1000)
 
 
-class MoneyOut(BaseModel):
-    """An amount with its currency, as decimal string."""
-
-    amount: Amount
-    currency: Currency
-
-
 class DisputeOut(BaseModel):
     """The open dispute of an invoice."""
 

@@ -8,7 +8,8 @@ an index that lets overdue detection read only the invoices that are due.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     insert,
     select,
     tuple_,
@@ -32,12 +34,16 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_events import Money
 from dunning_events.money import from_minor, to_minor
 from dunning_runtime.db import SequenceId
+from dunning_runtime.pagination import keyset
 from dunning_runtime.telemetry import current_traceparent
-from invoice_svc import domain
-from invoice_svc.domain import Balance, InvoiceStatus
+from invoice_svc.domain import Balance, InvoiceStatus, Standing
 from invoice_svc.models import InvoiceIn
+
+InvoiceKey = tuple[str, str]  # tenant, invoice_id
+AllocationKey = tuple[str, str, str]  # tenant, payment_id, invoice_id
 
 metadata = MetaData()
 
@@ -101,6 +107,26 @@ allocations = Table(
     Column("reversed", Boolean, nullable=False, default=False),
     Index("ix_allocations_invoice", "tenant", "invoice_id"),
 )
+
+
+#: A stored invoice: as read, or as a dict being changed in memory.
+Row = RowMapping | dict[str, Any]
+
+
+def money(minor: int, currency: str) -> Money:
+    """Minor units as ``Money``."""
+    return Money(amount=from_minor(minor, currency), currency=currency)
+
+
+def balance_of(row: Row) -> Balance:
+    """The money side of a stored invoice."""
+    currency = row["currency"]
+    return Balance(
+        amount_due=from_minor(row["amount_due_minor"], currency),
+        amount_paid=from_minor(row["amount_paid_minor"], currency),
+        credited=from_minor(row["credited_minor"], currency),
+        voided=row["status"] == InvoiceStatus.VOID,
+    )
 
 
 async def get_invoice(
@@ -191,14 +217,14 @@ def new_row(
     *,
     tenant: str,
     now: datetime,
-    grace_days: int,
+    overdue_at: datetime,
     paid_minor: int,
+    standing: Standing,
 ) -> dict[str, Any]:
     """The row of a newly accepted invoice (``body`` is its JSON, kept for replays), already
-    paid by ``paid_minor`` from allocations that arrived before it."""
+    paid by ``paid_minor`` from allocations that arrived before it; ``standing`` and
+    ``overdue_at`` are the rules' (``domain``)."""
     currency = item.currency
-    balance = Balance(amount_due=item.amount_due, amount_paid=from_minor(paid_minor, currency))
-    status = balance.status
     return {
         "tenant": tenant,
         "invoice_id": item.invoice_id,
@@ -208,7 +234,7 @@ def new_row(
         "amount_due_minor": to_minor(item.amount_due, currency),
         "amount_paid_minor": paid_minor,
         "credited_minor": 0,
-        "status": status.value,
+        "status": standing.status.value,
         "issue_date": item.issue_date,
         "due_date": item.due_date,
         "timezone": item.timezone,
@@ -220,10 +246,10 @@ def new_row(
         "disputed_at": None,
         "void_reason": None,
         "voided_at": None,
-        "settled_at": now if status == InvoiceStatus.PAID else None,
-        "overdue_at": domain.overdue_at(item.due_date, item.timezone, grace_days),
+        "settled_at": standing.settled_at,
+        "overdue_at": overdue_at,
         "overdue_notified_at": None,
-        "chase_pending": domain.is_chased(status, disputed=False),
+        "chase_pending": standing.chase_pending,
         "request": body,
         "traceparent": current_traceparent(),
         "created_at": now,
@@ -231,39 +257,41 @@ def new_row(
     }
 
 
+def standing_of(row: RowMapping | dict[str, Any]) -> Standing:
+    """The standing a stored invoice has (status, chase flag, ``settled_at``)."""
+    return Standing(
+        status=InvoiceStatus(row["status"]),
+        chase_pending=bool(row["chase_pending"]),
+        settled_at=row["settled_at"],
+    )
+
+
 def changed_values(
-    row: RowMapping | dict[str, Any], now: datetime, balance: Balance, **changes: Any
-) -> dict[str, Any]:
-    """The columns to write for a new ``balance`` (and other ``changes``), keeping status,
-    chase flag and ``settled_at`` in step with it."""
-    currency = row["currency"]
-    status = balance.status
-    disputed = changes.get("disputed", row["disputed"])
-    notified = changes.get("overdue_notified_at", row["overdue_notified_at"])
-    values = {
-        "amount_paid_minor": to_minor(balance.amount_paid, currency),
-        "credited_minor": to_minor(balance.credited, currency),
-        "status": status.value,
-        "chase_pending": domain.is_chased(status, disputed) and notified is None,
-        "updated_at": now,
-        **changes,
-    }
-    if status == InvoiceStatus.PAID and row["status"] != InvoiceStatus.PAID:
-        values["settled_at"] = now
-    elif status != InvoiceStatus.PAID and row["status"] == InvoiceStatus.PAID:
-        values["settled_at"] = None
-    return values
-
-
-async def store(
-    session: AsyncSession,
     row: RowMapping | dict[str, Any],
     now: datetime,
     balance: Balance,
+    standing: Standing,
     **changes: Any,
 ) -> dict[str, Any]:
-    """Write a new balance (and other columns) back; returns the row as it now is."""
-    values = changed_values(row, now, balance, **changes)
+    """The columns to write for a new ``balance`` and the ``standing`` the rules gave it
+    (and other ``changes``)."""
+    currency = row["currency"]
+    return {
+        "amount_paid_minor": to_minor(balance.amount_paid, currency),
+        "credited_minor": to_minor(balance.credited, currency),
+        "status": standing.status.value,
+        "chase_pending": standing.chase_pending,
+        "settled_at": standing.settled_at,
+        "updated_at": now,
+        **changes,
+    }
+
+
+async def store(
+    session: AsyncSession, row: RowMapping | dict[str, Any], values: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``values`` (``changed_values``) into the invoice's row; returns the row as it
+    now is."""
     await session.execute(update(invoices).where(invoices.c.seq == row["seq"]).values(**values))
     return {**dict(row), **values}
 
@@ -314,3 +342,130 @@ async def claim_overdue(
             .values(chase_pending=False, overdue_notified_at=now)
         )
     return rows
+
+
+async def list_invoices(
+    session: AsyncSession,
+    tenant: str,
+    *,
+    account_id: str | None,
+    status: str | None,
+    due_before: date | None,
+    due_after: date | None,
+    after: int | None,
+    limit: int,
+) -> Sequence[RowMapping]:
+    """Up to ``limit`` + 1 invoices of ``tenant`` matching the filters, after sequence id
+    ``after``, in the order they were accepted (the one more says a next page exists)."""
+    query = select(invoices).where(invoices.c.tenant == tenant)
+    if account_id is not None:
+        query = query.where(invoices.c.account_id == account_id)
+    if status is not None:
+        query = query.where(invoices.c.status == status)
+    if due_before is not None:
+        query = query.where(invoices.c.due_date <= due_before)
+    if due_after is not None:
+        query = query.where(invoices.c.due_date >= due_after)
+    rows = await session.execute(keyset(query, invoices.c.seq, after, limit))
+    return rows.mappings().all()
+
+
+# -- payments: a chunk's allocations and invoices, read and written at once ---------------
+
+#: The invoice columns a payment can change, written back for every changed invoice.
+PAYMENT_COLUMNS = (
+    "amount_paid_minor",
+    "credited_minor",
+    "status",
+    "chase_pending",
+    "settled_at",
+    "overdue_notified_at",
+    "updated_at",
+)
+
+
+async def allocations_of_payments(
+    session: AsyncSession, payment_keys: Iterable[tuple[str, str]]
+) -> dict[AllocationKey, dict[str, Any]]:
+    """Every recorded allocation of the ``(tenant, payment_id)`` pairs, by key (one query)."""
+    wanted = sorted(set(payment_keys))
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(allocations).where(
+            tuple_(allocations.c.tenant, allocations.c.payment_id).in_(wanted)
+        )
+    )
+    return {(r["tenant"], r["payment_id"], r["invoice_id"]): dict(r) for r in rows.mappings()}
+
+
+async def invoices_by_key(
+    session: AsyncSession, keys: Iterable[InvoiceKey], *, lock: bool
+) -> dict[InvoiceKey, dict[str, Any]]:
+    """The invoices among ``(tenant, invoice_id)`` keys, by key (one query); ``lock``
+    locks their rows until the transaction ends."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    query = select(invoices).where(tuple_(invoices.c.tenant, invoices.c.invoice_id).in_(wanted))
+    if lock:
+        query = query.with_for_update()
+    rows = await session.execute(query)
+    return {(r["tenant"], r["invoice_id"]): dict(r) for r in rows.mappings()}
+
+
+def allocation_row(
+    key: AllocationKey,
+    amount: Money,
+    *,
+    applied: bool,
+    reversed_: bool,
+    discount: Decimal | None = None,
+) -> dict[str, Any]:
+    """One allocation of a payment as stored: applied to its invoice (with the discount
+    it credited), or waiting for it."""
+    tenant, payment_id, invoice_id = key
+    return {
+        "tenant": tenant,
+        "payment_id": payment_id,
+        "invoice_id": invoice_id,
+        "currency": amount.currency,
+        "amount_minor": to_minor(amount.amount, amount.currency),
+        "discount_minor": to_minor(discount, amount.currency) if discount else 0,
+        "applied": applied,
+        "reversed": reversed_,
+    }
+
+
+async def write_payments(
+    session: AsyncSession,
+    new_allocations: Sequence[dict[str, Any]],
+    reversed_allocations: Iterable[AllocationKey],
+    changed_invoices: Sequence[RowMapping | dict[str, Any]],
+) -> None:
+    """A chunk's changes, one statement per kind, each run for all the rows it concerns:
+    new allocations, allocations now reversed, and the invoices' ``PAYMENT_COLUMNS``."""
+    if new_allocations:
+        await session.execute(insert(allocations), list(new_allocations))
+    reversed_keys = sorted(reversed_allocations)
+    if reversed_keys:
+        await session.execute(
+            update(allocations)
+            .where(
+                allocations.c.tenant == bindparam("k_tenant"),
+                allocations.c.payment_id == bindparam("k_payment"),
+                allocations.c.invoice_id == bindparam("k_invoice"),
+            )
+            .values(reversed=True),
+            [{"k_tenant": t, "k_payment": p, "k_invoice": i} for t, p, i in reversed_keys],
+        )
+    if changed_invoices:
+        await session.execute(
+            update(invoices)
+            .where(invoices.c.seq == bindparam("k_seq"))
+            .values({c: bindparam(f"v_{c}") for c in PAYMENT_COLUMNS}),
+            [
+                {"k_seq": row["seq"], **{f"v_{c}": row[c] for c in PAYMENT_COLUMNS}}
+                for row in changed_invoices
+            ],
+        )

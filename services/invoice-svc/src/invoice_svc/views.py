@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy.engine import RowMapping
-
-from dunning_events import Money
 from dunning_events.money import from_minor
 from dunning_runtime.db import utc
 from invoice_svc import domain
-from invoice_svc.domain import Balance, InvoiceStatus
 from invoice_svc.models import DisputeOut, InvoiceOut
-
-Row = RowMapping | dict[str, Any]
-
-
-def money(minor: int, currency: str) -> Money:
-    """Minor units as ``Money``."""
-    return Money(amount=from_minor(minor, currency), currency=currency)
-
-
-def balance_of(row: Row) -> Balance:
-    """The money side of a stored invoice."""
-    currency = row["currency"]
-    return Balance(
-        amount_due=from_minor(row["amount_due_minor"], currency),
-        amount_paid=from_minor(row["amount_paid_minor"], currency),
-        credited=from_minor(row["credited_minor"], currency),
-        voided=row["status"] == InvoiceStatus.VOID,
-    )
+from invoice_svc.storage import Row, balance_of
 
 
 def invoice_view(row: Row, now: datetime) -> InvoiceOut:
