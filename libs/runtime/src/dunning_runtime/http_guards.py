@@ -182,17 +182,8 @@ class RequestGuards:
         if is_api_path(path):
             extra_headers.append((b"cache-control", b"no-store"))
 
-        problem = (
-            None
-            if self._signed(path)
-            else authorization_problem(self.keys, path, headers.get("authorization", ""))
-        )
-        if problem is None and self.rate_limiter.enabled:
-            problem = self._over_rate(path, headers.get("authorization", ""))
         limit = self.limits.for_path(path)
-        declared = headers.get("content-length", "")
-        if problem is None and declared.isdigit() and int(declared) > limit:
-            problem = _too_large(limit)
+        problem = self._refusal(path, headers, limit)
         if problem is not None:
             await _send_problem(send, problem, path, extra_headers)
             return
@@ -228,37 +219,47 @@ class RequestGuards:
         except Exception as exc:
             if answered:
                 return  # the app failed on the cut-off body; the 413 is already sent
-            if is_transient(exc):
-                log.warning(
-                    "%s: %s %s answered 503, a backend is away (%s: %s)",
-                    self.service,
-                    scope.get("method", ""),
-                    path,
-                    type(exc).__name__,
-                    exc,
-                )
-                if started:
-                    raise
-                await _send_problem(send, _unavailable(), path, extra_headers)
-                return
-            error_id = uuid.uuid4().hex
-            log.error(
-                "%s: unexpected error %s on %s %s",
-                self.service,
-                error_id,
-                scope.get("method", ""),
-                path,
-                exc_info=exc,
-            )
+            problem = self._failure(exc, scope.get("method", ""), path)
             if started:
                 raise  # too late for a problem response; the server closes the connection
-            problem = Problem(
-                500,
-                "An unexpected error occurred; quote the error_id when reporting it.",
-                type_="internal-error",
-                error_id=error_id,
-            )
             await _send_problem(send, problem, path, extra_headers)
+
+    def _refusal(self, path: str, headers: Mapping[str, str], limit: int) -> Problem | None:
+        """The answer for a request refused before the app sees it (401, 403, 429, 413)."""
+        authorization = headers.get("authorization", "")
+        problem = (
+            None if self._signed(path) else authorization_problem(self.keys, path, authorization)
+        )
+        if problem is None and self.rate_limiter.enabled:
+            problem = self._over_rate(path, authorization)
+        declared = headers.get("content-length", "")
+        if problem is None and declared.isdigit() and int(declared) > limit:
+            problem = _too_large(limit)
+        return problem
+
+    def _failure(self, exc: Exception, method: str, path: str) -> Problem:
+        """Log an exception the app let escape and the problem it answers: a 503 when a
+        backend is away (the client retries), else a 500 with an id to quote."""
+        if is_transient(exc):
+            log.warning(
+                "%s: %s %s answered 503, a backend is away (%s: %s)",
+                self.service,
+                method,
+                path,
+                type(exc).__name__,
+                exc,
+            )
+            return _unavailable()
+        error_id = uuid.uuid4().hex
+        log.error(
+            "%s: unexpected error %s on %s %s", self.service, error_id, method, path, exc_info=exc
+        )
+        return Problem(
+            500,
+            "An unexpected error occurred; quote the error_id when reporting it.",
+            type_="internal-error",
+            error_id=error_id,
+        )
 
     def _over_rate(self, path: str, authorization: str) -> Problem | None:
         """The 429 for a tenant key past its rate, None if the request may go on."""
