@@ -165,11 +165,18 @@ async def until(
     condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 60, what: str = "condition"
 ) -> None:
     """Wait until ``condition()`` holds; fail naming ``what`` after a generous ``timeout_s``."""
+    if not await within(condition, timeout_s=timeout_s):
+        pytest.fail(f"{what} did not happen within {timeout_s} s")
+
+
+async def within(condition: Callable[[], Awaitable[bool]], *, timeout_s: float) -> bool:
+    """Whether ``condition()`` holds within ``timeout_s`` (polled; never fails the test)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not await condition():
         if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout_s} s")
+            return False
         await asyncio.sleep(0.02)
+    return True
 
 
 @asynccontextmanager
