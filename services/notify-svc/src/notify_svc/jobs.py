@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dunning_runtime.app import Runtime, ScheduledJob
-from notify_svc.delivery import delivery_of
+from notify_svc.workers import delivery_of
 
 
 async def deliver_due(runtime: Runtime) -> int:

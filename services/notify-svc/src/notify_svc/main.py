@@ -8,8 +8,8 @@ from dunning_events import topics
 from dunning_runtime.app import Runtime, ServiceSpec, entrypoints
 from dunning_runtime.consumer import Subscription
 from notify_svc import api, consumers, jobs
-from notify_svc.delivery import attach
 from notify_svc.settings import NotifySettings
+from notify_svc.workers import attach
 
 
 def _commands(runtime: Runtime) -> Subscription:
