@@ -3,7 +3,8 @@
 The factory wires what every service shares, once: settings, clock, database
 and migrations, the bus, the outbox relay, consumers, scheduled jobs, health
 and metrics routes, problem+json errors, tracing, and the manual-clock admin
-routes. A service only declares its routes, tables, subscriptions and jobs.
+routes. A service only declares its routes, tables, subscriptions, jobs and
+workers.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, overload
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, field_validator
+from typing_extensions import TypeVar
 
 from dunning_events import topics
 from dunning_runtime import api_keys, clock_store, heap, housekeeping, logs
@@ -46,15 +48,50 @@ from dunning_runtime.metrics import EVENTS_PUBLISHED, RequestTimer, RuntimeGauge
 from dunning_runtime.openapi import install_openapi
 from dunning_runtime.outbox import Outbox, OutboxRelay
 from dunning_runtime.problems import Problem, install_problem_handlers
+from dunning_runtime.scope import Scope
 from dunning_runtime.settings import ClockKind, ServiceSettings, load_settings
 from dunning_runtime.supervision import Supervisor
 from dunning_runtime.telemetry import scrub_url_attributes, setup_tracing
 
 log = logging.getLogger(__name__)
 
-JobFn = Callable[["Runtime"], Awaitable[Any]]
+#: The settings class of a service's runtime (``ServiceSettings`` when not said).
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings, default=ServiceSettings)
+S = TypeVar("S", bound=ServiceSettings)
+W = TypeVar("W")
+
+# ``Runtime[Any]``: a service's job, subscription or worker may take the runtime of its
+# own settings class (``Runtime[NotifySettings]``).
+JobFn = Callable[["Runtime[Any]"], Awaitable[Any]]
 #: Builds a subscription once the runtime exists (handlers need its outbox).
-SubscriptionFactory = Callable[["Runtime"], Subscription]
+SubscriptionFactory = Callable[["Runtime[Any]"], Subscription]
+
+
+class Worker(Protocol):
+    """A long-running task of a service (notify-svc's delivery), run under supervision.
+
+    ``run`` works until cancelled; if it raises, the supervisor logs it and calls
+    ``run`` again after a backoff. A worker may offer more (say ``wake()``, for a
+    consumer to call when it recorded new work): the service's code finds it with
+    ``runtime.worker(TheClass)``.
+    """
+
+    async def run(self) -> None:
+        """Work until cancelled."""
+        ...
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """A service's long-running worker: its task name and how to make it.
+
+    ``make`` is called once at start, after the runtime exists and before the
+    subscriptions are built (so their handlers can look the worker up); ``run`` starts
+    under the runtime's supervisor after the consumers, and stops with them.
+    """
+
+    name: str
+    make: Callable[[Runtime[Any]], Worker]
 
 
 @dataclass(frozen=True)
@@ -92,6 +129,8 @@ class ServiceSpec:
     routers: Sequence[APIRouter] = ()
     subscriptions: Sequence[SubscriptionFactory] = ()
     jobs: Sequence[ScheduledJob] = ()
+    #: Long-running workers, supervised like the consumers (``WorkerSpec``).
+    workers: Sequence[WorkerSpec] = ()
     version: str = "0.1.0"
     #: The service's settings class: ``ServiceSettings`` or a subclass with its own fields.
     settings_type: type[ServiceSettings] = ServiceSettings
@@ -107,11 +146,15 @@ class ServiceSpec:
 
 
 @dataclass
-class Runtime:
-    """Everything a running service holds; on ``app.state.runtime``."""
+class Runtime(Generic[SettingsT]):
+    """Everything a running service holds; on ``app.state.runtime``.
+
+    Generic over the service's settings class (``ServiceSpec.settings_type``), so a
+    service reads its own fields from ``runtime.settings`` without a check of its own.
+    """
 
     spec: ServiceSpec
-    settings: ServiceSettings
+    settings: SettingsT
     clock: Clock
     database: Database
     bus: Bus
@@ -125,6 +168,20 @@ class Runtime:
     consumers: list[EventConsumer] = field(default_factory=list)
     #: What ``/metrics`` refreshes before it answers (runtime gauges, then the service's).
     scrape: list[ScrapeRefresh] = field(default_factory=list)
+    #: The service's workers by task name (``ServiceSpec.workers``), made at start.
+    workers: dict[str, Worker] = field(default_factory=dict)
+
+    def worker(self, kind: type[W]) -> W:
+        """The service's worker of class ``kind``; ``LookupError`` if it has none."""
+        for worker in self.workers.values():
+            if isinstance(worker, kind):
+                return worker
+        raise LookupError(f"{self.spec.name} has no worker of type {kind.__name__}")
+
+    def scope(self, tenant: str, now: datetime | None = None) -> Scope:
+        """The scope of this service's commands for ``tenant`` at ``now`` (the clock's
+        instant when not given): its events come from ``/<service name>``."""
+        return Scope.of(self.spec.name, tenant, now or self.clock.now(), self.outbox)
 
     @property
     def jobs(self) -> tuple[ScheduledJob, ...]:
@@ -145,9 +202,27 @@ async def _housekeep(runtime: Runtime) -> None:
     await housekeeping.housekeep(runtime)
 
 
-def runtime_of(request: Request) -> Runtime:
-    """The ``Runtime`` of the app serving ``request``."""
-    runtime: Runtime = request.app.state.runtime
+@overload
+def runtime_of(request: Request) -> Runtime: ...
+
+
+@overload
+def runtime_of(request: Request, settings_type: type[S]) -> Runtime[S]: ...
+
+
+def runtime_of(
+    request: Request, settings_type: type[ServiceSettings] | None = None
+) -> Runtime[Any]:
+    """The ``Runtime`` of the app serving ``request``; with ``settings_type`` (the
+    service's ``ServiceSpec.settings_type``), typed by it.
+
+    A ``TypeError`` says the app runs another settings class: a wiring mistake, caught
+    here once instead of by an ``isinstance`` in every service.
+    """
+    runtime: Runtime[Any] = request.app.state.runtime
+    if settings_type is not None and not isinstance(runtime.settings, settings_type):
+        running = type(runtime.settings).__name__
+        raise TypeError(f"{runtime.spec.name} runs {running}, not {settings_type.__name__}")
     return runtime
 
 
@@ -274,6 +349,8 @@ async def start_runtime(
     supervisor.start(f"{spec.name}-liveness", liveness.keep)
     supervisor.start(f"{spec.name}-relay", relay.run)
     supervisor.start(f"{spec.name}-key-refresh", lambda: api_keys.keep_fresh(keys, database))
+    # Made before the subscriptions: their handlers may wake a worker.
+    runtime.workers = {worker.name: worker.make(runtime) for worker in spec.workers}
     subscriptions = [factory(runtime) for factory in spec.subscriptions]
     for subscription in [*subscriptions, api_keys.subscription(spec.name)]:
         consumer = EventConsumer(
@@ -288,6 +365,8 @@ async def start_runtime(
         )
         runtime.consumers.append(consumer)
         supervisor.start(subscription.group, consumer.run)
+    for name, worker in runtime.workers.items():
+        supervisor.start(name, worker.run)
     runtime.scrape = _scrape_refreshes(runtime)
     if settings.clock is ClockKind.SYSTEM:
         for job in runtime.jobs:

@@ -3,18 +3,32 @@
 A cursor names the last row of a page by its sequence id. Clients must treat it
 as opaque, and the server checks whatever comes back: garbage or a number no
 sequence can reach is a 422 naming ``query.cursor``, never a 500.
+
+A list route reads a page in three steps, the same in every service: the route
+turns the cursor into a position (``position_of``), storage reads one row more
+than the page after it (``keyset``), and ``keyset_page`` keeps the page and says
+where the next one starts. A list whose order is not the sequence (dunning-svc's
+worklist) pages by offset instead: ``offset_of`` and ``offset_page``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select
 
 from dunning_runtime.problems import field_problem
 
 #: The largest sequence id a cursor can carry: a signed 64-bit integer, as BIGINT stores.
 MAX_POSITION = 2**63 - 1
 _PREFIX = "s:"
+
+T = TypeVar("T")
+Q = TypeVar("Q", bound=Select[Any])
 
 
 def encode_cursor(position: int) -> str:
@@ -42,3 +56,48 @@ def decode_cursor(cursor: str, field: str = "query.cursor") -> int:
             "not a valid cursor",
         ) from None
     return position
+
+
+def position_of(cursor: str | None, field: str = "query.cursor") -> int | None:
+    """The sequence id a page continues after: None without a cursor (an empty one
+    included: the first page), else ``decode_cursor``'s (a 422 naming ``field`` if bad)."""
+    return decode_cursor(cursor, field) if cursor else None
+
+
+def keyset(query: Q, column: ColumnElement[Any], after: int | None, limit: int) -> Q:
+    """``query`` ordered by the sequence ``column``, from the row after ``after`` (the
+    first row when None), reading ``limit`` + 1 rows: the one more says a next page exists."""
+    if after is not None:
+        query = query.where(column > after)
+    return query.order_by(column).limit(limit + 1)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list and the cursor of the next (None on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def keyset_page(rows: Sequence[T], limit: int, position: Callable[[T], int]) -> Page[T]:
+    """The page in ``rows`` (read by ``keyset``, so up to ``limit`` + 1 of them): the first
+    ``limit``, and a cursor after the last of them (by its ``position``) when more follow."""
+    items = list(rows[:limit])
+    more = len(rows) > limit
+    return Page(items, encode_cursor(position(items[-1])) if more else None)
+
+
+def offset_of(cursor: str | None, field: str = "query.cursor") -> int:
+    """The offset a page of an offset-paged list starts at: 0 without a cursor."""
+    return decode_cursor(cursor, field) if cursor else 0
+
+
+def offset_page(rows: Sequence[T], offset: int, limit: int) -> Page[T]:
+    """The page in ``rows`` read at ``offset`` with ``limit`` + 1 rows: the first ``limit``,
+    and the next page's cursor (its offset) when more follow.
+
+    For lists sorted by a value that moves (a balance): a page may repeat or skip a line.
+    """
+    more = len(rows) > limit
+    return Page(list(rows[:limit]), encode_cursor(offset + limit) if more else None)

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dunning_runtime.rules import Conflict, NotFound, RuleError
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://dunning.dev/problems/"
 
@@ -67,18 +69,38 @@ def field_problem(detail: str, field: str, message: str | None = None) -> Proble
     )
 
 
-RuleError = TypeVar("RuleError", bound=Exception)
+def rule_problem(error: RuleError) -> Problem:
+    """The 422 for a rule ``error``: its message, naming the field it refused (``error.path``)."""
+    return field_problem(str(error), error.path)
+
+
+def problem_of(error: RuleError) -> Problem:
+    """The one mapping of rule errors to problems: a ``NotFound`` is a 404 and a
+    ``Conflict`` a 409, both typed by the error's ``code``; any other is a 422 naming
+    the field (``rule_problem``)."""
+    if isinstance(error, NotFound):
+        return Problem(404, str(error), type_=error.code)
+    if isinstance(error, Conflict):
+        return Problem(409, str(error), type_=error.code)
+    return rule_problem(error)
+
+
+E = TypeVar("E", bound=Exception)
 
 
 def rule_errors_route(
-    error_type: type[RuleError], problem_of: Callable[[RuleError], Problem]
+    error_type: type[E] | type[RuleError] = RuleError,
+    problem_of: Callable[[E], Problem] | Callable[[RuleError], Problem] = problem_of,
 ) -> type[APIRoute]:
-    """A route class answering a service's domain errors as problems, in one place.
+    """A route class answering domain errors as problems, in one place.
 
-    ``APIRouter(route_class=rule_errors_route(InvoiceRuleError, problem_of))``: a route
-    that lets an ``error_type`` escape answers ``problem_of(error)`` instead of a 500, so
-    routes call the domain without a try/except of their own.
+    ``APIRouter(route_class=rule_errors_route())``: a route that lets a ``RuleError``
+    escape answers ``problem_of(error)`` (the shared mapping) instead of a 500, so
+    routes call the domain without a try/except of their own. A service with errors of
+    another kind passes its ``error_type`` and mapping.
     """
+    mapping: Callable[[Any], Problem] = problem_of
+    caught: type[Exception] = error_type
 
     class RuleErrorsAsProblems(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -87,13 +109,17 @@ def rule_errors_route(
             async def handle(request: Request) -> Response:
                 try:
                     return await handler(request)
-                except error_type as error:
-                    raise problem_of(error) from error
+                except caught as error:
+                    raise mapping(error) from error
 
             return handle
 
     RuleErrorsAsProblems.__name__ = f"{error_type.__name__}sAsProblems"
     return RuleErrorsAsProblems
+
+
+#: The route class for routers whose errors are ``RuleError``s: the shared mapping.
+RuleErrorsAsProblems = rule_errors_route()
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:

@@ -28,6 +28,17 @@ class Scope:
     outbox: Outbox
     source: str
 
+    @classmethod
+    def of(cls, service: str, tenant: str, now: datetime, outbox: Outbox) -> Scope:
+        """The scope of ``service``'s commands (``ServiceSpec.name``, e.g. ``invoice-svc``):
+        its events come from ``source_of(service)``."""
+        return cls(tenant, now, outbox, source_of(service))
+
+
+def source_of(service: str) -> str:
+    """The CloudEvents source of what ``service`` emits: ``/invoice-svc``."""
+    return f"/{service}"
+
 
 def envelope_of(scope: Scope, event: Event) -> Envelope:
     """``event`` in its envelope, stamped with the scope's tenant, source and instant."""
