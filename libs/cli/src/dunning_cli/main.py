@@ -75,7 +75,7 @@ def up(ctx: click.Context) -> None:
 
     Without DUNNING_CLOCK the manual clock is used (DUNNING_CLOCK=system: wall-clock time).
     """
-    from dunning_runtime import stack
+    from dunning_cli import stack
 
     if ctx.obj["host"]:
         raise click.UsageError("--host is for commands that call the platform, not for up")
