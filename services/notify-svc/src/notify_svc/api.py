@@ -1,8 +1,8 @@
 """notify-svc's HTTP routes: notifications, tasks, templates, the profile, opt-outs.
 
 Every POST is idempotent under an ``Idempotency-Key`` by the runtime's middleware;
-rule errors from ``domain`` become problems in one place, ``problem_of`` (the router's
-``rule_errors_route``).
+rule errors from ``domain`` become problems in one place, the runtime's shared
+``problem_of`` (the router's ``RuleErrorsAsProblems``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from starlette.responses import Response
 from dunning_events.common import Identifier
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, field_problem, rule_errors_route
+from dunning_runtime.pagination import position_of
+from dunning_runtime.problems import RuleErrorsAsProblems
 from notify_svc.commands import contacts, notifications, profile, tasks, templates
-from notify_svc.domain import Conflict, NotFound, NoticeFilter, NotifyRuleError, TaskFilter
+from notify_svc.domain import NoticeFilter, TaskFilter
 from notify_svc.models import (
     ChannelName,
     ContactIn,
@@ -44,18 +44,7 @@ from notify_svc.views import (
     template_view,
 )
 
-
-def problem_of(error: NotifyRuleError) -> Problem:
-    """The one mapping of rule errors to problems."""
-    if isinstance(error, NotFound):
-        return Problem(404, str(error), type_=error.code)
-    if isinstance(error, Conflict):
-        return Problem(409, str(error), type_=error.code)
-    field = error.field or "body"
-    return field_problem(str(error), field)
-
-
-router = APIRouter(prefix="/v1", route_class=rule_errors_route(NotifyRuleError, problem_of))
+router = APIRouter(prefix="/v1", route_class=RuleErrorsAsProblems)
 
 NotificationId = Annotated[Identifier, Path(description="The request's notification_id.")]
 TaskId = Annotated[Identifier, Path(description="The task's id (its notification_id).")]
@@ -99,13 +88,12 @@ async def list_notifications(
     limit: Limit = 100,
 ) -> NotificationPage:
     """Notices in the order they were requested; ``next_cursor`` is null on the last page."""
-    after = decode_cursor(cursor) if cursor else None
+    after = position_of(cursor)
     where = NoticeFilter(account_id=account_id, status=status, channel=channel)
     async with runtime_of(request).database.sessions() as session:
         page = await notifications.list_notifications(session, tenant, where, after, limit)
     return NotificationPage(
-        items=[notification_view(r) for r in page.rows],
-        next_cursor=encode_cursor(page.after) if page.after is not None else None,
+        items=[notification_view(r) for r in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -137,14 +125,11 @@ async def list_tasks(
     limit: Limit = 100,
 ) -> TaskPage:
     """Tasks, oldest first: ``status=open`` is a collector's worklist."""
-    after = decode_cursor(cursor) if cursor else None
+    after = position_of(cursor)
     where = TaskFilter(status=status, account_id=account_id)
     async with runtime_of(request).database.sessions() as session:
         page = await tasks.list_tasks(session, tenant, where, after, limit)
-    return TaskPage(
-        items=[task_view(r) for r in page.rows],
-        next_cursor=encode_cursor(page.after) if page.after is not None else None,
-    )
+    return TaskPage(items=[task_view(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, tags=["tasks"], summary="One task")

@@ -5,7 +5,7 @@ pending has committed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,19 +15,19 @@ from dunning_runtime.app import Runtime
 from dunning_runtime.consumer import Subscription
 from notify_svc.commands import requests
 from notify_svc.settings import NotifySettings
+from notify_svc.workers import Delivery
 
 GROUP = "notify-svc"
 
 
-def commands(runtime: Runtime, wake: Callable[[], None]) -> Subscription:
-    """Record requests and follow stage changes; ``wake`` the delivery worker after each
+def commands(runtime: Runtime[NotifySettings]) -> Subscription:
+    """Record requests and follow stage changes; wake the delivery worker after each
     chunk that left a notice pending."""
-    settings = runtime.settings
-    assert isinstance(settings, NotifySettings)
+    wake = runtime.worker(Delivery).wake
 
     async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         now = runtime.clock.now()
-        if await requests.apply(session, runtime.outbox, settings, envelopes, now):
+        if await requests.apply(session, runtime.outbox, runtime.settings, envelopes, now):
             event.listen(session.sync_session, "after_commit", lambda _s: wake(), once=True)
 
     return Subscription(

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from dunning_events import Contact, NotificationRequested
+from dunning_runtime import rules
+from dunning_runtime.rules import RuleError
 
 Status = Literal["pending", "sent", "failed", "suppressed"]
 Reason = Literal["opted_out", "no_address", "obsolete"]
@@ -25,26 +27,17 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{4,31}$")
 
 
-class NotifyRuleError(ValueError):
-    """A request the rules refuse; ``field`` names the part at fault."""
-
-    code = "validation-error"
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+class NotifyRuleError(RuleError):
+    """A request notify-svc's rules refuse; ``field`` names the part at fault (in the
+    body unless ``location`` says ``path``)."""
 
 
-class NotFound(NotifyRuleError):
+class NotFound(NotifyRuleError, rules.NotFound):
     """The resource does not exist for this tenant."""
 
-    code = "not-found"
 
-
-class Conflict(NotifyRuleError):
+class Conflict(NotifyRuleError, rules.Conflict):
     """The resource is not in a state that allows the change."""
-
-    code = "conflict"
 
 
 def normalize_address(address: str) -> str:
@@ -60,7 +53,8 @@ def normalize_address(address: str) -> str:
             return ("+" if text.startswith("+") else "") + digits
     raise NotifyRuleError(
         "must be an email address (name@example.com) or a phone number (+49 30 123456)",
-        "path.address",
+        "address",
+        location="path",
     )
 
 

@@ -45,7 +45,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from dunning_runtime.app import Runtime
+from dunning_runtime.app import Runtime, WorkerSpec
 from dunning_runtime.db import utc
 from dunning_runtime.errors import Outage, is_transient
 from dunning_runtime.telemetry import context_from_headers, tracer
@@ -73,9 +73,8 @@ POLL_S = 1.0
 class Delivery:
     """Sends a service's due notices; ``run`` is its supervised worker loop."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime[NotifySettings]) -> None:
         settings = runtime.settings
-        assert isinstance(settings, NotifySettings)
         self.runtime = runtime
         self.settings = settings
         self.owner = uuid.uuid4().hex
@@ -320,20 +319,10 @@ class Delivery:
         )
 
 
-_ATTRIBUTE = "_notify_delivery"
-
-
-def attach(runtime: Runtime) -> Delivery:
-    """Make the runtime's delivery worker (once, at start)."""
-    delivery = Delivery(runtime)
-    setattr(runtime, _ATTRIBUTE, delivery)
-    return delivery
-
-
-def delivery_of(runtime: Runtime) -> Delivery:
-    """The runtime's delivery worker."""
-    delivery: Delivery = getattr(runtime, _ATTRIBUTE)
-    return delivery
+#: The delivery worker, declared in ``SPEC.workers``: made once at start (before the
+#: subscription, which wakes it through ``runtime.worker(Delivery)``) and supervised with
+#: the consumers.
+DELIVERY = WorkerSpec("notify-svc-delivery", Delivery)
 
 
 @contextlib.contextmanager

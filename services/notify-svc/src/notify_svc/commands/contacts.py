@@ -22,7 +22,7 @@ def _channels(address: str, channels: Sequence[str] | None) -> list[str]:
             raise NotifyRuleError(
                 f"{channel} does not reach {domain.address_kind(address)} addresses; "
                 f"use {', '.join(reachable)}",
-                f"body.channels[{index}]",
+                f"channels[{index}]",
             )
     return sorted(set(channels))
 

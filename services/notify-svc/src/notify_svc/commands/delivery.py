@@ -43,7 +43,7 @@ def wall_now() -> datetime:
 
 
 async def claim_due(
-    runtime: Runtime, owner: str, room: int, lease_s: float, busy: Container[int]
+    runtime: Runtime[NotifySettings], owner: str, room: int, lease_s: float, busy: Container[int]
 ) -> tuple[Sequence[RowMapping], dict[str, dict[str, Any]]]:
     """Lease up to ``room`` notices due at the service clock to ``owner`` (those in
     ``busy`` are still being sent here and are left alone); returns them and their
@@ -59,7 +59,7 @@ async def claim_due(
 
 
 async def begin(
-    runtime: Runtime,
+    runtime: Runtime[NotifySettings],
     row: RowMapping,
     owner: str,
     *,
@@ -90,7 +90,11 @@ async def begin(
 
 
 async def _gate(
-    runtime: Runtime, session: AsyncSession, row: RowMapping, owner: str, wall: datetime
+    runtime: Runtime[NotifySettings],
+    session: AsyncSession,
+    row: RowMapping,
+    owner: str,
+    wall: datetime,
 ) -> Begun:
     """The stage order and the contact cap, checked again as the send begins (under
     the account's lock, so two notices of one account pass it one at a time): a
@@ -143,7 +147,9 @@ async def _gate(
     return "superseded"
 
 
-async def record_attempt_failed(runtime: Runtime, row: RowMapping, owner: str, error: str) -> None:
+async def record_attempt_failed(
+    runtime: Runtime[NotifySettings], row: RowMapping, owner: str, error: str
+) -> None:
     """The provider refused: nothing went out, so the next attempt is no duplicate."""
     async with runtime.database.transaction() as session:
         await notices.update_owned(
@@ -152,7 +158,7 @@ async def record_attempt_failed(runtime: Runtime, row: RowMapping, owner: str, e
 
 
 async def record_sent(
-    runtime: Runtime, row: RowMapping, owner: str, provider_id: str | None
+    runtime: Runtime[NotifySettings], row: RowMapping, owner: str, provider_id: str | None
 ) -> None:
     """Record the notice as sent and stage ``NotificationSent`` (if it is still ours)."""
 
@@ -165,7 +171,13 @@ async def record_sent(
 
 
 async def record_failed(
-    runtime: Runtime, row: RowMapping, owner: str, error: str, *, permanent: bool, attempts: int
+    runtime: Runtime[NotifySettings],
+    row: RowMapping,
+    owner: str,
+    error: str,
+    *,
+    permanent: bool,
+    attempts: int,
 ) -> None:
     """Record the notice as failed and stage ``NotificationFailed`` (if it is still ours)."""
 
@@ -179,7 +191,7 @@ async def record_failed(
 
 
 async def _record_outcome(
-    runtime: Runtime,
+    runtime: Runtime[NotifySettings],
     row: RowMapping,
     owner: str,
     outcome: Callable[[datetime], tuple[dict[str, Any], Event]],
@@ -202,7 +214,9 @@ async def _record_outcome(
             await runtime.outbox.add(session, events.envelope(row["tenant"], event, now, row))
 
 
-async def open_task(runtime: Runtime, row: RowMapping, owner: str, message: Outgoing) -> str:
+async def open_task(
+    runtime: Runtime[NotifySettings], row: RowMapping, owner: str, message: Outgoing
+) -> str:
     """Open the collector's task and record the notice as sent, in one transaction,
     once the send-time rule allows it; returns the outcome."""
     now = runtime.clock.now()

@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_runtime.pagination import Page, keyset_page
 from notify_svc.domain import NotFound, NoticeFilter
 from notify_svc.storage import notices
 
 
-@dataclass(frozen=True)
-class Page:
-    """A page of rows in sequence order; ``after`` is the sequence the next page starts
-    after (None on the last page)."""
-
-    rows: Sequence[RowMapping]
-    after: int | None
-
-    @classmethod
-    def of(cls, rows: Sequence[RowMapping], limit: int) -> Page:
-        """The page of ``rows`` read with ``limit + 1``: one more row means there is more."""
-        page = rows[:limit]
-        return cls(page, page[-1]["seq"] if len(rows) > limit else None)
-
-
 async def list_notifications(
     session: AsyncSession, tenant: str, where: NoticeFilter, after: int | None, limit: int
-) -> Page:
+) -> Page[RowMapping]:
     """A page of the tenant's notices, in the order they were requested."""
-    return Page.of(await notices.notices_after(session, tenant, where, after, limit + 1), limit)
+    rows = await notices.notices_after(session, tenant, where, after, limit)
+    return keyset_page(rows, limit, by_seq)
+
+
+def by_seq(row: RowMapping) -> int:
+    """A row's position in a keyset page: its sequence id."""
+    seq: int = row["seq"]
+    return seq
 
 
 async def get_notification(session: AsyncSession, tenant: str, notification_id: str) -> RowMapping:

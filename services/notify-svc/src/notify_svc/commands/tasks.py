@@ -13,8 +13,9 @@ from dunning_events.money import to_minor
 from dunning_events.notifications import CollectorTaskCompleted
 from dunning_runtime.locks import lock_account
 from dunning_runtime.outbox import Outbox
+from dunning_runtime.pagination import Page, keyset_page
 from notify_svc import events
-from notify_svc.commands.notifications import Page
+from notify_svc.commands.notifications import by_seq
 from notify_svc.domain import Conflict, NotFound, TaskFilter
 from notify_svc.models import TaskCompleteIn
 from notify_svc.storage import tasks
@@ -37,9 +38,10 @@ async def load_task(
 
 async def list_tasks(
     session: AsyncSession, tenant: str, where: TaskFilter, after: int | None, limit: int
-) -> Page:
+) -> Page[RowMapping]:
     """A page of the tenant's tasks, oldest first."""
-    return Page.of(await tasks.tasks_after(session, tenant, where, after, limit + 1), limit)
+    rows = await tasks.tasks_after(session, tenant, where, after, limit)
+    return keyset_page(rows, limit, by_seq)
 
 
 def _same_completion(row: RowMapping, body: TaskCompleteIn) -> bool:

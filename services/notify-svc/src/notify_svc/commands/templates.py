@@ -40,7 +40,7 @@ def key_of(key: str) -> tuple[str, str]:
     try:
         return rendering.parse_key(key)
     except ValueError as exc:
-        raise NotifyRuleError(str(exc), "path.key") from exc
+        raise NotifyRuleError(str(exc), "key", location="path") from exc
 
 
 def preview(
@@ -85,10 +85,10 @@ def _check_part_names(key: str, parts: dict[str, str]) -> None:
             )
             raise NotifyRuleError(
                 f"{key} has the parts {', '.join(allowed)}; {part} belongs to {other}",
-                f"body.{part}",
+                part,
             )
     if not parts:
-        raise NotifyRuleError(f"give at least one of {', '.join(allowed)}", "body")
+        raise NotifyRuleError(f"give at least one of {', '.join(allowed)}")
 
 
 async def put_template(
@@ -105,7 +105,7 @@ async def put_template(
             rendering.check_source(part, source, html=part == "html")
         preview(tenant, key, overrides, profile)
     except rendering.TemplateProblem as exc:
-        raise NotifyRuleError(exc.message, f"body.{exc.part}") from exc
+        raise NotifyRuleError(exc.message, exc.part) from exc
     await tenants.put_template(session, tenant, key, overrides[key], now)
     return await get_template(session, tenant, key)
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_runtime.db import utc
+from dunning_runtime.pagination import keyset
 from notify_svc.domain import ContactMade, NoticeFilter, StageSeen
 from notify_svc.storage.tables import account_stages, notifications
 
@@ -243,8 +244,8 @@ async def suppress_unstarted(
 async def notices_after(
     session: AsyncSession, tenant: str, where: NoticeFilter, after: int | None, limit: int
 ) -> Sequence[RowMapping]:
-    """Up to ``limit`` of the tenant's notices past the sequence ``after``, in the order
-    they were requested."""
+    """The tenant's notices past the sequence ``after``, in the order they were requested:
+    ``limit`` and one more (``keyset``)."""
     query = select(notifications).where(notifications.c.tenant == tenant)
     if where.account_id is not None:
         query = query.where(notifications.c.account_id == where.account_id)
@@ -252,9 +253,7 @@ async def notices_after(
         query = query.where(notifications.c.status == where.status)
     if where.channel is not None:
         query = query.where(notifications.c.channel == where.channel)
-    if after is not None:
-        query = query.where(notifications.c.seq > after)
-    rows = await session.execute(query.order_by(notifications.c.seq).limit(limit))
+    rows = await session.execute(keyset(query, notifications.c.seq, after, limit))
     return rows.mappings().all()
 
 

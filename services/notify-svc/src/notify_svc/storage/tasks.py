@@ -9,6 +9,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_runtime.pagination import keyset
 from notify_svc.domain import TaskFilter
 from notify_svc.storage.tables import tasks
 
@@ -43,12 +44,11 @@ async def open_task(session: AsyncSession, row: Mapping[str, Any]) -> None:
 async def tasks_after(
     session: AsyncSession, tenant: str, where: TaskFilter, after: int | None, limit: int
 ) -> Sequence[RowMapping]:
-    """Up to ``limit`` of the tenant's tasks past the sequence ``after``, oldest first."""
+    """The tenant's tasks past the sequence ``after``, oldest first: ``limit`` and one
+    more (``keyset``)."""
     query = select(tasks).where(tasks.c.tenant == tenant)
     if where.status is not None:
         query = query.where(tasks.c.status == where.status)
     if where.account_id is not None:
         query = query.where(tasks.c.account_id == where.account_id)
-    if after is not None:
-        query = query.where(tasks.c.seq > after)
-    return (await session.execute(query.order_by(tasks.c.seq).limit(limit))).mappings().all()
+    return (await session.execute(keyset(query, tasks.c.seq, after, limit))).mappings().all()
