@@ -155,7 +155,7 @@ async def complete_task(
     runtime = runtime_of(request)
     async with runtime.database.transaction() as session:
         task = await tasks.complete_task(
-            session, runtime.outbox, tenant, task_id, body, runtime.clock.now()
+            session, runtime.outbox, tenant, task_id, body.completion(), runtime.clock.now()
         )
     return task_view(task)
 

@@ -9,10 +9,12 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from dunning_events import Contact, NotificationRequested
+from dunning_events.notifications import TaskOutcome
 from dunning_runtime import rules
 from dunning_runtime.rules import RuleError
 
@@ -96,6 +98,19 @@ class NoticeFilter:
     account_id: str | None = None
     status: str | None = None
     channel: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskCompletion:
+    """What came of a collector's call: the outcome, and for ``promised`` the amount,
+    currency and date promised (the API has checked they come together)."""
+
+    outcome: TaskOutcome
+    note: str
+    completed_by: str
+    amount: Decimal | None = None
+    currency: str | None = None
+    promised_date: date | None = None
 
 
 @dataclass(frozen=True)

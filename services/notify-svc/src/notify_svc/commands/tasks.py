@@ -16,8 +16,7 @@ from dunning_runtime.outbox import Outbox
 from dunning_runtime.pagination import Page, keyset_page
 from notify_svc import events
 from notify_svc.commands.notifications import by_seq
-from notify_svc.domain import Conflict, NotFound, TaskFilter
-from notify_svc.models import TaskCompleteIn
+from notify_svc.domain import Conflict, NotFound, TaskCompletion, TaskFilter
 from notify_svc.storage import tasks
 
 
@@ -44,7 +43,7 @@ async def list_tasks(
     return keyset_page(rows, limit, by_seq)
 
 
-def _same_completion(row: RowMapping, body: TaskCompleteIn) -> bool:
+def _same_completion(row: RowMapping, body: TaskCompletion) -> bool:
     amount = to_minor(body.amount, body.currency) if body.amount and body.currency else None
     return bool(
         row["outcome"] == body.outcome
@@ -60,7 +59,7 @@ async def complete_task(
     outbox: Outbox,
     tenant: str,
     task_id: str,
-    body: TaskCompleteIn,
+    body: TaskCompletion,
     now: datetime,
 ) -> RowMapping | dict[str, Any]:
     """Complete an open task and publish ``CollectorTaskCompleted``; returns the task. The
