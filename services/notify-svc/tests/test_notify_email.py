@@ -155,7 +155,7 @@ async def test_temporary_failures_until_the_time_runs_out_fail_the_notice(
 async def test_a_crash_between_send_and_record_sends_at_most_one_duplicate_and_marks_it(
     client: httpx.AsyncClient, smtp: SmtpServer, notify_settings: Any, monkeypatch: Any
 ) -> None:
-    from notify_svc.delivery import Delivery
+    from notify_svc.workers import Delivery
 
     original = Delivery._sent
     crashed: list[str] = []

@@ -59,7 +59,7 @@ async def crashing(
     """notify-svc whose first attempt at the reminder dies after recording that the send
     begins (the process was killed): the notice stays leased until the lease runs out,
     then a later pass takes it over."""
-    from notify_svc.delivery import Delivery
+    from notify_svc.workers import Delivery
 
     original = Delivery._begin
     died: list[str] = []

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from notify_fixtures import ACME, GLOBEX, SmtpServer, publish, settled, three_invoices
 
-from notify_svc import commands, domain, rendering
+from notify_svc import domain, rendering
+from notify_svc.commands import templates as commands
 
 
 async def test_an_override_is_validated_previewed_used_and_dropped(

@@ -1,8 +1,8 @@
 """notify-svc's HTTP routes: notifications, tasks, templates, the profile, opt-outs.
 
 Every POST is idempotent under an ``Idempotency-Key`` by the runtime's middleware;
-rule errors from ``domain`` become problems in one place, ``problem_of`` (the router's
-``rule_errors_route``).
+rule errors from ``domain`` become problems in one place, the runtime's shared
+``problem_of`` (the router's ``RuleErrorsAsProblems``).
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy import select
 from starlette.responses import Response
 
 from dunning_events.common import Identifier
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.pagination import decode_cursor, encode_cursor
-from dunning_runtime.problems import Problem, field_problem, rule_errors_route
-from notify_svc import commands
-from notify_svc.domain import Conflict, NotFound, NotifyRuleError
+from dunning_runtime.pagination import position_of
+from dunning_runtime.problems import RuleErrorsAsProblems
+from notify_svc.commands import contacts, notifications, profile, tasks, templates
+from notify_svc.domain import NoticeFilter, TaskFilter
 from notify_svc.models import (
     ChannelName,
     ContactIn,
@@ -36,21 +35,16 @@ from notify_svc.models import (
     TemplateList,
     TemplateOut,
 )
-from notify_svc.storage import notifications, tasks
-from notify_svc.views import notification_detail, notification_view, task_view
+from notify_svc.views import (
+    contact_view,
+    notification_detail,
+    notification_view,
+    profile_view,
+    task_view,
+    template_view,
+)
 
-
-def problem_of(error: NotifyRuleError) -> Problem:
-    """The one mapping of rule errors to problems."""
-    if isinstance(error, NotFound):
-        return Problem(404, str(error), type_=error.code)
-    if isinstance(error, Conflict):
-        return Problem(409, str(error), type_=error.code)
-    field = error.field or "body"
-    return field_problem(str(error), field)
-
-
-router = APIRouter(prefix="/v1", route_class=rule_errors_route(NotifyRuleError, problem_of))
+router = APIRouter(prefix="/v1", route_class=RuleErrorsAsProblems)
 
 NotificationId = Annotated[Identifier, Path(description="The request's notification_id.")]
 TaskId = Annotated[Identifier, Path(description="The task's id (its notification_id).")]
@@ -94,25 +88,12 @@ async def list_notifications(
     limit: Limit = 100,
 ) -> NotificationPage:
     """Notices in the order they were requested; ``next_cursor`` is null on the last page."""
-    query = select(notifications).where(notifications.c.tenant == tenant)
-    if account_id is not None:
-        query = query.where(notifications.c.account_id == account_id)
-    if status is not None:
-        query = query.where(notifications.c.status == status)
-    if channel is not None:
-        query = query.where(notifications.c.channel == channel)
-    if cursor:
-        query = query.where(notifications.c.seq > decode_cursor(cursor))
+    after = position_of(cursor)
+    where = NoticeFilter(account_id=account_id, status=status, channel=channel)
     async with runtime_of(request).database.sessions() as session:
-        rows = (
-            (await session.execute(query.order_by(notifications.c.seq).limit(limit + 1)))
-            .mappings()
-            .all()
-        )
-    page = rows[:limit]
+        page = await notifications.list_notifications(session, tenant, where, after, limit)
     return NotificationPage(
-        items=[notification_view(r) for r in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        items=[notification_view(r) for r in page.items], next_cursor=page.next_cursor
     )
 
 
@@ -127,20 +108,7 @@ async def get_notification(
 ) -> NotificationDetail:
     """The notice, its status and why, and its rendered subject and bodies."""
     async with runtime_of(request).database.sessions() as session:
-        row = (
-            (
-                await session.execute(
-                    select(notifications).where(
-                        notifications.c.tenant == tenant,
-                        notifications.c.notification_id == notification_id,
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
-    if row is None:
-        raise Problem(404, f"There is no notification {notification_id!r}.", type_="not-found")
+        row = await notifications.get_notification(session, tenant, notification_id)
     return notification_detail(row)
 
 
@@ -157,29 +125,18 @@ async def list_tasks(
     limit: Limit = 100,
 ) -> TaskPage:
     """Tasks, oldest first: ``status=open`` is a collector's worklist."""
-    query = select(tasks).where(tasks.c.tenant == tenant)
-    if status is not None:
-        query = query.where(tasks.c.status == status)
-    if account_id is not None:
-        query = query.where(tasks.c.account_id == account_id)
-    if cursor:
-        query = query.where(tasks.c.seq > decode_cursor(cursor))
+    after = position_of(cursor)
+    where = TaskFilter(status=status, account_id=account_id)
     async with runtime_of(request).database.sessions() as session:
-        rows = (
-            (await session.execute(query.order_by(tasks.c.seq).limit(limit + 1))).mappings().all()
-        )
-    page = rows[:limit]
-    return TaskPage(
-        items=[task_view(r) for r in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
-    )
+        page = await tasks.list_tasks(session, tenant, where, after, limit)
+    return TaskPage(items=[task_view(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, tags=["tasks"], summary="One task")
 async def get_task(task_id: TaskId, request: Request, tenant: Tenant) -> TaskOut:
     """The task, open or completed."""
     async with runtime_of(request).database.sessions() as session:
-        return task_view(await commands.load_task(session, tenant, task_id))
+        return task_view(await tasks.load_task(session, tenant, task_id))
 
 
 @router.post(
@@ -197,9 +154,10 @@ async def complete_task(
     no-op; another one is a 409."""
     runtime = runtime_of(request)
     async with runtime.database.transaction() as session:
-        return await commands.complete_task(
-            session, runtime.outbox, tenant, task_id, body, runtime.clock.now()
+        task = await tasks.complete_task(
+            session, runtime.outbox, tenant, task_id, body.completion(), runtime.clock.now()
         )
+    return task_view(task)
 
 
 # -- templates -------------------------------------------------------------------------
@@ -211,7 +169,7 @@ async def complete_task(
 async def list_templates(request: Request, tenant: Tenant) -> TemplateList:
     """The shipped templates (per language) and the parts this tenant overrides."""
     async with runtime_of(request).database.sessions() as session:
-        return TemplateList(items=await commands.list_templates(session, tenant))
+        return TemplateList(items=await templates.list_templates(session, tenant))
 
 
 @router.get(
@@ -223,7 +181,7 @@ async def list_templates(request: Request, tenant: Tenant) -> TemplateList:
 async def get_template(key: TemplateKey, request: Request, tenant: Tenant) -> TemplateOut:
     """Its parts (the tenant's overrides, else shipped) and a preview with a sample notice."""
     async with runtime_of(request).database.sessions() as session:
-        return await commands.get_template(session, tenant, key)
+        return template_view(await templates.get_template(session, tenant, key))
 
 
 @router.put(
@@ -240,7 +198,10 @@ async def put_template(
     Jinja2's sandbox: no attribute access to internals)."""
     runtime = runtime_of(request)
     async with runtime.database.transaction() as session:
-        return await commands.put_template(session, tenant, key, body.parts(), runtime.clock.now())
+        shown = await templates.put_template(
+            session, tenant, key, body.parts(), runtime.clock.now()
+        )
+    return template_view(shown)
 
 
 @router.delete(
@@ -252,7 +213,7 @@ async def put_template(
 async def delete_template(key: TemplateKey, request: Request, tenant: Tenant) -> Response:
     """Deleting an override that does not exist is a no-op."""
     async with runtime_of(request).database.transaction() as session:
-        await commands.delete_template(session, tenant, key)
+        await templates.delete_template(session, tenant, key)
     return Response(status_code=204)
 
 
@@ -263,7 +224,7 @@ async def delete_template(key: TemplateKey, request: Request, tenant: Tenant) ->
 async def get_profile(request: Request, tenant: Tenant) -> ProfileOut:
     """Company name, contact, payment instructions, payment link and webhook endpoint."""
     async with runtime_of(request).database.sessions() as session:
-        return await commands.get_profile(session, tenant)
+        return profile_view(await profile.get_profile(session, tenant))
 
 
 @router.put("/profile", response_model=ProfileOut, tags=["profile"], summary="Set the profile")
@@ -271,7 +232,10 @@ async def put_profile(body: ProfileIn, request: Request, tenant: Tenant) -> Prof
     """Replace the profile; notices recorded from now on use it."""
     runtime = runtime_of(request)
     async with runtime.database.transaction() as session:
-        return await commands.put_profile(session, tenant, body, runtime.clock.now())
+        stored = await profile.put_profile(
+            session, tenant, body.model_dump(mode="json"), runtime.clock.now()
+        )
+    return profile_view(stored)
 
 
 # -- contacts --------------------------------------------------------------------------
@@ -281,7 +245,7 @@ async def put_profile(body: ProfileIn, request: Request, tenant: Tenant) -> Prof
 async def get_contact(address: Address, request: Request, tenant: Tenant) -> ContactOut:
     """The channels the address opted out of (none is an empty list)."""
     async with runtime_of(request).database.sessions() as session:
-        return await commands.get_contact(session, tenant, address)
+        return contact_view(await contacts.get_contact(session, tenant, address))
 
 
 @router.post(
@@ -297,7 +261,15 @@ async def opt_out(
     ``opted_out``). Opting out again changes nothing."""
     runtime = runtime_of(request)
     async with runtime.database.transaction() as session:
-        return await commands.opt_out(session, tenant, address, body, runtime.clock.now())
+        contact = await contacts.opt_out(
+            session,
+            tenant,
+            address,
+            body.channels if body else None,
+            body.reason if body else "",
+            runtime.clock.now(),
+        )
+    return contact_view(contact)
 
 
 @router.post(
@@ -311,4 +283,5 @@ async def opt_in(
 ) -> ContactOut:
     """Withdraw the opt-out on these channels (all when none are given)."""
     async with runtime_of(request).database.transaction() as session:
-        return await commands.opt_in(session, tenant, address, body)
+        contact = await contacts.opt_in(session, tenant, address, body.channels if body else None)
+    return contact_view(contact)

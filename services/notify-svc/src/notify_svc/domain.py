@@ -8,11 +8,15 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
 
 from dunning_events import Contact, NotificationRequested
+from dunning_events.notifications import TaskOutcome
+from dunning_runtime import rules
+from dunning_runtime.rules import RuleError
 
 Status = Literal["pending", "sent", "failed", "suppressed"]
 Reason = Literal["opted_out", "no_address", "obsolete"]
@@ -25,26 +29,17 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()./-]{4,31}$")
 
 
-class NotifyRuleError(ValueError):
-    """A request the rules refuse; ``field`` names the part at fault."""
-
-    code = "validation-error"
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+class NotifyRuleError(RuleError):
+    """A request notify-svc's rules refuse; ``field`` names the part at fault (in the
+    body unless ``location`` says ``path``)."""
 
 
-class NotFound(NotifyRuleError):
+class NotFound(NotifyRuleError, rules.NotFound):
     """The resource does not exist for this tenant."""
 
-    code = "not-found"
 
-
-class Conflict(NotifyRuleError):
+class Conflict(NotifyRuleError, rules.Conflict):
     """The resource is not in a state that allows the change."""
-
-    code = "conflict"
 
 
 def normalize_address(address: str) -> str:
@@ -60,7 +55,8 @@ def normalize_address(address: str) -> str:
             return ("+" if text.startswith("+") else "") + digits
     raise NotifyRuleError(
         "must be an email address (name@example.com) or a phone number (+49 30 123456)",
-        "path.address",
+        "address",
+        location="path",
     )
 
 
@@ -96,6 +92,61 @@ def address_for(channel: str, recipient: Contact, webhook_url: str | None) -> st
 
 
 @dataclass(frozen=True)
+class NoticeFilter:
+    """Which of a tenant's notices a page shows (None: any)."""
+
+    account_id: str | None = None
+    status: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskCompletion:
+    """What came of a collector's call: the outcome, and for ``promised`` the amount,
+    currency and date promised (the API has checked they come together)."""
+
+    outcome: TaskOutcome
+    note: str
+    completed_by: str
+    amount: Decimal | None = None
+    currency: str | None = None
+    promised_date: date | None = None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which of a tenant's tasks a page shows (None: any)."""
+
+    status: str | None = None
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A tenant's profile fields, and when it was stored (None: the defaults)."""
+
+    fields: dict[str, Any]
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OptedOut:
+    """One channel a contact opted out of, why and since when."""
+
+    channel: str
+    reason: str
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class ContactOptOuts:
+    """A normalized contact address and its opt-outs, by channel."""
+
+    address: str
+    opted_out: list[OptedOut]
+
+
+@dataclass(frozen=True)
 class Suppression:
     """A notice that is not sent, and why."""
 
@@ -119,9 +170,7 @@ def suppression(
     """
     if request.stage_sequence < current_sequence:
         return Suppression(
-            "obsolete",
-            f"requested at stage change {request.stage_sequence} ({request.stage}); the "
-            f"account returned to current at stage change {current_sequence}",
+            "obsolete", obsolete_detail(request.stage_sequence, request.stage, current_sequence)
         )
     if address is None:
         if request.channel == "webhook":
@@ -146,6 +195,59 @@ def obsolete_after(stage_sequence: int, to_stage: str, sequence: int) -> bool:
     """Whether a change to ``to_stage`` with ``sequence`` makes a pending notice requested
     at ``stage_sequence`` obsolete: a return to ``current`` after it was requested."""
     return to_stage == "current" and sequence > stage_sequence
+
+
+def obsolete_detail(stage_sequence: int, stage: str, current_sequence: int) -> str:
+    """Why a notice requested at ``stage_sequence`` is obsolete: the account returned to
+    ``current`` at the later stage change ``current_sequence``."""
+    return (
+        f"requested at stage change {stage_sequence} ({stage}); the "
+        f"account returned to current at stage change {current_sequence}"
+    )
+
+
+@dataclass(frozen=True)
+class StageSeen:
+    """The latest stage change notify-svc has seen for an account, and the sequence of
+    its last return to ``current`` (0 when there was none)."""
+
+    sequence: int
+    stage: str
+    current_sequence: int
+
+
+def follow_stage(seen: StageSeen | None, sequence: int, to_stage: str) -> StageSeen:
+    """``seen`` after a ``DunningStageChanged`` (changes from the two topics come in any
+    order: the highest sequence wins, and a return to ``current`` is kept apart)."""
+    state = seen or StageSeen(sequence=0, stage=to_stage, current_sequence=0)
+    if sequence > state.sequence:
+        state = replace(state, sequence=sequence, stage=to_stage)
+    if to_stage == "current" and sequence > state.current_sequence:
+        state = replace(state, current_sequence=sequence)
+    return state
+
+
+def obsoleted_by_return(
+    stage_sequence: int, stage: str, *, sending: bool, current_sequence: int
+) -> Suppression | None:
+    """Whether a pending notice is suppressed because its account returned to
+    ``current`` after it was requested. A send in flight (``sending``) cannot be called
+    back; its outcome is recorded as it ends."""
+    if sending or not obsolete_after(stage_sequence, "current", current_sequence):
+        return None
+    return Suppression("obsolete", obsolete_detail(stage_sequence, stage, current_sequence))
+
+
+def copies_to(
+    channel: str, cc: Iterable[str | None], opted_out_of_email: Iterable[str | None]
+) -> list[str]:
+    """The ``cc`` addresses an email notice is copied to: those given, less those that
+    opted out of email (``opted_out_of_email`` holds their normalized forms). Only email
+    has copies."""
+    if channel != "email":
+        return []
+    refused = set(opted_out_of_email)
+    return [c for c in cc if c and contact_key(c) not in refused]
 
 
 @dataclass(frozen=True)
@@ -265,3 +367,45 @@ def language_of(locale: str, shipped: tuple[str, ...]) -> str:
     English when the language is not shipped."""
     language = re.split(r"[-_]", locale, maxsplit=1)[0].lower()
     return language if language in shipped else "en"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How temporary failures are retried: exponential backoff with full jitter
+    (``backoff_s`` growing to ``backoff_max_s``) for ``max_s`` seconds of wall-clock time
+    from the first attempt. Permanent failures are not retried."""
+
+    max_s: float
+    backoff_s: float
+    backoff_max_s: float
+
+    def budget(self, first_attempt_at: datetime, now: datetime) -> float:
+        """Seconds left for retries at ``now`` (never negative): the first attempt's
+        time counts, so a notice taken over or retried keeps its original bound."""
+        return max(0.0, self.max_s - (now - first_attempt_at).total_seconds())
+
+
+def gave_up(attempts: int, error: str) -> str:
+    """The error recorded when temporary failures outlast the retry budget."""
+    return f"gave up after {attempts} attempts: {error}"
+
+
+#: The error recorded when a notice's resend was interrupted too (``plan_send``).
+INTERRUPTED_TWICE = (
+    "two sends were interrupted before their outcome was recorded; the notice "
+    "may have been delivered and is not sent a third time"
+)
+
+#: Which adapter sends a channel's notices.
+Route = Literal["smtp", "eml_files", "sms_gateway", "sms_files", "webhook"]
+
+
+def route_of(channel: str, *, smtp: bool, sms_gateway: bool) -> Route:
+    """The adapter for ``channel``: a configured server (``smtp``, ``sms_gateway``), or
+    files in the data directory when none is; every other channel is a webhook (tasks
+    never leave the process and have no adapter)."""
+    if channel == "email":
+        return "smtp" if smtp else "eml_files"
+    if channel == "sms":
+        return "sms_gateway" if sms_gateway else "sms_files"
+    return "webhook"

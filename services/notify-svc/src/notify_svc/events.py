@@ -12,8 +12,11 @@ from dunning_events.notifications import (
     NotificationSuppressed,
     SuppressionReason,
 )
+from dunning_runtime.scope import source_of
 
-SOURCE = "/notify-svc"
+#: The CloudEvents source of notify-svc's events. Its envelopes carry the trace of the
+#: request they answer, which the shared ``Scope`` does not, hence ``envelope`` below.
+SOURCE = source_of("notify-svc")
 
 
 def envelope(tenant: str, event: Event, now: datetime, row: Any | None = None) -> Envelope:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from dunning_events.common import BoundedDay, FreeText
 from dunning_events.money import Currency, PositiveAmount, check_money
 from dunning_events.notifications import TaskOutcome
+from notify_svc.domain import TaskCompletion
 from notify_svc.rendering import check_payment_link
 
 ChannelName = Literal["email", "sms", "webhook", "task"]
@@ -145,6 +146,17 @@ class TaskCompleteIn(_Body):
         elif given:
             raise ValueError(f"{', '.join(given)} belong to outcome promised only")
         return self
+
+    def completion(self) -> TaskCompletion:
+        """The completion as the use case takes it."""
+        return TaskCompletion(
+            outcome=self.outcome,
+            note=self.note,
+            completed_by=self.completed_by,
+            amount=self.amount,
+            currency=self.currency,
+            promised_date=self.promised_date,
+        )
 
 
 class TemplateIn(_Body):

@@ -78,6 +78,17 @@ class Rendered:
     sms: str
 
 
+@dataclass(frozen=True)
+class TemplateShown:
+    """A template as it renders for a tenant: its parts (overridden or shipped), which
+    parts the tenant overrides, and the sample notice rendered with it."""
+
+    key: str
+    parts: dict[str, str]
+    overridden: list[str]
+    preview: Rendered
+
+
 # -- shipped templates -----------------------------------------------------------------
 
 

@@ -6,7 +6,18 @@ from typing import Any
 
 from dunning_events.money import from_minor
 from dunning_runtime.db import utc
-from notify_svc.models import NotificationDetail, NotificationOut, TaskOut
+from notify_svc.domain import ContactOptOuts, Profile
+from notify_svc.models import (
+    ContactOut,
+    NotificationDetail,
+    NotificationOut,
+    OptOut,
+    ProfileOut,
+    TaskOut,
+    TemplateOut,
+    TemplatePreview,
+)
+from notify_svc.rendering import TemplateShown
 
 _LIST_FIELDS = (
     "notification_id",
@@ -92,4 +103,33 @@ def task_view(row: Any) -> TaskOut:
             "created_at": utc(row["created_at"]),
             "completed_at": utc(row["completed_at"]),
         }
+    )
+
+
+def template_view(shown: TemplateShown) -> TemplateOut:
+    """A template as it renders for the tenant, with its preview."""
+    rendered = shown.preview
+    return TemplateOut(
+        key=shown.key,
+        parts=shown.parts,
+        overridden=shown.overridden,
+        preview=TemplatePreview(
+            subject=rendered.subject, text=rendered.text, html=rendered.html, sms=rendered.sms
+        ),
+    )
+
+
+def profile_view(profile: Profile) -> ProfileOut:
+    """The tenant's profile (the defaults until one is stored)."""
+    return ProfileOut.model_validate({**profile.fields, "updated_at": profile.updated_at})
+
+
+def contact_view(contact: ContactOptOuts) -> ContactOut:
+    """A contact's opt-outs."""
+    return ContactOut(
+        address=contact.address,
+        opted_out=[
+            OptOut.model_validate({"channel": o.channel, "reason": o.reason, "since": o.since})
+            for o in contact.opted_out
+        ],
     )
