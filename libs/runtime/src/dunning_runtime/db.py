@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl as ssl_
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,13 @@ def utc(instant: datetime | None) -> datetime | None:
     if instant is None or instant.tzinfo is not None:
         return instant
     return instant.replace(tzinfo=UTC)
+
+
+def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once the session's transaction commits (never on a rollback): a
+    side effect of a change, such as waking a worker or counting it, happens only when
+    the change is there to see, and a retried chunk does it once."""
+    event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
 
 
 class Database:

@@ -22,16 +22,15 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope
 from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
-from dunning_runtime.db import Database
+from dunning_runtime.db import Database, on_commit
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
@@ -92,11 +91,8 @@ class Outbox:
             await session.execute(insert(outbox), rows)
             if not session.info.get("outbox_wake"):
                 session.info["outbox_wake"] = True
-                event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
+                on_commit(session, self.wakeup.set)
         return messages
-
-    def _on_commit(self, _session: Any) -> None:
-        self.wakeup.set()
 
 
 class OutboxRelay:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope, topics
 from dunning_runtime.app import Runtime
 from dunning_runtime.consumer import Subscription
+from dunning_runtime.db import on_commit
 from notify_svc.commands import requests
 from notify_svc.settings import NotifySettings
 from notify_svc.workers import Delivery
@@ -28,7 +28,7 @@ def commands(runtime: Runtime[NotifySettings]) -> Subscription:
     async def handle(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
         now = runtime.clock.now()
         if await requests.apply(session, runtime.outbox, runtime.settings, envelopes, now):
-            event.listen(session.sync_session, "after_commit", lambda _s: wake(), once=True)
+            on_commit(session, wake)
 
     return Subscription(
         GROUP, (topics.DUNNING_COMMANDS, topics.DUNNING_EVENTS), batch_handler=handle

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from typing import Any, get_args
+from typing import get_args
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events.common import Channel as ChannelName
+from dunning_runtime.db import on_commit
 
 SENDS = Counter(
     "dunning_notifications_total",
@@ -38,8 +38,8 @@ def count_suppressed_on_commit(session: AsyncSession, channels: list[str]) -> No
         return
     counts = Tally(channels)
 
-    def count(_session: Any) -> None:
+    def count() -> None:
         for channel, n in counts.items():
             SENDS.labels(channel, "suppressed").inc(n)
 
-    event.listen(session.sync_session, "after_commit", count, once=True)
+    on_commit(session, count)
