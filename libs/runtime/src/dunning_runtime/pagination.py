@@ -17,14 +17,22 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Query
 from sqlalchemy import ColumnElement, Select
 
 from dunning_runtime.problems import field_problem
 
 #: The largest sequence id a cursor can carry: a signed 64-bit integer, as BIGINT stores.
 MAX_POSITION = 2**63 - 1
+#: The most items one page may hold (``limit``), on every list of every service.
+MAX_PAGE = 1000
+
+#: The query parameters every paged list takes: ``cursor`` (opaque, ``next_cursor`` of
+#: the previous page) and ``limit`` (the page size; each route sets its default).
+Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 _PREFIX = "s:"
 
 T = TypeVar("T")

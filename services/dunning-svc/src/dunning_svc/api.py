@@ -21,7 +21,14 @@ from dunning_events.common import BoundedDay, FreeText, Identifier
 from dunning_events.money import to_minor
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.pagination import keyset_page, offset_of, offset_page, position_of
+from dunning_runtime.pagination import (
+    Cursor,
+    PageLimit,
+    keyset_page,
+    offset_of,
+    offset_page,
+    position_of,
+)
 from dunning_runtime.problems import (
     Problem,
     field_problem,
@@ -139,8 +146,8 @@ async def worklist(
         Literal["overdue", "days_past_due", "account"],
         Query(description="overdue: largest first; days_past_due: oldest first"),
     ] = "overdue",
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Cursor = None,
+    limit: PageLimit = 100,
 ) -> WorklistPage:
     """Accounts to work on, filtered and sorted; ``next_cursor`` continues the list."""
     runtime = runtime_of(request)
@@ -166,8 +173,8 @@ async def get_timeline(
     account_id: AccountId,
     request: Request,
     tenant: Tenant,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    cursor: Cursor = None,
+    limit: PageLimit = 200,
 ) -> TimelinePage:
     """Oldest first, with the reason and policy version of each decision."""
     runtime = runtime_of(request)

@@ -23,7 +23,7 @@ from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
 from dunning_runtime.batches import STATUS, parse_items, respond, result_problem, tally
 from dunning_runtime.idempotency import in_transaction
-from dunning_runtime.pagination import position_of
+from dunning_runtime.pagination import Cursor, PageLimit, position_of
 from dunning_runtime.problems import RuleErrorsAsProblems
 from dunning_runtime.results import ItemResult
 from invoice_svc import commands
@@ -133,10 +133,8 @@ async def list_invoices(
     status: Literal["open", "partially_paid", "paid", "void"] | None = None,
     due_before: Annotated[BoundedDay | None, Query(description="Due on or before")] = None,
     due_after: Annotated[BoundedDay | None, Query(description="Due on or after")] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=64, description="next_cursor of the previous page")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Cursor = None,
+    limit: PageLimit = 100,
 ) -> InvoicePage:
     """Invoices in the order they were accepted; ``next_cursor`` is null on the last page."""
     runtime = runtime_of(request)

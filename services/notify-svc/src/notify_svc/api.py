@@ -15,7 +15,7 @@ from starlette.responses import Response
 from dunning_events.common import Identifier
 from dunning_runtime.app import runtime_of
 from dunning_runtime.auth import Tenant
-from dunning_runtime.pagination import position_of
+from dunning_runtime.pagination import Cursor, PageLimit, position_of
 from dunning_runtime.problems import RuleErrorsAsProblems
 from notify_svc.commands import contacts, notifications, profile, tasks, templates
 from notify_svc.domain import NoticeFilter, TaskFilter
@@ -65,8 +65,6 @@ Address = Annotated[
         description="An email address or a phone number.",
     ),
 ]
-Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the last page")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
 # -- notifications -------------------------------------------------------------------
@@ -85,7 +83,7 @@ async def list_notifications(
     status: NotificationStatus | None = None,
     channel: ChannelName | None = None,
     cursor: Cursor = None,
-    limit: Limit = 100,
+    limit: PageLimit = 100,
 ) -> NotificationPage:
     """Notices in the order they were requested; ``next_cursor`` is null on the last page."""
     after = position_of(cursor)
@@ -122,7 +120,7 @@ async def list_tasks(
     status: Annotated[str | None, Query(pattern=r"^(open|completed)$")] = None,
     account_id: Annotated[Identifier | None, Query(description="Only this account's")] = None,
     cursor: Cursor = None,
-    limit: Limit = 100,
+    limit: PageLimit = 100,
 ) -> TaskPage:
     """Tasks, oldest first: ``status=open`` is a collector's worklist."""
     after = position_of(cursor)

@@ -25,7 +25,7 @@ from dunning_runtime.auth import Tenant
 from dunning_runtime.batches import STATUS, parse_items, respond, result_problem, tally, within_item
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.openapi import SIGNATURE_SCHEME
-from dunning_runtime.pagination import position_of
+from dunning_runtime.pagination import Cursor, PageLimit, position_of
 from dunning_runtime.problems import Problem, RuleErrorsAsProblems, validation_errors
 from dunning_runtime.scope import Scope
 from payment_svc import commands, views
@@ -174,10 +174,8 @@ async def list_payments(
     tenant: Tenant,
     account_id: Annotated[Identifier | None, Query(description="Only this account's")] = None,
     status: Literal["applied", "partially_applied", "unapplied", "reversed"] | None = None,
-    cursor: Annotated[
-        str | None, Query(max_length=64, description="next_cursor of the previous page")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Cursor = None,
+    limit: PageLimit = 100,
 ) -> PaymentPage:
     """Payments in the order they were recorded; ``next_cursor`` is null on the last page."""
     after = position_of(cursor)
