@@ -165,3 +165,30 @@ def test_no_function_in_src_is_over_80_lines() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{_relative(path)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
+
+
+#: HTTP models a use case still takes, and why (the debt, named).
+MODELS_BEYOND_THE_EDGE = {
+    # The posted invoice, validated: a fee invoice is built as one so it obeys every rule
+    # a posted invoice does. Its validators should move to a domain record.
+    ("invoice-svc", "InvoiceIn"),
+}
+
+
+@pytest.mark.parametrize("service", sorted(PACKAGES))
+def test_http_models_stay_at_the_edge(service: str) -> None:
+    """``models`` (HTTP request and response bodies) is read by the routes and views only."""
+    package = _package(service)
+    edge = {"api.py", "views.py", "models.py", "api"}
+    offenders: list[str] = []
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] in edge:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == f"{PACKAGES[service]}.models":
+                offenders += [
+                    f"{_relative(path)}:{node.lineno} {alias.name}"
+                    for alias in node.names
+                    if (service, alias.name) not in MODELS_BEYOND_THE_EDGE
+                ]
+    assert not offenders, "HTTP models beyond the routes:\n" + "\n".join(offenders)
