@@ -24,12 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import pydantic_core
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from dunning_events.envelope import Envelope
+from dunning_events.common import Instant
+from dunning_events.envelope import Envelope, Event, assemble, trace_context_accepted
 from dunning_events.registry import EVENT_TYPES
 
 __all__ = [
@@ -70,6 +73,14 @@ _INTEGER_ATTRIBUTES = frozenset({"schemaversion"})
 _REQUIRED = frozenset(REQUIRED_ATTRIBUTES)
 # Header name -> attribute, for the attributes we decode.
 _HEADER_ATTRIBUTES = {f"{CE_PREFIX}{name}": name for name in _KNOWN_ATTRIBUTES}
+# The same, plus the other names to_kafka writes, for from_kafka's fast path.
+_CONTENT_TYPE = "content-type"
+_OTHER = "other"
+_FAST_NAMES = {
+    **_HEADER_ATTRIBUTES,
+    "content-type": _CONTENT_TYPE,
+    **dict.fromkeys(_TRACE_ATTRIBUTES, _OTHER),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +113,18 @@ def to_kafka(envelope: Envelope) -> KafkaMessage:
     tooling look for. Key: ``tenant:account_id``. Value: the data as JSON, amounts
     as decimal strings.
     """
+    values = envelope.__dict__
+    data = values["data"]
+    # The payload's own serializer, as model_dump_json() calls it, without the str round trip.
+    return KafkaMessage(
+        key=f"{values['tenant']}:{values['subject']}".encode(),
+        value=data.__pydantic_serializer__.to_json(data),
+        headers=_cached_headers(values) or _headers(envelope),
+    )
+
+
+def _headers(envelope: Envelope) -> list[tuple[str, bytes]]:
+    """The ``to_kafka`` headers of ``envelope``, worked out from scratch."""
     # mode="json" gives the wire text of every attribute (time as RFC 3339, ints as
     # digits); datacontenttype travels as content-type, per the binding.
     attributes = envelope.model_dump(
@@ -112,11 +135,86 @@ def to_kafka(envelope: Envelope) -> KafkaMessage:
     headers.extend(
         (name, attributes[name].encode()) for name in _TRACE_ATTRIBUTES if name in attributes
     )
-    return KafkaMessage(
-        key=envelope.partition_key.encode(),
-        value=envelope.data.model_dump_json().encode(),
-        headers=headers,
-    )
+    return headers
+
+
+# The headers every event of one producer, class and instant shares, as _headers
+# writes them: the header pairs of specversion, type, source, time, dataschema,
+# tenant, schemaversion and content-type, by those attributes' values.
+_CONSTANT_HEADERS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_CONSTANT_NAMES = (
+    "ce_specversion",
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "ce_time",
+    "ce_subject",
+    "ce_dataschema",
+    "ce_tenant",
+    "ce_schemaversion",
+    "content-type",
+)
+_CONSTANT_VALUES = itemgetter(
+    "specversion", "type", "source", "time", "dataschema", "tenant", "schemaversion"
+)
+
+
+def _cached_headers(values: dict[str, Any]) -> list[tuple[str, bytes]] | None:
+    """``_headers`` of the envelope with these field values, the constant pairs from a
+    cache; None where only ``_headers`` can tell (odd types that validation never gives)."""
+    ident, subject, time = values["id"], values["subject"], values["time"]
+    traceparent, tracestate = values["traceparent"], values["tracestate"]
+    if (
+        type(ident) is not str
+        or type(subject) is not str
+        or type(time) is not datetime
+        or type(values["schemaversion"]) is not int
+        or (tracestate is not None and traceparent is None)
+    ):
+        return None
+    try:
+        key = _CONSTANT_VALUES(values)
+        cached = _CONSTANT_HEADERS.get(key)
+    except TypeError:  # an unhashable value, which only model_construct lets in
+        return None
+    # Equal aware datetimes may differ in their offset, and so in their text.
+    offset = time.utcoffset()
+    if cached is None or cached[0] != offset:
+        cached = _remember_headers(key, offset, values)
+        if cached is None:
+            return None
+    headers = [
+        cached[1],
+        ("ce_id", ident.encode()),
+        cached[2],
+        cached[3],
+        cached[4],
+        ("ce_subject", subject.encode()),
+        cached[5],
+        cached[6],
+        cached[7],
+    ]
+    if traceparent is None:
+        headers.append(cached[8])
+        return headers
+    trace = [("traceparent", traceparent.encode())]
+    if tracestate is not None:
+        trace.append(("tracestate", tracestate.encode()))
+    return [*headers, *[(CE_PREFIX + name, raw) for name, raw in trace], cached[8], *trace]
+
+
+def _remember_headers(
+    key: tuple[Any, ...], offset: object, values: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    plain = {**values, "traceparent": None, "tracestate": None}
+    headers = _headers(assemble(plain, set(plain)))
+    if tuple(name for name, _ in headers) != _CONSTANT_NAMES:
+        return None
+    cached = (offset, *(pair for pair in headers if pair[0] not in ("ce_id", "ce_subject")))
+    if len(_CONSTANT_HEADERS) >= 1024:
+        _CONSTANT_HEADERS.clear()
+    _CONSTANT_HEADERS[key] = cached
+    return cached
 
 
 def to_json(envelope: Envelope) -> bytes:
@@ -152,6 +250,23 @@ def from_kafka(
     except TypeError:
         raise DecodeError("headers: not a list of (name, value) pairs") from None
     for pair in pairs:
+        # What producers write (a tuple of a lower-case name and bytes) in as few steps
+        # as possible; anything else, and every error, takes the general path below.
+        if type(pair) is tuple and len(pair) == 2:
+            name, raw = pair
+            attribute = _FAST_NAMES.get(name) if type(name) is str else None
+            if attribute is not None and type(raw) is bytes:
+                if attribute is _OTHER:
+                    continue
+                if attribute is _CONTENT_TYPE:
+                    content_type = _header_text(name, raw)
+                    continue
+                if attribute not in attributes:
+                    try:
+                        attributes[attribute] = raw.decode()
+                    except UnicodeDecodeError:
+                        raise DecodeError(f"header {name}: not UTF-8 text") from None
+                    continue
         # type() first: exact tuples and str are what clients hand us, and cheaper to test.
         if (
             (type(pair) is not tuple and not isinstance(pair, tuple))
@@ -259,13 +374,18 @@ def _envelope(attributes: dict[str, Any], data: bytes) -> Envelope:
     # strict: the JSON must already have the types the schema gives, as a
     # subscriber validating against the JSON Schema would insist.
     try:
-        attributes["data"] = cls.model_validate_json(data, strict=True)
+        payload = cls.model_validate_json(data, strict=True)
     except ValidationError as exc:
         raise DecodeError(_reason(exc, "data")) from None
     if "tracestate" in attributes and "traceparent" not in attributes:
         del attributes["tracestate"]
+    key = _ACCEPTED_KEY(attributes)
+    envelope = _accepted(key, attributes, payload)
+    if envelope is not None:
+        return envelope
+    attributes["data"] = payload
     try:
-        return Envelope.model_validate(attributes)
+        envelope = Envelope.model_validate(attributes)
     except ValidationError as exc:
         # W3C Trace Context: a receiver that cannot parse traceparent ignores it, and
         # then tracestate, and starts a new trace. Broken trace context is no reason to
@@ -279,10 +399,99 @@ def _envelope(attributes: dict[str, Any], data: bytes) -> Envelope:
             attributes.pop("tracestate")
         else:
             raise DecodeError(_reason(exc)) from None
-    try:
-        return Envelope.model_validate(attributes)
-    except ValidationError as exc:
-        raise DecodeError(_reason(exc)) from None
+        try:
+            envelope = Envelope.model_validate(attributes)
+        except ValidationError as exc:
+            raise DecodeError(_reason(exc)) from None
+    _remember(key, attributes["time"], envelope)
+    return envelope
+
+
+# -- decoding without validating the envelope twice -------------------------------
+# Most attributes are the same for every event of one producer and class (source,
+# type, dataschema, tenant, ...), and instants repeat within a batch. Once the
+# envelope's validators have accepted such values, they are remembered; an event
+# whose constant attributes were accepted before and whose varying ones pass the
+# same checks the validators make is assembled without validating the envelope.
+# Anything else takes the validating path above, which gives the reasons.
+
+_ACCEPTED_KEY = itemgetter("specversion", "type", "source", "dataschema", "tenant", "schemaversion")
+#: Accepted constant attributes (as _ACCEPTED_KEY reads them) -> their validated values.
+_ACCEPTED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+#: Accepted ``time`` texts -> the instant the envelope made of them.
+_TIMES: dict[str, datetime] = {}
+_KEPT = 4096
+# The envelope's time field on its own: the same type, so the same verdicts.
+_INSTANT: TypeAdapter[datetime] = TypeAdapter(Instant)
+
+
+def _accepted(key: tuple[Any, ...], attributes: dict[str, Any], data: Event) -> Envelope | None:
+    """The envelope the validators would make of ``attributes`` and ``data``, or None
+    when that takes validating (first sight of its constant attributes, or a value
+    the fast checks do not vouch for)."""
+    constant = _ACCEPTED.get(key)
+    if constant is None:
+        return None
+    ident, subject = attributes["id"], attributes["subject"]
+    if not 0 < len(ident) <= 64 or subject != data.account_id:
+        return None
+    contenttype = attributes.get("datacontenttype", CONTENT_TYPE)
+    traceparent, tracestate = attributes.get("traceparent"), attributes.get("tracestate")
+    if contenttype != CONTENT_TYPE or not trace_context_accepted(traceparent, tracestate):
+        return None
+    text = attributes["time"]
+    time = _TIMES.get(text)
+    if time is None:
+        try:
+            time = _INSTANT.validate_python(text)
+        except ValidationError:
+            return None
+        _keep(_TIMES, text, time)
+    fields = set(attributes)
+    fields.add("data")
+    return assemble(
+        {
+            "specversion": constant[0],
+            "id": ident,
+            "type": constant[1],
+            "source": constant[2],
+            "time": time,
+            "subject": subject,
+            "datacontenttype": CONTENT_TYPE,
+            "dataschema": constant[3],
+            "tenant": constant[4],
+            "schemaversion": constant[5],
+            "traceparent": traceparent,
+            "tracestate": tracestate,
+            "data": data,
+        },
+        fields,
+    )
+
+
+def _remember(key: tuple[Any, ...], text: Any, envelope: Envelope) -> None:
+    """Remember what the validators accepted in ``envelope``."""
+    _keep(
+        _ACCEPTED,
+        key,
+        (
+            envelope.specversion,
+            envelope.type,
+            envelope.source,
+            envelope.dataschema,
+            envelope.tenant,
+            envelope.schemaversion,
+        ),
+    )
+    if type(text) is str:
+        _keep(_TIMES, text, envelope.time)
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    # Bounded: a producer with ever new values must not grow the process.
+    if len(cache) >= _KEPT:
+        cache.clear()
+    cache[key] = value
 
 
 def _check_key(key: object, envelope: Envelope) -> None:
@@ -291,6 +500,8 @@ def _check_key(key: object, envelope: Envelope) -> None:
     if key is None:
         return
     expected = envelope.partition_key.encode()
+    if type(key) is bytes and key == expected:
+        return
     if not isinstance(key, (bytes, bytearray, memoryview)) or bytes(key) != expected:
         raise DecodeError(f"key: {key!r:.100} is not tenant:subject {envelope.partition_key!r}")
 

@@ -156,6 +156,12 @@ def _to_decimal(value: Any) -> Decimal:
     document says ``"2681.00"`` would work here and break at the next consumer that
     trusts the schema.
     """
+    if type(value) is str:
+        # The wire's case first (every decoded amount): the match gives the places.
+        match = _AMOUNT_TEXT.fullmatch(value)
+        if match is not None:
+            fraction = match.group(1)
+            return _bounded(Decimal(value), len(fraction) - 1 if fraction else 0)
     # Floats are refused: 0.1 + 0.2 is not how a ledger adds, and a float that
     # reached us may already have lost the cents it was meant to carry.
     if isinstance(value, float):
@@ -180,7 +186,13 @@ def _to_decimal(value: Any) -> Decimal:
         raise ValueError('amounts must be decimal strings like "1250.00"')
     exponent = result.as_tuple().exponent
     assert isinstance(exponent, int)  # finite, checked above
-    if -exponent > MAX_FRACTION_DIGITS:
+    return _bounded(result, -exponent)
+
+
+def _bounded(result: Decimal, places: int) -> Decimal:
+    """``result`` (with ``places`` decimal places) if it has no more digits than an
+    amount may have, with the sign of a zero dropped."""
+    if places > MAX_FRACTION_DIGITS:
         raise ValueError(f"amounts have at most {MAX_FRACTION_DIGITS} decimal places")
     if result != 0 and result.adjusted() + 1 > MAX_INTEGER_DIGITS:
         raise ValueError(f"amounts have at most {MAX_INTEGER_DIGITS} digits before the point")
@@ -296,7 +308,12 @@ class Money(BaseModel):
         if currency is None:
             # The currency failed its own validation; that error is reported already.
             return amount
-        # Exact after check_places: quantize only adds trailing zeros here.
+        # Exact after check_places: quantize only adds trailing zeros here, and an
+        # amount that has the currency's places already (as on the wire) is kept.
+        places = MINOR_UNITS.get(currency)
+        exponent = amount.as_tuple().exponent
+        if places is not None and exponent == -places:
+            return amount
         return quantize(check_places(amount, currency), currency)
 
     @classmethod

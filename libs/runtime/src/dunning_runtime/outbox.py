@@ -21,7 +21,10 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +45,32 @@ log = logging.getLogger(__name__)
 
 def encode_headers(headers: list[tuple[str, bytes]]) -> str:
     """Headers as JSON text (bytes kept losslessly through latin-1)."""
-    return json.dumps([[k, v.decode("latin-1")] for k, v in headers])
+    # The text json.dumps([[name, value], ...]) writes, one pair at a time: most pairs
+    # repeat from event to event (type, source, tenant, ...), so their text is kept.
+    return "[" + ", ".join([_header_json(name, value) for name, value in headers]) + "]"
+
+
+# Headers whose values differ from event to event: not worth keeping.
+_VARYING = frozenset(
+    ("ce_id", "ce_subject", "ce_traceparent", "ce_tracestate", "traceparent", "tracestate")
+)
+_HEADER_JSON: dict[tuple[str, bytes], str] = {}
+
+
+def _header_json(name: str, value: bytes) -> str:
+    if type(name) is not str or type(value) is not bytes:
+        return json.dumps([name, value.decode("latin-1")])
+    if name in _VARYING:
+        # What json.dumps writes for a str with its default ensure_ascii.
+        value_text = encode_basestring_ascii(value.decode("latin-1"))
+        return f"[{encode_basestring_ascii(name)}, {value_text}]"
+    kept = _HEADER_JSON.get((name, value))
+    if kept is None:
+        kept = json.dumps([name, value.decode("latin-1")])
+        if len(_HEADER_JSON) >= 4096:
+            _HEADER_JSON.clear()
+        _HEADER_JSON[(name, value)] = kept
+    return kept
 
 
 def decode_headers(text: str) -> list[tuple[str, bytes]]:
@@ -63,36 +91,47 @@ class Outbox:
         records an event (an audit trail) can keep the very bytes instead of encoding
         the event a second time.
         """
-        now = datetime.now(UTC)
-        rows = []
-        messages = []
-        trace_headers = current_trace_headers()
-        for envelope in envelopes:
-            if envelope.traceparent is None and "traceparent" in trace_headers:
-                envelope = envelope.model_copy(
-                    update={
-                        "traceparent": trace_headers["traceparent"],
-                        "tracestate": trace_headers.get("tracestate"),
-                    }
-                )
-            message = to_kafka(envelope)
-            messages.append(message)
-            rows.append(
-                {
-                    "event_id": envelope.id,
-                    "topic": envelope.data.topic,
-                    "key": message.key,
-                    "value": message.value,
-                    "headers": encode_headers(message.headers),
-                    "created_at": now,
-                }
-            )
+        rows, messages = outbox_rows(envelopes, current_trace_headers(), datetime.now(UTC))
         if rows:
             await session.execute(insert(outbox), rows)
             if not session.info.get("outbox_wake"):
                 session.info["outbox_wake"] = True
                 on_commit(session, self.wakeup.set)
         return messages
+
+
+def outbox_rows(
+    envelopes: tuple[Envelope, ...] | list[Envelope],
+    trace_headers: Mapping[str, str],
+    now: datetime,
+) -> tuple[list[dict[str, Any]], list[KafkaMessage]]:
+    """The outbox rows of ``envelopes`` written at ``now``, and the messages they hold.
+
+    An envelope without trace context gets the current one (``trace_headers``, as
+    ``current_trace_headers`` gives it), so the events continue the caller's trace.
+    """
+    rows = []
+    messages = []
+    traceparent = trace_headers.get("traceparent")
+    tracestate = trace_headers.get("tracestate")
+    for envelope in envelopes:
+        if envelope.traceparent is None and traceparent is not None:
+            envelope = envelope.model_copy(
+                update={"traceparent": traceparent, "tracestate": tracestate}
+            )
+        message = to_kafka(envelope)
+        messages.append(message)
+        rows.append(
+            {
+                "event_id": envelope.id,
+                "topic": envelope.data.topic,
+                "key": message.key,
+                "value": message.value,
+                "headers": encode_headers(message.headers),
+                "created_at": now,
+            }
+        )
+    return rows, messages
 
 
 class OutboxRelay:
