@@ -34,6 +34,7 @@ ROWS = [
     ("runtime_vs_raw_consume", "runtime / raw consume", "ratio"),
     ("runtime_cpu_us_per_event", "runtime CPU in this process", "µs/event"),
     ("decode_us_per_event", "from_kafka decode", "µs/event"),
+    ("encode_us_per_event", "outbox encode (envelope, record, row)", "µs/event"),
     ("publish_events_per_s", "bus publish (batches of 500)", "events/s"),
     ("outbox_write_events_per_s", "outbox write (100 per transaction)", "events/s"),
     ("relay_events_per_s", "outbox relay publish", "events/s"),

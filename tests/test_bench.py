@@ -15,6 +15,7 @@ BUS_FIGURES = {
     "runtime_vs_raw_consume",
     "runtime_cpu_us_per_event",
     "decode_us_per_event",
+    "encode_us_per_event",
     "publish_events_per_s",
     "outbox_write_events_per_s",
     "relay_events_per_s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -85,6 +86,11 @@ def test_header_json_is_what_json_dumps_wrote(headers: list[tuple[str, bytes]]) 
     for _ in range(2):  # the second time from the kept text
         assert encode_headers(headers) == reference_header_json(headers)
     assert decode_headers(encode_headers(headers)) == headers
+
+
+def test_header_json_of_other_byte_types_is_what_json_dumps_wrote() -> None:
+    headers: list[Any] = [("ce_type", b"t"), ("x", bytearray(b"\xff")), ("ce_id", b"1")]
+    assert encode_headers(headers) == reference_header_json(headers)
 
 
 async def test_staged_rows_in_the_database_are_the_old_bytes(settings_factory) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope
+from dunning_events.envelope import assemble
 from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database, on_commit
@@ -47,30 +48,43 @@ def encode_headers(headers: list[tuple[str, bytes]]) -> str:
     """Headers as JSON text (bytes kept losslessly through latin-1)."""
     # The text json.dumps([[name, value], ...]) writes, one pair at a time: most pairs
     # repeat from event to event (type, source, tenant, ...), so their text is kept.
-    return "[" + ", ".join([_header_json(name, value) for name, value in headers]) + "]"
+    kept = _HEADER_JSON.get
+    try:
+        parts = [kept(pair) or _header_json(pair) for pair in headers]
+    except TypeError:  # an unhashable pair (a bytearray value): nothing to keep
+        parts = [json.dumps([name, value.decode("latin-1")]) for name, value in headers]
+    return "[" + ", ".join(parts) + "]"
 
 
-# Headers whose values differ from event to event: not worth keeping.
-_VARYING = frozenset(
-    ("ce_id", "ce_subject", "ce_traceparent", "ce_tracestate", "traceparent", "tracestate")
-)
+# Headers whose values differ from event to event, not worth keeping: the text before
+# their value.
+_VARYING = {
+    name: f"[{json.dumps(name)}, "
+    for name in (
+        "ce_id",
+        "ce_subject",
+        "ce_traceparent",
+        "ce_tracestate",
+        "traceparent",
+        "tracestate",
+    )
+}
 _HEADER_JSON: dict[tuple[str, bytes], str] = {}
 
 
-def _header_json(name: str, value: bytes) -> str:
+def _header_json(pair: tuple[str, bytes]) -> str:
+    name, value = pair
     if type(name) is not str or type(value) is not bytes:
         return json.dumps([name, value.decode("latin-1")])
-    if name in _VARYING:
+    opening = _VARYING.get(name)
+    if opening is not None:
         # What json.dumps writes for a str with its default ensure_ascii.
-        value_text = encode_basestring_ascii(value.decode("latin-1"))
-        return f"[{encode_basestring_ascii(name)}, {value_text}]"
-    kept = _HEADER_JSON.get((name, value))
-    if kept is None:
-        kept = json.dumps([name, value.decode("latin-1")])
-        if len(_HEADER_JSON) >= 4096:
-            _HEADER_JSON.clear()
-        _HEADER_JSON[(name, value)] = kept
-    return kept
+        return opening + encode_basestring_ascii(value.decode("latin-1")) + "]"
+    text = json.dumps([name, value.decode("latin-1")])
+    if len(_HEADER_JSON) >= 4096:
+        _HEADER_JSON.clear()
+    _HEADER_JSON[pair] = text
+    return text
 
 
 def decode_headers(text: str) -> list[tuple[str, bytes]]:
@@ -100,6 +114,9 @@ class Outbox:
         return messages
 
 
+_TRACE_FIELDS = frozenset(("traceparent", "tracestate"))
+
+
 def outbox_rows(
     envelopes: tuple[Envelope, ...] | list[Envelope],
     trace_headers: Mapping[str, str],
@@ -116,8 +133,10 @@ def outbox_rows(
     tracestate = trace_headers.get("tracestate")
     for envelope in envelopes:
         if envelope.traceparent is None and traceparent is not None:
-            envelope = envelope.model_copy(
-                update={"traceparent": traceparent, "tracestate": tracestate}
+            # model_copy(update=...) without its generic steps: the same envelope.
+            envelope = assemble(
+                {**envelope.__dict__, "traceparent": traceparent, "tracestate": tracestate},
+                envelope.__pydantic_fields_set__ | _TRACE_FIELDS,
             )
         message = to_kafka(envelope)
         messages.append(message)
