@@ -31,8 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Envelope
-from dunning_events.envelope import assemble
 from dunning_events.codec import KafkaMessage, to_kafka
+from dunning_events.envelope import assemble
 from dunning_runtime.bus.port import Bus, OutgoingMessage
 from dunning_runtime.db import Database, on_commit
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
