@@ -142,18 +142,9 @@ def _headers(envelope: Envelope) -> list[tuple[str, bytes]]:
 # writes them: the header pairs of specversion, type, source, time, dataschema,
 # tenant, schemaversion and content-type, by those attributes' values.
 _CONSTANT_HEADERS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-_CONSTANT_NAMES = (
-    "ce_specversion",
-    "ce_id",
-    "ce_type",
-    "ce_source",
-    "ce_time",
-    "ce_subject",
-    "ce_dataschema",
-    "ce_tenant",
-    "ce_schemaversion",
-    "content-type",
-)
+# The header names of an untraced event, in order (the required attributes are
+# declared in the envelope's field order).
+_CONSTANT_NAMES = (*(CE_PREFIX + name for name in REQUIRED_ATTRIBUTES), "content-type")
 _CONSTANT_VALUES = itemgetter(
     "specversion", "type", "source", "time", "dataschema", "tenant", "schemaversion"
 )

@@ -306,21 +306,7 @@ def make_envelope(
 # validators would accept it and keep every value as given.
 
 #: The fields ``make_envelope`` passes (what pydantic records as set).
-_MADE_FIELDS = frozenset(
-    (
-        "id",
-        "type",
-        "source",
-        "time",
-        "subject",
-        "dataschema",
-        "tenant",
-        "schemaversion",
-        "traceparent",
-        "tracestate",
-        "data",
-    )
-)
+_MADE_FIELDS = frozenset(Envelope.model_fields) - {"specversion", "datacontenttype"}
 #: (event class, tenant, source) -> (time, type, dataschema, schemaversion) the envelope
 #: accepted last; bounded, as tenants and instants come and go.
 _STAMPS: dict[tuple[builtins.type[Event], str, str], tuple[datetime, str, str, int]] = {}
