@@ -217,7 +217,8 @@ def _target(d: Decision, oldest_due: date, days: int) -> Step | None:
 
 
 def _done_up_to(policy: Policy, rank: int) -> list[str]:
-    return [s.stage for s in policy.steps if policy.rank(s.stage) <= rank]
+    # The stages ranked up to ``rank``: a stage's rank is its step's position.
+    return list(policy.stages[: rank + 1])
 
 
 def _ladder(d: Decision, overdue: list[InvoiceState]) -> None:
@@ -243,11 +244,8 @@ def _ladder(d: Decision, overdue: list[InvoiceState]) -> None:
         return
     if target.stage in account.steps_done or _held(d, target.stage):
         return
-    skipped = [
-        s.stage
-        for s in policy.ladder
-        if policy.rank(s.stage) < target_rank and s.stage not in account.steps_done
-    ]
+    done = account.steps_done
+    skipped = [s for s, rank in policy.ladder_ranks if rank < target_rank and s not in done]
     account.steps_done = _done_up_to(policy, target_rank)
     if target.min_balance is not None and all(
         from_minor(m, c) < target.min_balance for c, m in totals.items()
