@@ -121,7 +121,13 @@ def dumps(value: Any) -> str:
 
 def to_account(row: Any) -> Account:
     """An account from its row."""
-    return _account(row, _DECODE.decode(row.state))
+    try:
+        state = _DECODE.decode(row.state)
+    except msgspec.DecodeError:
+        # A lone surrogate escape ("\\ud800"), which json.dumps writes and msgspec does
+        # not read: the standard library reads it.
+        state = msgspec.convert(json.loads(row.state), _State)
+    return _account(row, state)
 
 
 def _record(account: Account) -> _State:
@@ -192,7 +198,7 @@ def _invoice_record(invoice: InvoiceState) -> _Invoice:
 def state_of(account: Account) -> dict[str, Any]:
     """Everything but the identity and the indexed columns, as JSON types (what the
     ``state`` column holds)."""
-    state: dict[str, Any] = msgspec.to_builtins(_record(account))
+    state: dict[str, Any] = json.loads(dumps(_record(account)))
     return state
 
 
