@@ -4,18 +4,20 @@ cached lookups (per policy version, dropped by ``model_copy``) and notices built
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from test_dunning_properties import STANDARD, START, journeys
 
-from dunning_events import NoticeInvoice, NotificationRequested
+from dunning_events import DunningStageChanged, NoticeInvoice, NotificationRequested
 from dunning_svc.core import CURRENT, Account, decide
+from dunning_svc.core.calendar import opening, zone_of
 from dunning_svc.core.notices import NextStep, next_step
-from dunning_svc.policy import WEEKDAYS, Policy, Step, shipped_policy
+from dunning_svc.policy import WEEKDAYS, BusinessHours, Policy, Step, shipped_policy
 
 
 @st.composite
@@ -118,7 +120,7 @@ def same_as_constructed(model: BaseModel) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(journeys())
-def test_notices_are_built_as_model_construct_built_them(
+def test_notices_and_stage_changes_are_built_as_model_construct_built_them(
     journey: list[tuple[int, Any]],
 ) -> None:
     account = Account("acme", "ACME-42")
@@ -127,6 +129,9 @@ def test_notices_are_built_as_model_construct_built_them(
             account, commands, _ = decide(account, input, STANDARD, START + timedelta(hours=hours))
         except ValueError:
             continue
+        for change in (c for c in commands if isinstance(c, DunningStageChanged)):
+            same_as_constructed(change)
+            assert DunningStageChanged.model_validate_json(change.model_dump_json()) == change
         for notice in (c for c in commands if isinstance(c, NotificationRequested)):
             same_as_constructed(notice)
             for listed in notice.invoices:
@@ -137,3 +142,31 @@ def test_notices_are_built_as_model_construct_built_them(
 
 def test_the_shipped_policy_is_cached_once() -> None:
     assert shipped_policy("standard").following is shipped_policy("standard").following
+
+
+def old_opening(day: date, zone: ZoneInfo, hours: BusinessHours) -> datetime:
+    """``opening`` as it was, before its answers were cached."""
+    for offset in range(8):
+        candidate = day + timedelta(days=offset)
+        if candidate.weekday() in hours.weekdays:
+            return datetime.combine(candidate, hours.start, zone).astimezone(UTC)
+    raise AssertionError("no open day")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dates(date(2020, 1, 1), date(2040, 12, 31)),
+    st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]),
+    st.lists(st.sampled_from(WEEKDAYS), unique=True, min_size=1),
+    st.times(),
+)
+def test_a_cached_opening_is_the_computed_one(
+    day: date, zone: str, days: list[str], start: time
+) -> None:
+    hours = BusinessHours.model_validate({"days": days, "start": start, "end": time.max})
+    if hours.start >= hours.end:
+        return
+    assert opening(day, zone_of(zone), hours) == old_opening(day, zone_of(zone), hours)
+    # A policy version with other hours is never answered from the first one's.
+    other = hours.model_copy(update={"days": ["sun"]})
+    assert opening(day, zone_of(zone), other) == old_opening(day, zone_of(zone), other)

@@ -19,7 +19,15 @@ from dunning_events.money import from_minor
 from dunning_svc.core.account import InvoiceState
 from dunning_svc.core.calendar import next_open, opening
 from dunning_svc.core.context import Decision
-from dunning_svc.core.notices import after_reminder, as_money, fee, handoff, next_step, notices
+from dunning_svc.core.notices import (
+    after_reminder,
+    as_money,
+    built,
+    fee,
+    handoff,
+    next_step,
+    notices,
+)
 from dunning_svc.policy import CURRENT, Policy, Step
 
 
@@ -65,14 +73,19 @@ def change_stage(d: Decision, stage: str, reason: str) -> None:
     account.sequence += 1
     if account.stage == CURRENT:
         account.cycle += 1
+    # Every part is validated already (the stages and segment by the policy or the event
+    # that named them, the account id by its first event); the property tests validate it.
     d.out.append(
-        DunningStageChanged(
-            account_id=account.account_id,
-            from_stage=account.stage,
-            to_stage=stage,
-            reason=reason[:1000],
-            segment=d.policy.segment,
-            sequence=account.sequence,
+        built(
+            DunningStageChanged,
+            {
+                "account_id": account.account_id,
+                "from_stage": account.stage,
+                "to_stage": stage,
+                "reason": reason[:1000],
+                "segment": d.policy.segment,
+                "sequence": account.sequence,
+            },
         )
     )
     d.reasons.append(f"stage {account.stage} -> {stage}: {reason}")

@@ -104,7 +104,14 @@ def _contact_of(items: tuple[tuple[str, Any], ...]) -> Contact:
 
 def key(*parts: object) -> str:
     """A short stable hash of ``parts``: the ids of notices and fee invoices."""
-    text = "\x1f".join(str(p) for p in parts)
+    return _hashed(_joined(parts))
+
+
+def _joined(parts: Sequence[object]) -> str:
+    return "\x1f".join(map(str, parts))
+
+
+def _hashed(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -189,7 +196,9 @@ def notices(
     total_overdue = [as_money(m, c) for c, m in account.totals(overdue).items()] if chasing else []
     total_open = [as_money(m, c) for c, m in account.totals(open_).items()] if chasing else []
     name = account.account_name or account.account_id[:200]
-    ids = (account.tenant, account.account_id, account.cycle, account.sequence, stage)
+    # key(*ids, channel, *moment), with what the channels share joined once.
+    ids = _joined((account.tenant, account.account_id, account.cycle, account.sequence, stage))
+    moments = "".join(f"\x1f{part}" for part in moment)
     # A thank-you is no chase: the cap does not hold it (nor dunning-svc's steps).
     cap = d.policy.contact_cap_days if chasing else 0
     return [
@@ -197,7 +206,7 @@ def notices(
             NotificationRequested,
             {
                 "account_id": account.account_id,
-                "notification_id": "NTF-" + key(*ids, channel, *moment),
+                "notification_id": "NTF-" + _hashed(f"{ids}\x1f{channel}{moments}"),
                 "account_name": name,
                 "stage": stage,
                 "stage_sequence": account.sequence,
