@@ -164,6 +164,26 @@ def _listed(account: Account, listed: list[InvoiceState], today: date) -> list[N
     ]
 
 
+def _listing(
+    d: Decision, stage: str
+) -> tuple[Contact, list[Contact], list[NoticeInvoice], list[Money], list[Money]]:
+    """What the channels' notices share: the recipient, the copies, the invoices listed
+    and the overdue and open totals (frozen models, so the notices share them)."""
+    account, today = d.account, d.today
+    open_ = account.open_invoices()
+    overdue = [i for i in open_ if i.due_date is not None and i.due_date < today]
+    to, cc = _addressees(d, stage, overdue[0] if overdue else (open_[0] if open_ else None))
+    if stage == CURRENT:
+        return _contact(to), [_contact(c) for c in cc], [], [], []
+    return (
+        _contact(to),
+        [_contact(c) for c in cc],
+        _listed(account, open_, today),
+        [as_money(m, c) for c, m in account.totals(overdue).items()],
+        [as_money(m, c) for c, m in account.totals(open_).items()],
+    )
+
+
 def notices(
     d: Decision,
     stage: str,
@@ -184,17 +204,8 @@ def notices(
     """
     if not channels:
         return []
-    account, today = d.account, d.today
-    open_ = account.open_invoices()
-    overdue = [i for i in open_ if i.due_date is not None and i.due_date < today]
-    to, cc = _addressees(d, stage, overdue[0] if overdue else (open_[0] if open_ else None))
-    chasing = stage != CURRENT
-    # The parts are frozen models, so the channels' notices share them.
-    recipient_contact = _contact(to)
-    cc_contacts = [_contact(c) for c in cc]
-    invoices = _listed(account, open_ if chasing else [], today)
-    total_overdue = [as_money(m, c) for c, m in account.totals(overdue).items()] if chasing else []
-    total_open = [as_money(m, c) for c, m in account.totals(open_).items()] if chasing else []
+    account, chasing = d.account, stage != CURRENT
+    recipient_contact, cc_contacts, invoices, total_overdue, total_open = _listing(d, stage)
     name = account.account_name or account.account_id[:200]
     # key(*ids, channel, *moment), with what the channels share joined once.
     ids = _joined((account.tenant, account.account_id, account.cycle, account.sequence, stage))
