@@ -1,5 +1,7 @@
 """The state column's encoder: rows written before the core had typed records decode to
-the same account, and an account is written back byte for byte as before.
+the same account, and an account is written back byte for byte as before; the msgspec
+encoder and decoder write and read what the old ones did (``dunning_state_reference``),
+on the captured rows and on random accounts.
 
 ``data/account_states.json`` holds the columns and ``state`` text the previous encoder
 (``Account.state_json`` in the old ``domain.py``) wrote after each input of the journeys
@@ -9,13 +11,16 @@ below; it was generated before the encoder moved to storage.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import dunning_state_reference as reference
 import pytest
 from dunning_fixtures import CONTACT, disputed, issued, paid, resolved, reversed_, settled
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dunning_events import Event, NotificationSent
 from dunning_svc import storage
@@ -23,7 +28,12 @@ from dunning_svc.core import (
     Account,
     AgreePlan,
     Input,
+    InvoiceState,
     Pause,
+    Paused,
+    Plan,
+    Promise,
+    Received,
     RecordPromise,
     Resume,
     SetContacts,
@@ -154,3 +164,128 @@ def test_a_row_written_before_fees_and_last_sent_were_stored_still_reads() -> No
     account = storage.to_account(_row(stored))
     assert account.fees_charged == [] and account.last_sent_at is None
     assert account.stage == "overdue_3" and account.promise is None
+
+
+# -- the msgspec encoder and decoder against the old ones (dunning_state_reference) --------
+
+CURRENCIES = st.sampled_from(["EUR", "USD", "JPY", "KWD", "CLF"])
+TEXT = st.text(max_size=12)  # any code point but lone surrogates: DEL, controls, astral
+IDS = st.text(min_size=1, max_size=8)
+MINOR = st.integers(0, 10**16)
+INSTANTS = st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]))
+JSON_OBJECTS = st.none() | st.dictionaries(TEXT, st.none() | TEXT | st.booleans() | MINOR)
+
+
+@st.composite
+def invoices(draw: st.DrawFn) -> dict[str, InvoiceState]:
+    found: dict[str, InvoiceState] = {}
+    for invoice_id in draw(st.lists(IDS, unique=True, max_size=4)):
+        found[invoice_id] = InvoiceState(
+            invoice_id,
+            currency=draw(CURRENCIES),
+            issued=draw(st.booleans()),
+            amount_due=draw(MINOR),
+            issue_date=draw(st.none() | st.dates()),
+            due_date=draw(st.none() | st.dates()),
+            payments=draw(st.dictionaries(IDS, MINOR, max_size=3)),
+            credited=draw(MINOR),
+            disputed=draw(MINOR),
+            void=draw(st.booleans()),
+            settled=draw(st.booleans()),
+            late_fee=draw(JSON_OBJECTS),
+            contact=draw(JSON_OBJECTS),
+            number=draw(st.none() | TEXT),
+            kind=draw(TEXT),
+        )
+    return found
+
+
+ACCOUNTS = st.builds(
+    Account,
+    tenant=IDS,
+    account_id=IDS,
+    account_name=TEXT,
+    contact=JSON_OBJECTS,
+    escalation_contact=JSON_OBJECTS,
+    segment=TEXT,
+    timezone=st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata"]),
+    locale=TEXT,
+    invoices=invoices(),
+    payments=st.dictionaries(IDS, st.builds(Received, CURRENCIES, MINOR, INSTANTS), max_size=3),
+    reversed_payments=st.sets(IDS, max_size=3),
+    stage=TEXT,
+    sequence=st.integers(0, 10**6),
+    cycle=st.integers(0, 10**6),
+    steps_done=st.lists(TEXT, max_size=3),
+    reminded=st.lists(TEXT, max_size=3),
+    fees_charged=st.lists(TEXT, max_size=3),
+    policy_version=st.none() | st.integers(0, 10**6),
+    pause=st.none() | st.builds(Paused, TEXT, st.none() | st.dates(), TEXT),
+    promise=st.none() | st.builds(Promise, IDS, CURRENCIES, MINOR, st.dates(), INSTANTS),
+    plan=st.none()
+    | st.builds(
+        Plan,
+        IDS,
+        CURRENCIES,
+        st.lists(st.tuples(st.dates(), MINOR), max_size=4).map(tuple),
+        INSTANTS,
+    ),
+    credit_hold=st.booleans(),
+    handoff=st.none() | TEXT,
+    written_off=st.booleans(),
+    last_contact_at=st.none() | INSTANTS,
+    last_sent_at=st.none() | INSTANTS,
+    next_action_at=st.none() | INSTANTS,
+)
+
+
+def _stored(account: Account, state: str) -> SimpleNamespace:
+    """The row the database hands back for ``account`` with ``state``."""
+    columns = storage.columns_of(account, date(2026, 3, 5), datetime(2026, 3, 5, tzinfo=UTC))
+    return SimpleNamespace(
+        **{**columns, "state": state, "tenant": account.tenant, "account_id": account.account_id}
+    )
+
+
+@pytest.mark.parametrize("name", sorted(STATES))
+def test_every_captured_row_reads_as_the_old_decoder_read_it(name: str) -> None:
+    row = _row(STATES[name])
+    assert storage.to_account(row) == reference.to_account(row)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ACCOUNTS)
+def test_the_encoder_writes_the_old_bytes_and_both_decoders_read_them_back(
+    account: Account,
+) -> None:
+    old = reference.dumps(reference.state_of(account))
+    assert storage.state_of(account) == reference.state_of(account)
+    row = _stored(account, old)
+    assert row.state == old  # columns_of writes what the old encoder wrote
+    assert storage.to_account(row) == account == reference.to_account(row)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_dumps_writes_what_json_dumps_wrote(value: Any) -> None:
+    # Floats never reach the state (amounts are integers, texts are strings).
+    assert storage.dumps(value) == json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "text", ["Müller GmbH", "del \x7f", "tab\t\x00\x1f", "emoji \U0001f600", "€ \u2028", "\ud800"]
+)
+def test_non_ascii_and_lone_surrogates_are_written_and_read_as_before(text: str) -> None:
+    account = Account("acme", "ACME-42", account_name=text, contact={"name": text})
+    account.pause = Paused(text, None, "ops")
+    old = reference.dumps(reference.state_of(account))
+    row = _stored(account, old)
+    assert row.state == old
+    assert storage.to_account(row) == account == reference.to_account(row)

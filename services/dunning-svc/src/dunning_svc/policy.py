@@ -12,12 +12,13 @@ error that names the step and the field, so ``PUT /v1/policies/{segment}`` can a
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -58,6 +59,29 @@ class LadderError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The lookups the core asks for many times per account are cached_properties, kept
+    # in the instance's __dict__ (pydantic leaves them out of fields, dumps and equality)
+    # and so computed once per policy version. pydantic's model_copy copies that
+    # __dict__: a copy is a new policy (another version, segment or ladder), so it drops
+    # them and computes its own.
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied, without the cached lookups of this one."""
+        copied = super().model_copy(update=update, deep=deep)
+        for name in _cached_names(type(self)):
+            copied.__dict__.pop(name, None)
+        return copied
+
+
+@cache
+def _cached_names(cls: type) -> tuple[str, ...]:
+    """The cached_properties of ``cls`` and its bases."""
+    return tuple(
+        name
+        for klass in cls.__mro__
+        for name, value in vars(klass).items()
+        if isinstance(value, cached_property)
+    )
 
 
 class Fee(_Strict):
@@ -134,11 +158,11 @@ class Step(_Strict):
         """The template name of this step's notices."""
         return self.template or self.stage
 
-    @property
-    def notice_channels(self) -> list[Channel]:
+    @cached_property
+    def notice_channels(self) -> tuple[Channel, ...]:
         """Channels to notify on, with the call task as a ``task`` notice."""
-        extra: list[Channel] = ["task"] if "call_task" in self.actions else []
-        return [*self.channels, *extra]
+        extra: tuple[Channel, ...] = ("task",) if "call_task" in self.actions else ()
+        return (*self.channels, *extra)
 
 
 class BusinessHours(_Strict):
@@ -166,7 +190,7 @@ class BusinessHours(_Strict):
             raise ValueError("days must not repeat")
         return self
 
-    @property
+    @cached_property
     def weekdays(self) -> frozenset[int]:
         """The open days as ``date.weekday()`` numbers (Monday 0)."""
         return frozenset(WEEKDAYS.index(d) for d in self.days)
@@ -249,11 +273,9 @@ class Policy(_Strict):
         first = self.steps[0]
         return first if first.days_before_due is not None else None
 
-    # Computed once per policy and kept in the instance's __dict__ (a cached_property,
-    # which pydantic leaves out of fields, dumps and equality): the core asks for the
-    # ladder and for ranks many times per account, and a private attribute is read
-    # through pydantic's __getattr__, which cost a tenth of the timer sweep. A policy is
-    # frozen and model_copy only changes segment and version, which neither depends on.
+    # Computed once per policy (see _Strict): the core asks for the ladder and for ranks
+    # many times per account, and a private attribute is read through pydantic's
+    # __getattr__, which cost a tenth of the timer sweep.
     @cached_property
     def ladder(self) -> tuple[Step, ...]:
         """The steps by days past due, in order."""
@@ -270,6 +292,27 @@ class Policy(_Strict):
         """Position of ``stage`` in the ladder: ``current`` is -1, a stage this policy
         does not know (left from another version) ranks after the last step."""
         return self.ranks.get(stage, len(self.steps))
+
+    @cached_property
+    def stages(self) -> tuple[str, ...]:
+        """Every step's stage in order: ``stages[: rank(s) + 1]`` are the stages up to
+        ``s`` (a stage's rank is its step's position)."""
+        return tuple(step.stage for step in self.steps)
+
+    @cached_property
+    def ladder_ranks(self) -> tuple[tuple[str, int], ...]:
+        """The ladder's stages with their ranks, in order."""
+        return tuple((step.stage, self.rank(step.stage)) for step in self.ladder)
+
+    @cached_property
+    def following(self) -> dict[str, Step]:
+        """Stage -> the ladder's first step ranked after it (none after the last)."""
+        found: dict[str, Step] = {}
+        for stage in (CURRENT, *self.stages):
+            later = [s for s in self.ladder if self.rank(s.stage) > self.rank(stage)]
+            if later:
+                found[stage] = later[0]
+        return found
 
 
 #: The segments with a policy shipped in ``policies/``.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from functools import cache
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 from dunning_svc.policy import BusinessHours
@@ -17,11 +17,17 @@ def zone_of(name: str) -> ZoneInfo:
 
 def opening(day: date, zone: ZoneInfo, hours: BusinessHours) -> datetime:
     """The first opening of business hours on ``day`` or the next business day, in UTC."""
-    open_days = hours.weekdays
+    return _opening(day, zone, hours.start, hours.weekdays)
+
+
+# Keyed on what the answer depends on (not on the policy: a new version with the same
+# hours shares the answers); a sweep asks for the same few days of the same zones.
+@lru_cache(maxsize=8192)
+def _opening(day: date, zone: ZoneInfo, start: time, open_days: frozenset[int]) -> datetime:
     for offset in range(8):
         candidate = day + timedelta(days=offset)
         if candidate.weekday() in open_days:
-            return datetime.combine(candidate, hours.start, zone).astimezone(UTC)
+            return datetime.combine(candidate, start, zone).astimezone(UTC)
     raise AssertionError("business hours have at least one day")  # pragma: no cover
 
 

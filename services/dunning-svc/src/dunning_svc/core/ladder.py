@@ -19,7 +19,15 @@ from dunning_events.money import from_minor
 from dunning_svc.core.account import InvoiceState
 from dunning_svc.core.calendar import next_open, opening
 from dunning_svc.core.context import Decision
-from dunning_svc.core.notices import after_reminder, as_money, fee, handoff, next_step, notices
+from dunning_svc.core.notices import (
+    after_reminder,
+    as_money,
+    built,
+    fee,
+    handoff,
+    next_step,
+    notices,
+)
 from dunning_svc.policy import CURRENT, Policy, Step
 
 
@@ -65,14 +73,19 @@ def change_stage(d: Decision, stage: str, reason: str) -> None:
     account.sequence += 1
     if account.stage == CURRENT:
         account.cycle += 1
+    # Every part is validated already (the stages and segment by the policy or the event
+    # that named them, the account id by its first event); the property tests validate it.
     d.out.append(
-        DunningStageChanged(
-            account_id=account.account_id,
-            from_stage=account.stage,
-            to_stage=stage,
-            reason=reason[:1000],
-            segment=d.policy.segment,
-            sequence=account.sequence,
+        built(
+            DunningStageChanged,
+            {
+                "account_id": account.account_id,
+                "from_stage": account.stage,
+                "to_stage": stage,
+                "reason": reason[:1000],
+                "segment": d.policy.segment,
+                "sequence": account.sequence,
+            },
         )
     )
     d.reasons.append(f"stage {account.stage} -> {stage}: {reason}")
@@ -217,7 +230,8 @@ def _target(d: Decision, oldest_due: date, days: int) -> Step | None:
 
 
 def _done_up_to(policy: Policy, rank: int) -> list[str]:
-    return [s.stage for s in policy.steps if policy.rank(s.stage) <= rank]
+    # The stages ranked up to ``rank``: a stage's rank is its step's position.
+    return list(policy.stages[: rank + 1])
 
 
 def _ladder(d: Decision, overdue: list[InvoiceState]) -> None:
@@ -243,11 +257,8 @@ def _ladder(d: Decision, overdue: list[InvoiceState]) -> None:
         return
     if target.stage in account.steps_done or _held(d, target.stage):
         return
-    skipped = [
-        s.stage
-        for s in policy.ladder
-        if policy.rank(s.stage) < target_rank and s.stage not in account.steps_done
-    ]
+    done = account.steps_done
+    skipped = [s for s, rank in policy.ladder_ranks if rank < target_rank and s not in done]
     account.steps_done = _done_up_to(policy, target_rank)
     if target.min_balance is not None and all(
         from_minor(m, c) < target.min_balance for c, m in totals.items()

@@ -63,9 +63,6 @@ from dunning_svc.storage.policies import (
     wake_idle as wake_idle,
 )
 from dunning_svc.storage.state import (
-    account_of as account_of,
-)
-from dunning_svc.storage.state import (
     columns_of as columns_of,
 )
 from dunning_svc.storage.state import (
