@@ -59,6 +59,7 @@ from notify_svc.channels import (
     TemporaryFailure,
 )
 from notify_svc.channels.email import EmlDirectory, SmtpChannel
+from notify_svc.channels.smtp import SmtpConnections
 from notify_svc.channels.sms import SmsDirectory, SmsGateway
 from notify_svc.channels.webhook import WebhookChannel
 from notify_svc.commands import delivery as bookkeeping
@@ -93,6 +94,8 @@ class Delivery:
         #: One pool of HTTP connections for SMS and webhooks (building a client loads the
         #: CA bundle: far too slow per notice).
         self.http = httpx.AsyncClient(follow_redirects=False)
+        #: The SMTP connections, kept open across sends and closed when the worker stops.
+        self.smtp = SmtpConnections(settings) if settings.smtp_url else None
 
     def wake(self) -> None:
         """Look for due notices now (a consumer just recorded some)."""
@@ -118,6 +121,8 @@ class Delivery:
         finally:
             await self._cancel_in_flight()
             await self.http.aclose()
+            if self.smtp is not None:
+                await self.smtp.close()
 
     async def deliver_due(self) -> int:
         """Send every notice due now and wait for their outcomes (for ``POST
@@ -283,8 +288,8 @@ class Delivery:
         route = domain.route_of(
             name, smtp=bool(settings.smtp_url), sms_gateway=bool(settings.sms_url)
         )
-        if route == "smtp":
-            return SmtpChannel(settings)
+        if route == "smtp" and self.smtp is not None:
+            return SmtpChannel(self.smtp)
         if route == "eml_files":
             return EmlDirectory(outbox / "email")
         if route == "sms_files":
