@@ -39,15 +39,6 @@ class NotifySettings(ServiceSettings):
     smtp_validate_certs: bool = Field(
         default=True, description="notify-svc: verify the SMTP server's TLS certificate."
     )
-    smtp_connections: int = Field(
-        default=4,
-        ge=1,
-        le=64,
-        description=(
-            "notify-svc: SMTP connections kept open to the server and reused, so at most "
-            "this many mails are in flight at once."
-        ),
-    )
     smtp_idle_s: float = Field(
         default=30.0,
         gt=0,

@@ -135,14 +135,15 @@ def _plain_header(name: str, value: str) -> bytes | None:
 def _subject(subject: str) -> bytes | None:
     """The Subject: as it is when plain, else in RFC 2047 encoded words (base64 UTF-8,
     whole characters per word, one word a line), which decode to the same text; None
-    when it holds a line break or control character (the ``email`` package refuses it)."""
+    when it holds a control character (the ``email`` package refuses a line break) or
+    something that reads as an encoded word (the package sends it as it is)."""
     if not subject:
-        return b"Subject: \r\n"
+        return b"Subject:\r\n"
     plain = _plain_header("Subject", subject)
     if plain is not None:
         return plain
-    if any(c < " " or c == "\x7f" for c in subject):
-        return None
+    if "=?" in subject or any(c < " " or c == "\x7f" for c in subject):
+        return None  # an encoded-word look-alike the package decodes, or a control character
     words, chunk = [], bytearray()
     for character in subject:
         encoded = character.encode()
@@ -151,7 +152,9 @@ def _subject(subject: str) -> bytes | None:
             chunk = bytearray()
         chunk += encoded
     words.append(chunk)
-    return b"Subject: " + b"\r\n ".join(b"=?utf-8?b?" + b64encode(w) + b"?=" for w in words) + b"\r\n"
+    return (
+        b"Subject: " + b"\r\n ".join(b"=?utf-8?b?" + b64encode(w) + b"?=" for w in words) + b"\r\n"
+    )
 
 
 def _part(content: str, subtype: str, extra: bytes) -> bytes:
@@ -183,7 +186,9 @@ def _encode_text(content: str) -> tuple[bytes, bytes]:
     sniff = b"\n".join(lines[:10]) + b"\n"
     if len(_quoted_printable(sniff)) > len(binascii.b2a_base64(sniff)):
         step = _MAX_LINE // 4 * 3
-        encoded = b"".join(binascii.b2a_base64(data[i : i + step]) for i in range(0, len(data), step))
+        encoded = b"".join(
+            binascii.b2a_base64(data[i : i + step]) for i in range(0, len(data), step)
+        )
         return b"base64", _LINE_END.sub(b"\r\n", encoded)
     return b"quoted-printable", _LINE_END.sub(b"\r\n", _quoted_printable(data))
 
@@ -199,4 +204,3 @@ def _boundary(bodies: bytes) -> str:
         mark = "=" * 15 + f"{random.randrange(10**19):019d}" + "=="
         if b"--" + mark.encode() not in bodies:
             return mark
-

@@ -1,5 +1,6 @@
 """SMTP connections kept open and reused: one pool per server (host, port, security,
-user), at most ``smtp_connections`` at once.
+user), as many as there are sends at once (``delivery_concurrency``), no more: a send
+never waits for a connection, so its lease covers its SMTP conversation as before.
 
 Opening a connection (TCP, EHLO, STARTTLS, AUTH) cost more than the mail it carried,
 so a connection goes back to the pool after a send that went through and is reused
@@ -85,7 +86,6 @@ class SmtpConnections:
         self._timeout = settings.smtp_timeout_s
         self._validate_certs = settings.smtp_validate_certs
         self._idle_s = settings.smtp_idle_s
-        self._slots = asyncio.Semaphore(settings.smtp_connections)
         self._idle: list[_Idle] = []
         #: Bumped by ``close``: a connection taken before it is not put back after it.
         self._generation = 0
@@ -95,25 +95,24 @@ class SmtpConnections:
     async def send(self, message: Outgoing, data: bytes | None) -> None:
         """Send ``message`` on a pooled connection, as ``data`` (``mime.smtp_bytes``) when
         given and the server takes 8-bit bodies; aiosmtplib's exceptions go through."""
-        async with self._slots:
-            generation = self._generation
-            client, reused = self._take(), True
-            if client is None:
-                client, reused = await self._open(), False
+        generation = self._generation
+        client, reused = self._take(), True
+        if client is None:
+            client, reused = await self._open(), False
+        try:
             try:
-                try:
-                    await _transmit(client, message, data, reused=reused)
-                except _Stale:
-                    _drop(client)
-                    client = await self._open()
-                    await _transmit(client, message, data, reused=False)
-            except BaseException:
+                await _transmit(client, message, data, reused=reused)
+            except _Stale:
                 _drop(client)
-                raise
-            if generation == self._generation and client.is_connected:
-                self._idle.append(_Idle(client, time.monotonic(), generation))
-            else:
-                _drop(client)
+                client = await self._open()
+                await _transmit(client, message, data, reused=False)
+        except BaseException:
+            _drop(client)
+            raise
+        if generation == self._generation and client.is_connected:
+            self._idle.append(_Idle(client, time.monotonic(), generation))
+        else:
+            _drop(client)
 
     async def close(self) -> None:
         """QUIT every idle connection; those in use are closed when their send ends."""

@@ -266,3 +266,70 @@ async def notice_of(session: AsyncSession, tenant: str, notification_id: str) ->
         )
     )
     return rows.mappings().first()
+
+
+async def contacts_of_accounts(
+    session: AsyncSession, accounts: Iterable[tuple[str, str]], wall: datetime
+) -> Sequence[RowMapping]:
+    """``contacts_of`` for several accounts in one statement: their notices that went
+    out or are being sent by a live instance (lease past ``wall``), with ``seq``,
+    ``tenant`` and ``account_id`` to tell them apart."""
+    wanted = sorted(set(accounts))
+    if not wanted:
+        return []
+    rows = await session.execute(
+        select(
+            notifications.c.seq,
+            notifications.c.tenant,
+            notifications.c.account_id,
+            notifications.c.stage_sequence,
+            notifications.c.stage,
+            notifications.c.status,
+            notifications.c.sent_at,
+        ).where(
+            tuple_(notifications.c.tenant, notifications.c.account_id).in_(wanted),
+            or_(
+                notifications.c.status == "sent",
+                and_(
+                    notifications.c.status == "pending",
+                    notifications.c.send_started_at.is_not(None),
+                    notifications.c.lease_until >= wall,
+                ),
+            ),
+        )
+    )
+    return rows.mappings().all()
+
+
+async def owned_seqs(session: AsyncSession, seqs: Iterable[int], owner: str) -> set[int]:
+    """Which of ``seqs`` are still pending and leased to ``owner``, locked (PostgreSQL:
+    ``FOR UPDATE``; SQLite's write transaction holds the database) until the end of the
+    transaction, so ``update_many`` may write them by ``seq`` alone."""
+    wanted = sorted(set(seqs))
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        select(notifications.c.seq)
+        .where(
+            notifications.c.seq.in_(wanted),
+            notifications.c.lease_owner == owner,
+            notifications.c.status == "pending",
+        )
+        .order_by(notifications.c.seq)
+        .with_for_update()
+    )
+    return {seq for (seq,) in rows}
+
+
+async def update_many(session: AsyncSession, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Write each ``(seq, values)`` (every ``values`` with the same columns): one
+    statement for them all. The rows must be ``owned_seqs`` of this transaction."""
+    if not changes:
+        return
+    columns = sorted(changes[0][1])
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.seq == bindparam("k_seq"))
+        .values({c: bindparam(f"v_{c}") for c in columns}),
+        [{"k_seq": seq, **{f"v_{c}": values[c] for c in columns}} for seq, values in changes],
+    )
