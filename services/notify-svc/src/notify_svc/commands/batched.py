@@ -29,7 +29,7 @@ from dunning_runtime.app import Runtime
 from dunning_runtime.db import utc
 from dunning_runtime.locks import lock_accounts
 from notify_svc import domain, events
-from notify_svc.commands.delivery import Begun, log, wall_now
+from notify_svc.commands.delivery import Begun, at_send_time, log, wall_now
 from notify_svc.metrics import SENDS, count_suppressed_on_commit
 from notify_svc.settings import NotifySettings
 from notify_svc.storage import notices
@@ -170,16 +170,7 @@ def _gate(
 ) -> tuple[Begun, dict[str, Any]]:
     """The send-time rule for one notice (``commands.delivery._gate``): what came of it,
     and the write a hold or a supersession asks for (``_begun`` writes a begin)."""
-    request = row["request"]
-    not_before = request.get("not_before")
-    decision = domain.at_send_time(
-        stage_sequence=row["stage_sequence"],
-        stage=row["stage"],
-        not_before=datetime.fromisoformat(not_before) if not_before else None,
-        contact_cap_days=int(request.get("contact_cap_days") or 0),
-        contacts=contacts,
-        now=now,
-    )
+    decision = at_send_time(row, contacts, now)
     if isinstance(decision, domain.Send):
         return "begun", {}
     ended = {"lease_until": None, "updated_at": now}

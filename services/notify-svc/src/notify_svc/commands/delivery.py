@@ -10,7 +10,7 @@ remote servers, not for the service's (possibly manual) business clock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
 from typing import Any, Literal
@@ -57,6 +57,22 @@ async def claim_due(
     return rows, profiles
 
 
+def at_send_time(
+    row: RowMapping, contacts: Iterable[domain.ContactMade], now: datetime
+) -> domain.SendTime:
+    """``domain.at_send_time`` for a stored notice, against the account's ``contacts``."""
+    request = row["request"]
+    not_before = request.get("not_before")
+    return domain.at_send_time(
+        stage_sequence=row["stage_sequence"],
+        stage=row["stage"],
+        not_before=datetime.fromisoformat(not_before) if not_before else None,
+        contact_cap_days=int(request.get("contact_cap_days") or 0),
+        contacts=contacts,
+        now=now,
+    )
+
+
 async def _gate(
     runtime: Runtime[NotifySettings],
     session: AsyncSession,
@@ -70,16 +86,7 @@ async def _gate(
     stage's notice, nor within the cap of another. "begun" lets it go ahead."""
     now = runtime.clock.now()
     await lock_account(session, row["tenant"], row["account_id"])
-    request = row["request"]
-    not_before = request.get("not_before")
-    decision = domain.at_send_time(
-        stage_sequence=row["stage_sequence"],
-        stage=row["stage"],
-        not_before=datetime.fromisoformat(not_before) if not_before else None,
-        contact_cap_days=int(request.get("contact_cap_days") or 0),
-        contacts=await notices.contacts_of(session, row, wall, now),
-        now=now,
-    )
+    decision = at_send_time(row, await notices.contacts_of(session, row, wall, now), now)
     if isinstance(decision, domain.Send):
         return "begun"
     if isinstance(decision, domain.Hold):

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from dunning_runtime.db import utc
 from dunning_runtime.pagination import keyset
@@ -108,6 +109,19 @@ async def update_owned(session: AsyncSession, seq: int, owner: str, **values: An
     return bool(getattr(result, "rowcount", 0))
 
 
+def _contact(wall: datetime) -> ColumnElement[bool]:
+    """A notice that counts as a contact: it went out, or a live instance (its lease
+    runs past ``wall``) is sending it."""
+    return or_(
+        notifications.c.status == "sent",
+        and_(
+            notifications.c.status == "pending",
+            notifications.c.send_started_at.is_not(None),
+            notifications.c.lease_until >= wall,
+        ),
+    )
+
+
 async def contacts_of(
     session: AsyncSession, row: RowMapping, wall: datetime, now: datetime
 ) -> list[ContactMade]:
@@ -123,14 +137,7 @@ async def contacts_of(
             notifications.c.tenant == row["tenant"],
             notifications.c.account_id == row["account_id"],
             notifications.c.seq != row["seq"],
-            or_(
-                notifications.c.status == "sent",
-                and_(
-                    notifications.c.status == "pending",
-                    notifications.c.send_started_at.is_not(None),
-                    notifications.c.lease_until >= wall,
-                ),
-            ),
+            _contact(wall),
         )
     )
     return [
@@ -288,14 +295,7 @@ async def contacts_of_accounts(
             notifications.c.sent_at,
         ).where(
             tuple_(notifications.c.tenant, notifications.c.account_id).in_(wanted),
-            or_(
-                notifications.c.status == "sent",
-                and_(
-                    notifications.c.status == "pending",
-                    notifications.c.send_started_at.is_not(None),
-                    notifications.c.lease_until >= wall,
-                ),
-            ),
+            _contact(wall),
         )
     )
     return rows.mappings().all()
