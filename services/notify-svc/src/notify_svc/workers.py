@@ -20,8 +20,10 @@ is interrupted too it is failed rather than risk a second duplicate
 (``domain.plan_send``). The email keeps its Message-ID and a webhook its
 ``Idempotency-Key``, so the receiving side can recognise the duplicate.
 
-The bookkeeping of each step is ``commands.delivery``; this module holds the loop, the
-tasks in flight, the retries and the span of each send.
+The bookkeeping of each step is ``commands.delivery``; steps 1 and 3 of the sends in
+flight go in batches (``commands.batched``: those that arrive while a transaction runs
+share the next one). Emails go over SMTP connections kept open (``channels.smtp``).
+This module holds the loop, the tasks in flight, the retries and the span of each send.
 """
 
 from __future__ import annotations

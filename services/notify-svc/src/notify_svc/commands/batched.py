@@ -69,6 +69,10 @@ class GroupCommit(Generic[Item, Result]):
             batch, self._queue = self._queue, []
             try:
                 results = await self._flush([item for item, _ in batch])
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()  # nobody waits forever on a flush that never ends
+                raise
             except Exception as exc:
                 if len(batch) == 1:
                     _settle(batch[0][1], exc)

@@ -1,6 +1,7 @@
 """The delivery worker's bookkeeping around each send, one short transaction a step:
-claiming due notices under a lease, recording that an attempt begins (once the
-send-time rule allows it), and recording its outcome with the event it publishes.
+claiming due notices under a lease, the send-time rule, opening a task, recording a
+refused attempt, and the message a notice sends. Recording that an attempt begins and
+recording its outcome go in batches (``commands.batched``), under the same rules.
 
 Every write after the claim checks the lease (``storage.notices.update_owned``), so an
 instance that lost a notice records nothing. Leases are wall-clock time: they wait for
