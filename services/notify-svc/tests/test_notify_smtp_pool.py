@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from notify_fixtures import ACME, START, publish, settled, smtp_server, three_invoices, until
+from pydantic import ValidationError
 
 from dunning_runtime.app import create_app
 from notify_svc.channels import Outgoing, TemporaryFailure
@@ -19,6 +20,7 @@ from notify_svc.channels.smtp import SmtpConnections
 from notify_svc.commands import batched
 from notify_svc.domain import NoticeFilter
 from notify_svc.main import SPEC
+from notify_svc.settings import NotifySettings
 from notify_svc.storage import notices
 from tests.support.fixtures import ADMIN, running
 
@@ -178,3 +180,10 @@ async def test_two_notices_of_one_account_beginning_in_one_batch_keep_the_contac
 
 async def _done(value: bool) -> bool:
     return value
+
+
+@pytest.mark.parametrize("idle_s", [0, -1, 3601])
+def test_the_idle_limit_is_checked_at_start(idle_s: float) -> None:
+    with pytest.raises(ValidationError, match="smtp_idle_s"):
+        NotifySettings(service_name="notify-svc", smtp_idle_s=idle_s)
+    assert NotifySettings(service_name="notify-svc").smtp_idle_s == 30
