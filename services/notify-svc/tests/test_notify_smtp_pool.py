@@ -187,3 +187,28 @@ def test_the_idle_limit_is_checked_at_start(idle_s: float) -> None:
     with pytest.raises(ValidationError, match="smtp_idle_s"):
         NotifySettings(service_name="notify-svc", smtp_idle_s=idle_s)
     assert NotifySettings(service_name="notify-svc").smtp_idle_s == 30
+
+
+async def test_a_server_without_8bitmime_gets_the_email_packages_7bit_message(
+    notify_settings: Any,
+) -> None:
+    """aiosmtpd offers 8BITMIME only when it keeps the bytes: ``decode_data`` turns it off."""
+    sent = []
+    for options in ({}, {"decode_data": True}):
+        async with smtp_server(**options) as server:
+            settings = notify_settings.model_copy(
+                update={"smtp_url": f"smtp://127.0.0.1:{server.port}"}
+            )
+            connections = SmtpConnections(settings)
+            await SmtpChannel(connections).send(outgoing(1))
+            await connections.close()
+            [message] = server.messages
+            sent.append(message)
+    eight_bit, seven_bit = sent
+    assert seven_bit["Subject"] == eight_bit["Subject"] == "Zahlungserinnerung 1: überfällig"
+    for part in ("plain", "html"):
+        assert (
+            seven_bit.get_body(preferencelist=(part,)).get_content()  # type: ignore[union-attr]
+            == eight_bit.get_body(preferencelist=(part,)).get_content()  # type: ignore[union-attr]
+        )
+    assert seven_bit.as_bytes().isascii()
