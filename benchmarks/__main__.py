@@ -51,6 +51,7 @@ ROWS = [
     ("timer_sweep_1m_cpu_floor_s", "that for 1,000,000 accounts (one core)", "s"),
     ("dunning_rss_mb", "RSS after the sweep", "MiB"),
     ("notify_sends_per_s", "notices sent to a local SMTP server", "sends/s"),
+    ("notify_cpu_us_per_send", "notify-svc CPU per notice sent", "µs/send"),
     ("peak_rss_mb", "peak RSS", "MiB"),
 ]
 

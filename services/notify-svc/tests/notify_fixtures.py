@@ -55,6 +55,22 @@ class SmtpServer:
     deferred: set[str] = field(default_factory=set)
     #: Per accepted message: whether it came over TLS and after a successful AUTH.
     secured: list[tuple[bool, bool]] = field(default_factory=list)
+    #: Connections the server accepted, and how many of them have ended.
+    connections: int = 0
+    closed: int = 0
+    #: Replies to MAIL FROM, first come first served, then 250.
+    mail_replies: list[str] = field(default_factory=list)
+    #: Close the connection after accepting every n-th message (0: never).
+    drop_every: int = 0
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: Any
+    ) -> str:
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: Any
@@ -76,7 +92,28 @@ class SmtpServer:
         self.messages.append(message)
         self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
         self.secured.append((session.ssl is not None, bool(session.authenticated)))
+        if self.drop_every and len(self.messages) % self.drop_every == 0:
+            # After the 250 is written: the transport flushes it, then closes.
+            transport = server.transport
+            assert transport is not None
+            asyncio.get_running_loop().call_soon(transport.close)
         return "250 2.0.0 accepted"
+
+
+class _CountingSMTP(SMTP):
+    """aiosmtpd's server, counting the connections it accepts and sees end."""
+
+    def __init__(self, handler: SmtpServer, **options: Any) -> None:
+        super().__init__(handler, **options)
+        self.recorder = handler
+
+    def connection_made(self, transport: Any) -> None:
+        self.recorder.connections += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.recorder.closed += 1
+        super().connection_lost(error)
 
 
 @contextlib.asynccontextmanager
@@ -86,7 +123,7 @@ async def smtp_server(**options: Any) -> AsyncIterator[SmtpServer]:
     handler = SmtpServer()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="smtp.test", loop=loop, **options), "127.0.0.1", 0
+        lambda: _CountingSMTP(handler, hostname="smtp.test", loop=loop, **options), "127.0.0.1", 0
     )
     handler.port = server.sockets[0].getsockname()[1]
     try:

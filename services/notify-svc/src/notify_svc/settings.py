@@ -39,6 +39,15 @@ class NotifySettings(ServiceSettings):
     smtp_validate_certs: bool = Field(
         default=True, description="notify-svc: verify the SMTP server's TLS certificate."
     )
+    smtp_idle_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "notify-svc: an SMTP connection idle longer than this is closed rather than "
+            "reused (servers drop idle clients; RFC 5321 lets them after 5 minutes)."
+        ),
+    )
     mail_from: str = Field(
         default="Accounts Receivable <receivables@dunning.invalid>",
         max_length=320,

@@ -20,8 +20,10 @@ is interrupted too it is failed rather than risk a second duplicate
 (``domain.plan_send``). The email keeps its Message-ID and a webhook its
 ``Idempotency-Key``, so the receiving side can recognise the duplicate.
 
-The bookkeeping of each step is ``commands.delivery``; this module holds the loop, the
-tasks in flight, the retries and the span of each send.
+The bookkeeping of each step is ``commands.delivery``; steps 1 and 3 of the sends in
+flight go in batches (``commands.batched``: those that arrive while a transaction runs
+share the next one). Emails go over SMTP connections kept open (``channels.smtp``).
+This module holds the loop, the tasks in flight, the retries and the span of each send.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ from notify_svc.channels import (
 )
 from notify_svc.channels.email import EmlDirectory, SmtpChannel
 from notify_svc.channels.sms import SmsDirectory, SmsGateway
+from notify_svc.channels.smtp import SmtpConnections
 from notify_svc.channels.webhook import WebhookChannel
+from notify_svc.commands import batched
 from notify_svc.commands import delivery as bookkeeping
 from notify_svc.commands.delivery import Begun, log, wall_now
 from notify_svc.metrics import SEND_DURATION, SENDS
@@ -93,6 +97,11 @@ class Delivery:
         #: One pool of HTTP connections for SMS and webhooks (building a client loads the
         #: CA bundle: far too slow per notice).
         self.http = httpx.AsyncClient(follow_redirects=False)
+        #: The SMTP connections, kept open across sends and closed when the worker stops.
+        self.smtp = SmtpConnections(settings) if settings.smtp_url else None
+        #: The steps of concurrent sends that arrive together share one transaction.
+        self._begins = batched.GroupCommit(self._begin_batch)
+        self._outcomes = batched.GroupCommit(self._outcome_batch)
 
     def wake(self) -> None:
         """Look for due notices now (a consumer just recorded some)."""
@@ -105,7 +114,7 @@ class Delivery:
                 self.wakeup.clear()
                 began = time.monotonic()
                 try:
-                    await self._start_due()
+                    await self._start_due(run=True)
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
@@ -117,7 +126,11 @@ class Delivery:
                     await asyncio.wait_for(self.wakeup.wait(), POLL_S)
         finally:
             await self._cancel_in_flight()
+            await self._begins.stop()
+            await self._outcomes.stop()
             await self.http.aclose()
+            if self.smtp is not None:
+                await self.smtp.close()
 
     async def deliver_due(self) -> int:
         """Send every notice due now and wait for their outcomes (for ``POST
@@ -141,14 +154,16 @@ class Delivery:
         if tasks_:
             await asyncio.gather(*tasks_, return_exceptions=True)
 
-    async def _start_due(self) -> list[asyncio.Task[None]]:
-        """Claim due notices (as many as there are free slots) and start a task for each."""
+    async def _start_due(self, *, run: bool = False) -> list[asyncio.Task[None]]:
+        """Claim due notices (as many as there are free slots) and start a task for each;
+        the worker's loop (``run``) waits until half the slots are free, so its claims
+        come in batches rather than one per finished send."""
         async with self._claiming:
-            return await self._claim_and_start()
+            return await self._claim_and_start(run)
 
-    async def _claim_and_start(self) -> list[asyncio.Task[None]]:
+    async def _claim_and_start(self, run: bool) -> list[asyncio.Task[None]]:
         room = self.settings.delivery_concurrency * 2 - len(self._in_flight)
-        if room <= 0:
+        if room <= 0 or (run and self._in_flight and room < self.settings.delivery_concurrency):
             return []
         rows, profiles = await bookkeeping.claim_due(
             self.runtime, self.owner, room, self._lease_s(), self._in_flight
@@ -283,8 +298,8 @@ class Delivery:
         route = domain.route_of(
             name, smtp=bool(settings.smtp_url), sms_gateway=bool(settings.sms_url)
         )
-        if route == "smtp":
-            return SmtpChannel(settings)
+        if route == "smtp" and self.smtp is not None:
+            return SmtpChannel(self.smtp)
         if route == "eml_files":
             return EmlDirectory(outbox / "email")
         if route == "sms_files":
@@ -300,23 +315,22 @@ class Delivery:
     async def _begin(
         self, row: RowMapping, attempts: int, first: datetime, duplicate: bool
     ) -> Begun:
-        return await bookkeeping.begin(
-            self.runtime,
-            row,
-            self.owner,
-            attempts=attempts,
-            first=first,
-            duplicate=duplicate,
-            lease_s=self._lease_s(),
-        )
+        return await self._begins.submit(batched.Beginning(row, attempts, first, duplicate))
 
     async def _sent(self, row: RowMapping, provider_id: str | None, attempts: int) -> None:
-        await bookkeeping.record_sent(self.runtime, row, self.owner, provider_id)
+        await self._outcomes.submit(batched.Outcome(row, sent=True, provider_id=provider_id))
 
     async def _failed(self, row: RowMapping, error: str, *, permanent: bool, attempts: int) -> None:
-        await bookkeeping.record_failed(
-            self.runtime, row, self.owner, error, permanent=permanent, attempts=attempts
+        outcome = batched.Outcome(
+            row, sent=False, error=error, permanent=permanent, attempts=attempts
         )
+        await self._outcomes.submit(outcome)
+
+    async def _begin_batch(self, batch: list[batched.Beginning]) -> list[Begun]:
+        return await batched.begin_many(self.runtime, self.owner, self._lease_s(), batch)
+
+    async def _outcome_batch(self, batch: list[batched.Outcome]) -> list[None]:
+        return await batched.record_outcomes(self.runtime, self.owner, batch)
 
 
 #: The delivery worker, declared in ``SPEC.workers``: made once at start (before the

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
@@ -17,67 +13,30 @@ from notify_svc.channels import (
     TemporaryFailure,
     write_file,
 )
-from notify_svc.settings import NotifySettings
+from notify_svc.channels.mime import build_message, smtp_bytes
+from notify_svc.channels.smtp import SmtpConnections
 
-
-def build_message(message: Outgoing) -> EmailMessage:
-    """The MIME message: plain text and HTML alternatives, the stable Message-ID.
-
-    An address the email package cannot parse is a ``PermanentFailure``.
-    """
-    mail = EmailMessage()
-    try:
-        mail["From"] = message.sender
-        mail["To"] = Address(addr_spec=message.to)
-        if message.cc:
-            mail["Cc"] = [Address(addr_spec=a) for a in message.cc]
-        if message.reply_to:
-            mail["Reply-To"] = message.reply_to
-    except (ValueError, IndexError) as exc:
-        raise PermanentFailure(f"invalid address: {exc}") from exc
-    mail["Subject"] = message.subject
-    mail["Date"] = format_datetime(message.date)
-    mail["Message-ID"] = message.message_id
-    mail["X-Dunning-Notification-Id"] = message.notification_id
-    mail.set_content(message.text)
-    mail.add_alternative(message.html, subtype="html")
-    return mail
+__all__ = ["EmlDirectory", "SmtpChannel", "build_message"]
 
 
 class SmtpChannel:
-    """Sends over SMTP: ``smtp://`` with STARTTLS as configured, ``smtps://`` with TLS."""
+    """Sends over SMTP: ``smtp://`` with STARTTLS as configured, ``smtps://`` with TLS,
+    on the connections of ``connections`` (kept open and reused: ``channels.smtp``)."""
 
     name = "email"
 
-    def __init__(self, settings: NotifySettings) -> None:
-        url = urlsplit(settings.smtp_url)
-        self.hostname = url.hostname or "localhost"
-        self.implicit_tls = url.scheme == "smtps"
-        self.port = url.port or (465 if self.implicit_tls else 25)
-        self.username = unquote(url.username or "") or settings.smtp_username or None
-        password = unquote(url.password or "") or settings.smtp_password.get_secret_value()
-        self.password = password or None
-        self.start_tls: bool | None = {"auto": None, "required": True, "off": False}[
-            settings.smtp_starttls
-        ]
-        self.timeout = settings.smtp_timeout_s
-        self.validate_certs = settings.smtp_validate_certs
+    def __init__(self, connections: SmtpConnections) -> None:
+        self.connections = connections
 
     async def send(self, message: Outgoing) -> Receipt:
         """Hand the message to the SMTP server; its 4xx are temporary, 5xx permanent."""
-        mail = build_message(message)
+        # Written before any connection is taken: an address the email package refuses
+        # fails the notice at once, whatever the server's state.
+        data = smtp_bytes(message)
+        if data is None:
+            build_message(message)
         try:
-            await aiosmtplib.send(
-                mail,
-                hostname=self.hostname,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                use_tls=self.implicit_tls,
-                start_tls=False if self.implicit_tls else self.start_tls,
-                timeout=self.timeout,
-                validate_certs=self.validate_certs,
-            )
+            await self.connections.send(message, data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)

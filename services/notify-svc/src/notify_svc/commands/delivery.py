@@ -1,6 +1,7 @@
 """The delivery worker's bookkeeping around each send, one short transaction a step:
-claiming due notices under a lease, recording that an attempt begins (once the
-send-time rule allows it), and recording its outcome with the event it publishes.
+claiming due notices under a lease, the send-time rule, opening a task, recording a
+refused attempt, and the message a notice sends. Recording that an attempt begins and
+recording its outcome go in batches (``commands.batched``), under the same rules.
 
 Every write after the claim checks the lease (``storage.notices.update_owned``), so an
 instance that lost a notice records nothing. Leases are wall-clock time: they wait for
@@ -10,7 +11,7 @@ remote servers, not for the service's (possibly manual) business clock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
 from typing import Any, Literal
@@ -18,7 +19,6 @@ from typing import Any, Literal
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_events import Event
 from dunning_runtime.app import Runtime
 from dunning_runtime.locks import lock_account
 from notify_svc import domain, events
@@ -58,35 +58,20 @@ async def claim_due(
     return rows, profiles
 
 
-async def begin(
-    runtime: Runtime[NotifySettings],
-    row: RowMapping,
-    owner: str,
-    *,
-    attempts: int,
-    first: datetime,
-    duplicate: bool,
-    lease_s: float,
-) -> Begun:
-    """Record that a send begins (before it happens) and renew the lease, once the
-    send-time rule allows it (``domain.at_send_time``)."""
-    wall = wall_now()
-    async with runtime.database.transaction() as session:
-        gate = await _gate(runtime, session, row, owner, wall)
-        if gate != "begun":
-            return gate
-        begun = await notices.update_owned(
-            session,
-            row["seq"],
-            owner,
-            send_started_at=wall,
-            attempts=attempts,
-            first_attempt_at=first,
-            possible_duplicate=duplicate,
-            lease_until=wall + timedelta(seconds=lease_s),
-            updated_at=runtime.clock.now(),
-        )
-        return "begun" if begun else "not_begun"
+def at_send_time(
+    row: RowMapping, contacts: Iterable[domain.ContactMade], now: datetime
+) -> domain.SendTime:
+    """``domain.at_send_time`` for a stored notice, against the account's ``contacts``."""
+    request = row["request"]
+    not_before = request.get("not_before")
+    return domain.at_send_time(
+        stage_sequence=row["stage_sequence"],
+        stage=row["stage"],
+        not_before=datetime.fromisoformat(not_before) if not_before else None,
+        contact_cap_days=int(request.get("contact_cap_days") or 0),
+        contacts=contacts,
+        now=now,
+    )
 
 
 async def _gate(
@@ -102,16 +87,7 @@ async def _gate(
     stage's notice, nor within the cap of another. "begun" lets it go ahead."""
     now = runtime.clock.now()
     await lock_account(session, row["tenant"], row["account_id"])
-    request = row["request"]
-    not_before = request.get("not_before")
-    decision = domain.at_send_time(
-        stage_sequence=row["stage_sequence"],
-        stage=row["stage"],
-        not_before=datetime.fromisoformat(not_before) if not_before else None,
-        contact_cap_days=int(request.get("contact_cap_days") or 0),
-        contacts=await notices.contacts_of(session, row, wall, now),
-        now=now,
-    )
+    decision = at_send_time(row, await notices.contacts_of(session, row, wall, now), now)
     if isinstance(decision, domain.Send):
         return "begun"
     if isinstance(decision, domain.Hold):
@@ -155,63 +131,6 @@ async def record_attempt_failed(
         await notices.update_owned(
             session, row["seq"], owner, send_started_at=None, error=error[:2000]
         )
-
-
-async def record_sent(
-    runtime: Runtime[NotifySettings], row: RowMapping, owner: str, provider_id: str | None
-) -> None:
-    """Record the notice as sent and stage ``NotificationSent`` (if it is still ours)."""
-
-    def sent(now: datetime) -> tuple[dict[str, Any], Event]:
-        values = {"status": "sent", "sent_at": now, "provider_message_id": provider_id}
-        return {**values, "error": None}, events.sent(row, now, provider_id)
-
-    await _record_outcome(runtime, row, owner, sent)
-    SENDS.labels(row["channel"], "sent").inc()
-
-
-async def record_failed(
-    runtime: Runtime[NotifySettings],
-    row: RowMapping,
-    owner: str,
-    error: str,
-    *,
-    permanent: bool,
-    attempts: int,
-) -> None:
-    """Record the notice as failed and stage ``NotificationFailed`` (if it is still ours)."""
-
-    def failed(_now: datetime) -> tuple[dict[str, Any], Event]:
-        values = {"status": "failed", "error": error[:2000], "permanent": permanent}
-        return values, events.failed(row, error, attempts, permanent=permanent)
-
-    await _record_outcome(runtime, row, owner, failed)
-    SENDS.labels(row["channel"], "failed").inc()
-    log.warning("notify-svc: %s failed: %s", row["notification_id"], error)
-
-
-async def _record_outcome(
-    runtime: Runtime[NotifySettings],
-    row: RowMapping,
-    owner: str,
-    outcome: Callable[[datetime], tuple[dict[str, Any], Event]],
-) -> None:
-    """Write a send's outcome (the values and event ``outcome`` gives for the time now)
-    under the account's lock, ending the lease, if the notice is still this instance's."""
-    now = runtime.clock.now()
-    values, event = outcome(now)
-    async with runtime.database.transaction() as session:
-        await lock_account(session, row["tenant"], row["account_id"])
-        if await notices.update_owned(
-            session,
-            row["seq"],
-            owner,
-            **values,
-            send_started_at=None,
-            lease_until=None,
-            updated_at=now,
-        ):
-            await runtime.outbox.add(session, events.envelope(row["tenant"], event, now, row))
 
 
 async def open_task(

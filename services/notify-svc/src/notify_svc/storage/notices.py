@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from dunning_runtime.db import utc
 from dunning_runtime.pagination import keyset
@@ -108,6 +109,19 @@ async def update_owned(session: AsyncSession, seq: int, owner: str, **values: An
     return bool(getattr(result, "rowcount", 0))
 
 
+def _contact(wall: datetime) -> ColumnElement[bool]:
+    """A notice that counts as a contact: it went out, or a live instance (its lease
+    runs past ``wall``) is sending it."""
+    return or_(
+        notifications.c.status == "sent",
+        and_(
+            notifications.c.status == "pending",
+            notifications.c.send_started_at.is_not(None),
+            notifications.c.lease_until >= wall,
+        ),
+    )
+
+
 async def contacts_of(
     session: AsyncSession, row: RowMapping, wall: datetime, now: datetime
 ) -> list[ContactMade]:
@@ -123,14 +137,7 @@ async def contacts_of(
             notifications.c.tenant == row["tenant"],
             notifications.c.account_id == row["account_id"],
             notifications.c.seq != row["seq"],
-            or_(
-                notifications.c.status == "sent",
-                and_(
-                    notifications.c.status == "pending",
-                    notifications.c.send_started_at.is_not(None),
-                    notifications.c.lease_until >= wall,
-                ),
-            ),
+            _contact(wall),
         )
     )
     return [
@@ -266,3 +273,63 @@ async def notice_of(session: AsyncSession, tenant: str, notification_id: str) ->
         )
     )
     return rows.mappings().first()
+
+
+async def contacts_of_accounts(
+    session: AsyncSession, accounts: Iterable[tuple[str, str]], wall: datetime
+) -> Sequence[RowMapping]:
+    """``contacts_of`` for several accounts in one statement: their notices that went
+    out or are being sent by a live instance (lease past ``wall``), with ``seq``,
+    ``tenant`` and ``account_id`` to tell them apart."""
+    wanted = sorted(set(accounts))
+    if not wanted:
+        return []
+    rows = await session.execute(
+        select(
+            notifications.c.seq,
+            notifications.c.tenant,
+            notifications.c.account_id,
+            notifications.c.stage_sequence,
+            notifications.c.stage,
+            notifications.c.status,
+            notifications.c.sent_at,
+        ).where(
+            tuple_(notifications.c.tenant, notifications.c.account_id).in_(wanted),
+            _contact(wall),
+        )
+    )
+    return rows.mappings().all()
+
+
+async def owned_seqs(session: AsyncSession, seqs: Iterable[int], owner: str) -> set[int]:
+    """Which of ``seqs`` are still pending and leased to ``owner``, locked (PostgreSQL:
+    ``FOR UPDATE``; SQLite's write transaction holds the database) until the end of the
+    transaction, so ``update_many`` may write them by ``seq`` alone."""
+    wanted = sorted(set(seqs))
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        select(notifications.c.seq)
+        .where(
+            notifications.c.seq.in_(wanted),
+            notifications.c.lease_owner == owner,
+            notifications.c.status == "pending",
+        )
+        .order_by(notifications.c.seq)
+        .with_for_update()
+    )
+    return {seq for (seq,) in rows}
+
+
+async def update_many(session: AsyncSession, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Write each ``(seq, values)`` (every ``values`` with the same columns): one
+    statement for them all. The rows must be ``owned_seqs`` of this transaction."""
+    if not changes:
+        return
+    columns = sorted(changes[0][1])
+    await session.execute(
+        update(notifications)
+        .where(notifications.c.seq == bindparam("k_seq"))
+        .values({c: bindparam(f"v_{c}") for c in columns}),
+        [{"k_seq": seq, **{f"v_{c}": values[c] for c in columns}} for seq, values in changes],
+    )
