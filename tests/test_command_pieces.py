@@ -21,6 +21,7 @@ from dunning_runtime.locks import (
     lock_account,
     lock_accounts,
     tenant_lock_id,
+    try_lock_accounts,
 )
 from dunning_runtime.messaging_tables import idempotency_keys
 from dunning_runtime.pagination import MAX_POSITION, decode_cursor, encode_cursor
@@ -155,6 +156,78 @@ async def test_a_transaction_of_many_accounts_excludes_the_few(
     release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert order.index("big commits") < order.index("acme:A-0")
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+async def test_large_transactions_of_one_tenant_lock_only_their_accounts(
+    database: Database, overlap: bool
+) -> None:
+    """Two transactions of 40 accounts each of one tenant (more than the old limit of 32,
+    which locked the tenant whole): on PostgreSQL disjoint sets hold their locks at the
+    same time, overlapping ones take turns; SQLite always takes turns (one writer)."""
+    first_set = [("acme", f"A-{i}") for i in range(40)]
+    second_set = [("acme", f"A-{i}") for i in range(39 if overlap else 40, 79 if overlap else 80)]
+    first_locked = asyncio.Event()
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def first() -> None:
+        async with database.transaction() as session:
+            await lock_accounts(session, first_set)
+            order.append("first locked")
+            first_locked.set()
+            await release.wait()
+            order.append("first commits")
+
+    async def second() -> None:
+        await first_locked.wait()
+        async with database.transaction() as session:
+            await lock_accounts(session, second_set)
+            order.append("second locked")
+            release.set()  # lets the first finish when both were allowed to run at once
+
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    await first_locked.wait()
+    concurrent = not overlap and not database.is_sqlite
+    if not concurrent:
+        await asyncio.sleep(0.5)  # time for the second to (wrongly) get through
+        assert order == ["first locked"]
+        release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    if concurrent:
+        assert order == ["first locked", "second locked", "first commits"]
+    else:
+        assert order == ["first locked", "first commits", "second locked"]
+
+
+async def test_try_lock_takes_the_free_accounts_and_leaves_the_busy(database: Database) -> None:
+    """``try_lock_accounts`` never waits: it returns the keys it could lock (all on
+    SQLite, whose one writer excludes every other); a later ``lock_accounts`` of keys
+    it holds costs nothing."""
+    busy_locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def busy() -> None:
+        async with database.transaction() as session:
+            await lock_accounts(session, [("acme", "BUSY")])
+            busy_locked.set()
+            await release.wait()
+
+    task = asyncio.create_task(busy())
+    await busy_locked.wait()
+    try:
+        if database.is_sqlite:
+            release.set()  # the writer must finish before another transaction begins
+            await task
+        async with database.transaction() as session:
+            wanted = [("acme", "BUSY"), ("acme", "FREE"), ("globex", "FREE")]
+            got = await asyncio.wait_for(try_lock_accounts(session, wanted), 60)
+            await asyncio.wait_for(lock_accounts(session, got), 60)
+        expected = set(wanted) if database.is_sqlite else {("acme", "FREE"), ("globex", "FREE")}
+        assert got == expected
+    finally:
+        release.set()
+        await asyncio.wait_for(task, 60)
 
 
 # -- idempotency keys --------------------------------------------------------
