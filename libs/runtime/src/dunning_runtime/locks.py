@@ -8,8 +8,8 @@ concurrent payment is looking for. So every command, event handler and job that
 changes an account's state first calls ``lock_accounts`` in its transaction.
 
 On PostgreSQL that is a transaction-scoped advisory lock per account, on a stable
-64-bit hash of the key, released at commit or rollback, taken under a shared lock
-on the tenant. Only what is touched is locked: two chunks of one busy tenant on
+64-bit hash of the key (salted with the service's schema), released at commit or
+rollback, taken under a shared lock on the tenant. Only what is touched is locked: two chunks of one busy tenant on
 disjoint accounts run at once on two replicas. A transaction of more than
 ``MAX_ACCOUNT_LOCKS`` accounts (more than any chunk or batch the services make by
 default) takes its tenants' locks exclusively instead, so that it can never fill
@@ -148,13 +148,18 @@ async def try_lock_accounts(session: AsyncSession, keys: Iterable[Key]) -> set[K
     return got | taken
 
 
+#: Advisory locks are the database's, not a schema's: the lock id is XORed with a hash
+#: of the transaction's schema (the service's), so services sharing a database (and test
+#: or bench runs in schemas of their own) never wait on each other's accounts. All the
+#: writers of one schema salt alike, so the order by unsalted id stays one total order.
+_SALTED = "(w.id # (SELECT hashtextextended(current_schema(), 0)))"
+_IDS = "(SELECT unnest(CAST(:ids AS bigint[])) AS id ORDER BY id) AS w"
+
+
 async def _take(session: AsyncSession, function: str, ids: list[int]) -> None:
     # One round trip; the ordered subquery fixes the order the locks are acquired in.
     await session.execute(
-        text(
-            f"SELECT count({function}(id)) FROM "
-            "(SELECT unnest(CAST(:ids AS bigint[])) AS id ORDER BY id) AS wanted"
-        ),
+        text(f"SELECT count({function}{_SALTED}) FROM {_IDS}"),
         {"ids": ids},
     )
 
@@ -166,10 +171,7 @@ async def _try(session: AsyncSession, function: str, ids: Iterable[int]) -> list
         return []
     # The function is volatile, so PostgreSQL calls it once per id, in the subquery's order.
     rows = await session.execute(
-        text(
-            f"SELECT id FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id ORDER BY id) AS w "
-            f"WHERE {function}(id)"
-        ),
+        text(f"SELECT w.id FROM {_IDS} WHERE {function}{_SALTED}"),
         {"ids": wanted},
     )
     return [i for (i,) in rows]
