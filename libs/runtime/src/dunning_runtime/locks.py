@@ -11,11 +11,10 @@ On PostgreSQL that is a transaction-scoped advisory lock per account, on a stabl
 64-bit hash of the key (salted with the service's schema), released at commit or
 rollback, taken under a shared lock on the tenant. Only what is touched is locked:
 two chunks of one busy tenant on disjoint accounts run at once on two replicas. A
-transaction of more than
-``MAX_ACCOUNT_LOCKS`` accounts (more than any chunk or batch the services make by
-default) takes its tenants' locks exclusively instead, so that it can never fill
-PostgreSQL's lock table: the safe fallback, which serialises that tenant again for
-as long as the transaction runs. On SQLite nothing more is needed: every write
+transaction of more than ``MAX_ACCOUNT_LOCKS`` accounts (more than any chunk or batch
+the services make by default) takes its tenants' locks exclusively instead, so that it
+can never fill PostgreSQL's lock table: the safe fallback, which serialises that
+tenant again for as long as the transaction runs. On SQLite nothing more is needed: every write
 transaction starts with ``BEGIN IMMEDIATE`` and so holds the database's single
 write lock.
 
