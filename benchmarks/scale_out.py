@@ -37,13 +37,11 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from benchmarks.dunning import NOW, _due_row, _Runtime, _template, issued
+from benchmarks.dunning import NOW, _due_row, _Runtime, _template, publish_issued
 from benchmarks.isolation import isolated
-from dunning_events import Envelope, make_envelope, topics
-from dunning_events.codec import to_kafka
+from dunning_events import Envelope, topics
 from dunning_runtime import locks
 from dunning_runtime.bus import create_bus
-from dunning_runtime.bus.port import OutgoingMessage
 from dunning_runtime.clock import ManualClock
 from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database, on_commit
@@ -114,7 +112,7 @@ async def _measure(processes: int, events: int, sweep_accounts: int, data_dir: P
             workers = [await _start_worker(config) for _ in range(processes)]
             await _until_assigned(workers, settings.bus_partitions)
             started = time.perf_counter()
-            await _publish(bus, events)
+            await publish_issued(bus, events)
             await _until_applied(database, events, workers)
             events_s = time.perf_counter() - started
             started = time.perf_counter()
@@ -137,18 +135,6 @@ async def _insert_due(database: Database, accounts: int) -> None:
         rows = [_due_row(i, state) for i in range(start, min(accounts, start + INSERT_BATCH))]
         async with database.transaction() as session:
             await session.execute(insert(storage.accounts), rows)
-
-
-async def _publish(bus: Any, events: int) -> None:
-    accounts = max(1, events // PER_ACCOUNT)
-    for start in range(0, events, 500):
-        batch = []
-        for i in range(start, min(events, start + 500)):
-            kafka = to_kafka(
-                make_envelope(issued(i, accounts), tenant="bench", source="/bench", time=NOW)
-            )
-            batch.append(OutgoingMessage(topics.INVOICES, kafka.key, kafka.value, kafka.headers))
-        await bus.publish(batch)
 
 
 # -- the parent's side of the workers ----------------------------------------------------

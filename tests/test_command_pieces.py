@@ -86,16 +86,24 @@ async def database(settings_factory):
     await db.dispose()
 
 
-async def test_one_transaction_at_a_time_works_on_an_account(database: Database) -> None:
-    """The second writer of an account waits until the first has committed; on SQLite
-    the write lock of BEGIN IMMEDIATE does what the advisory lock does on PostgreSQL."""
+async def _two_writers(
+    database: Database,
+    first_keys: list[tuple[str, str]],
+    second_keys: list[tuple[str, str]],
+    *,
+    second_waits: bool,
+) -> list[str]:
+    """A first transaction locks ``first_keys`` and holds them; then a second locks
+    ``second_keys``. If ``second_waits``, it must not get through while the first holds
+    its locks (checked half a second in, then the first commits); else the first
+    commits only once the second has its locks. What happened, in order."""
     order: list[str] = []
     first_locked = asyncio.Event()
     release = asyncio.Event()
 
     async def first() -> None:
         async with database.transaction() as session:
-            await lock_account(session, "acme", "ACME-42")
+            await lock_accounts(session, first_keys)
             order.append("first locked")
             first_locked.set()
             await release.wait()
@@ -104,15 +112,29 @@ async def test_one_transaction_at_a_time_works_on_an_account(database: Database)
     async def second() -> None:
         await first_locked.wait()
         async with database.transaction() as session:
-            await lock_accounts(session, [("acme", "ACME-42"), ("acme", "OTHER")])
+            await lock_accounts(session, second_keys)
             order.append("second locked")
+            release.set()
 
     tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
     await first_locked.wait()
-    await asyncio.sleep(0.5)  # time for the second to (wrongly) get through
-    assert order == ["first locked"]
-    release.set()
+    if second_waits:
+        await asyncio.sleep(0.5)  # time for the second to (wrongly) get through
+        assert order == ["first locked"]
+        release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return order
+
+
+async def test_one_transaction_at_a_time_works_on_an_account(database: Database) -> None:
+    """The second writer of an account waits until the first has committed; on SQLite
+    the write lock of BEGIN IMMEDIATE does what the advisory lock does on PostgreSQL."""
+    order = await _two_writers(
+        database,
+        [("acme", "ACME-42")],
+        [("acme", "ACME-42"), ("acme", "OTHER")],
+        second_waits=True,
+    )
     assert order == ["first locked", "first commits", "second locked"]
 
 
@@ -167,33 +189,8 @@ async def test_large_transactions_of_one_tenant_lock_only_their_accounts(
     same time, overlapping ones take turns; SQLite always takes turns (one writer)."""
     first_set = [("acme", f"A-{i}") for i in range(40)]
     second_set = [("acme", f"A-{i}") for i in range(39 if overlap else 40, 79 if overlap else 80)]
-    first_locked = asyncio.Event()
-    release = asyncio.Event()
-    order: list[str] = []
-
-    async def first() -> None:
-        async with database.transaction() as session:
-            await lock_accounts(session, first_set)
-            order.append("first locked")
-            first_locked.set()
-            await release.wait()
-            order.append("first commits")
-
-    async def second() -> None:
-        await first_locked.wait()
-        async with database.transaction() as session:
-            await lock_accounts(session, second_set)
-            order.append("second locked")
-            release.set()  # lets the first finish when both were allowed to run at once
-
-    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
-    await first_locked.wait()
     concurrent = not overlap and not database.is_sqlite
-    if not concurrent:
-        await asyncio.sleep(0.5)  # time for the second to (wrongly) get through
-        assert order == ["first locked"]
-        release.set()
-    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    order = await _two_writers(database, first_set, second_set, second_waits=not concurrent)
     if concurrent:
         assert order == ["first locked", "second locked", "first commits"]
     else:
