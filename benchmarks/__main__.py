@@ -57,6 +57,7 @@ ROWS = [
     ("scale_out_split", "scale-out: each process's share of events", "shares"),
     ("scale_out_sweep_2_replicas", "scale-out: 2 processes / 1, sweep", "ratio"),
     ("scale_out_sweep_split", "scale-out: each one's share of the sweep", "shares"),
+    ("scale_out_lock_wait_s", "scale-out: each one's wait for locks", "s"),
     ("peak_rss_mb", "peak RSS", "MiB"),
 ]
 

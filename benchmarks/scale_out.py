@@ -47,7 +47,7 @@ from dunning_runtime.consumer import EventConsumer, Subscription
 from dunning_runtime.db import Database, on_commit
 from dunning_runtime.messaging_tables import inbox
 from dunning_runtime.outbox import Outbox
-from dunning_svc import jobs, storage
+from dunning_svc import commands, jobs, storage
 from dunning_svc.commands import PolicyBook, apply_events
 from dunning_svc.main import SPEC
 from dunning_svc.storage.tables import timeline
@@ -89,6 +89,8 @@ async def run(events: int, sweep_accounts: int, data_dir: Path) -> dict[str, Any
         "scale_out_sweep_2_replicas": one.sweep_s / two.sweep_s,
         "scale_out_sweep_split": [w["swept"] / sweep_accounts for w in two.workers],
         "scale_out_cpu_us_per_event": [w["cpu_events_s"] * 1e6 / events for w in two.workers],
+        # Seconds the chunks of each of the two waited for account locks while consuming.
+        "scale_out_lock_wait_s": [w["lock_wait_s"] for w in two.workers],
     }
 
 
@@ -256,6 +258,7 @@ async def _worker(config: dict[str, Any]) -> None:
     if limit := os.environ.get("BENCH_SCALE_MAX_ACCOUNT_LOCKS"):
         locks.MAX_ACCOUNT_LOCKS = int(limit)  # the tenant lock of old, for a before figure
     settings = SPEC.settings_type(**config)
+    waited = _time_lock_waits()
     database = Database.from_settings(settings)
     bus = create_bus(settings)
     await bus.start()
@@ -289,11 +292,13 @@ async def _worker(config: dict[str, Any]) -> None:
         if task.done():
             task.result()  # a consumer that stopped: its error
     cpu_events = time.process_time() - cpu
+    lock_wait = waited[0]
     swept = await jobs.sweep(runtime)  # type: ignore[arg-type]
     _say(
         events=applied,
         swept=swept,
         cpu_events_s=cpu_events,
+        lock_wait_s=lock_wait,
         cpu_sweep_s=time.process_time() - cpu - cpu_events,
     )
     await asyncio.to_thread(sys.stdin.readline)  # until the parent closes it or stops us
@@ -301,6 +306,21 @@ async def _worker(config: dict[str, Any]) -> None:
     await asyncio.gather(task, return_exceptions=True)
     await bus.close()
     await database.dispose()
+
+
+def _time_lock_waits() -> list[float]:
+    """Make the handler's ``lock_accounts`` add the seconds it waits to the one-item list
+    returned: how long chunks queued on each other's locks (the tenant lock of old)."""
+    waited = [0.0]
+    take = vars(commands)["lock_accounts"]  # the name commands.process calls
+
+    async def timed(session: Any, keys: Any) -> None:
+        started = time.perf_counter()
+        await take(session, keys)
+        waited[0] += time.perf_counter() - started
+
+    vars(commands)["lock_accounts"] = timed
+    return waited
 
 
 def main(argv: Sequence[str]) -> None:
