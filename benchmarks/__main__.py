@@ -115,6 +115,11 @@ def table(backend: str, figures: dict[str, Any]) -> str:
             f"{figures['dunning_events']:,} dunning events, "
             f"{figures['timer_sweep_accounts']:,} swept accounts"
         )
+    if "scale_out_events" in figures:
+        sizes.append(
+            f"scale-out: {figures['scale_out_events']:,} events, "
+            f"{figures['scale_out_swept_accounts']:,} swept accounts"
+        )
     lines = [
         f"make bench — {backend}: {', '.join(sizes)}; {figures['cores']} cores; {figures['date']}"
     ]
