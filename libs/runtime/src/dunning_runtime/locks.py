@@ -83,7 +83,9 @@ class _Held:
 
 
 def _held(session: AsyncSession) -> _Held:
-    """What the session's current transaction holds (a new record per transaction)."""
+    """What the session's current transaction holds (a new record per transaction).
+    Kept per top-level transaction: a rolled-back savepoint would release locks taken
+    in it that this still counts, and the services use none."""
     transaction = session.sync_session.get_transaction()
     held = session.info.get("dunning_account_locks")
     if not isinstance(held, _Held) or held.transaction is not transaction:
