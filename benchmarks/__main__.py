@@ -5,7 +5,8 @@ Set DUNNING_BUS_URL / DUNNING_DATABASE_URL for Kafka + PostgreSQL; the default i
 embedded log and SQLite. results.json keeps one entry per backend ("embedded",
 "kafka_postgres"), so a run on one backend leaves the other's figures in place.
 Figures vary with the machine and its load: compare runs on the same one.
-``--only bus|invoices|payments|dunning|notify`` runs one of them. See docs/benchmarks.md.
+``--only bus|invoices|payments|dunning|notify|scale`` runs one of them (scale: Kafka +
+PostgreSQL only; the full run includes it there). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bus, dunning, invoices, notify, payments
+from benchmarks import bus, dunning, invoices, notify, payments, scale_out
 from dunning_runtime.settings import ServiceSettings
 
 RESULTS = Path("bench/results.json")
@@ -52,6 +53,13 @@ ROWS = [
     ("dunning_rss_mb", "RSS after the sweep", "MiB"),
     ("notify_sends_per_s", "notices sent to a local SMTP server", "sends/s"),
     ("notify_cpu_us_per_send", "notify-svc CPU per notice sent", "µs/send"),
+    ("scale_out_1_events_per_s", "scale-out: dunning events, 1 process", "events/s"),
+    ("scale_out_2_events_per_s", "scale-out: dunning events, 2 processes", "events/s"),
+    ("scale_out_2_replicas", "scale-out: 2 processes / 1, events", "ratio"),
+    ("scale_out_split", "scale-out: each process's share of events", "shares"),
+    ("scale_out_sweep_2_replicas", "scale-out: 2 processes / 1, sweep", "ratio"),
+    ("scale_out_sweep_split", "scale-out: each one's share of the sweep", "shares"),
+    ("scale_out_lock_wait_s", "scale-out: each one's wait for locks", "s"),
     ("peak_rss_mb", "peak RSS", "MiB"),
 ]
 
@@ -109,6 +117,11 @@ def table(backend: str, figures: dict[str, Any]) -> str:
             f"{figures['dunning_events']:,} dunning events, "
             f"{figures['timer_sweep_accounts']:,} swept accounts"
         )
+    if "scale_out_events" in figures:
+        sizes.append(
+            f"scale-out: {figures['scale_out_events']:,} events, "
+            f"{figures['scale_out_swept_accounts']:,} swept accounts"
+        )
     lines = [
         f"make bench — {backend}: {', '.join(sizes)}; {figures['cores']} cores; {figures['date']}"
     ]
@@ -118,6 +131,9 @@ def table(backend: str, figures: dict[str, Any]) -> str:
         if key not in figures:
             continue
         value = figures[key]
+        if isinstance(value, list):
+            lines.append(f"  {label:<40} {' / '.join(f'{v:.2f}' for v in value):>10} {unit}")
+            continue
         shown = (
             f"{value:.3f}"
             if unit == "ratio"
@@ -131,7 +147,9 @@ def table(backend: str, figures: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("--only", choices=["bus", "invoices", "payments", "dunning", "notify"])
+    parser.add_argument(
+        "--only", choices=["bus", "invoices", "payments", "dunning", "notify", "scale"]
+    )
     parser.add_argument("--events", type=int, default=20_000, help="bus benchmark size")
     parser.add_argument("--invoices", type=int, default=20_000, help="invoice benchmark size")
     parser.add_argument("--payments", type=int, default=20_000, help="payment benchmark size")
@@ -143,6 +161,10 @@ def main() -> None:
         type=int,
         default=50_000,
         help="accounts the timer sweep runs (scaled to 1,000,000 in timer_sweep_1m_accounts_s)",
+    )
+    parser.add_argument("--scale-events", type=int, default=20_000, help="scale-out events")
+    parser.add_argument(
+        "--scale-accounts", type=int, default=20_000, help="accounts the scale-out sweep runs"
     )
     parser.add_argument(
         "--profile", type=Path, help="profile one more runtime run into this file (pyinstrument)"
@@ -171,6 +193,12 @@ def main() -> None:
         if args.only in (None, "notify"):
             figures["notices"] = args.notices
             figures.update(asyncio.run(notify.run(args.notices, Path(tmp) / "notify")))
+        if args.only == "scale" or (args.only is None and backend == "kafka_postgres"):
+            figures.update(
+                asyncio.run(
+                    scale_out.run(args.scale_events, args.scale_accounts, Path(tmp) / "scale")
+                )
+            )
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["cores"] = os.cpu_count()
     figures["date"] = datetime.now(UTC).isoformat(timespec="seconds")

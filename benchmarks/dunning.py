@@ -84,6 +84,19 @@ def issued(i: int, accounts: int) -> InvoiceIssued:
     )
 
 
+async def publish_issued(bus: Any, events: int) -> None:
+    """``events`` ``issued`` invoices of tenant ``bench``, 4 per account, in batches of 500."""
+    accounts = max(1, events // 4)
+    for start in range(0, events, 500):
+        batch = []
+        for i in range(start, min(events, start + 500)):
+            kafka = to_kafka(
+                make_envelope(issued(i, accounts), tenant="bench", source="/bench", time=NOW)
+            )
+            batch.append(OutgoingMessage(topics.INVOICES, kafka.key, kafka.value, kafka.headers))
+        await bus.publish(batch)
+
+
 async def run(events: int, accounts: int, data_dir: Path) -> dict[str, float]:
     """Both measurements on fresh topics and tables; returns the figures."""
     async with isolated(SPEC, data_dir, clock="manual") as settings:
@@ -105,15 +118,7 @@ async def run(events: int, accounts: int, data_dir: Path) -> dict[str, float]:
 
 
 async def _events(bus: Any, runtime: _Runtime, events: int) -> dict[str, float]:
-    accounts = max(1, events // 4)
-    for start in range(0, events, 500):
-        batch = []
-        for i in range(start, min(events, start + 500)):
-            kafka = to_kafka(
-                make_envelope(issued(i, accounts), tenant="bench", source="/bench", time=NOW)
-            )
-            batch.append(OutgoingMessage(topics.INVOICES, kafka.key, kafka.value, kafka.headers))
-        await bus.publish(batch)
+    await publish_issued(bus, events)
     # What a service does once it has started (dunning_runtime.heap).
     heap.settle()
     raw = await raw_consume(bus, events, 0)

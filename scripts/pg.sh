@@ -111,6 +111,9 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$sockdir'
 max_connections = 200
+# Room in the shared lock table for a full batch (1,000 account locks,
+# dunning_runtime.locks.MAX_ACCOUNT_LOCKS) on every connection at once: docs/deploy.md.
+max_locks_per_transaction = 1024
 # Test speed over durability: nothing here needs to survive a crash of the machine.
 fsync = off
 synchronous_commit = off

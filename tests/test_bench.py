@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import bus, dunning, invoices, payments
+import pytest
+
+from benchmarks import bus, dunning, invoices, payments, scale_out
 from benchmarks.__main__ import record, table
+from dunning_runtime.settings import ServiceSettings
 
 BUS_FIGURES = {
     "raw_consume_events_per_s",
@@ -59,6 +62,25 @@ async def test_the_dunning_bench_measures_consume_sweep_and_memory(tmp_path: Pat
     # machine either can come out higher (a timing assertion, flaky by nature).
 
 
+async def test_the_scale_out_bench_splits_the_work_of_two_processes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two worker processes: the run itself checks that no event and no account was
+    handled twice; here, that each did some of the work. Embedded: skipped, said why."""
+    figures = await scale_out.run(400, 400, tmp_path)
+    if ServiceSettings(service_name="bench").is_embedded_bus:
+        assert figures == {}
+        assert "scale-out: skipped" in capsys.readouterr().out
+        return
+    assert figures["scale_out_2_replicas"] > 0
+    for key in ("scale_out_split", "scale_out_sweep_split"):
+        shares = figures[key]
+        assert len(shares) == 2 and abs(sum(shares) - 1) < 1e-9, (key, shares)
+    # Every partition is another process's, so both get events; a sweep batch is 1,000,
+    # so with 400 accounts one process may take them all.
+    assert all(share > 0 for share in figures["scale_out_split"]), figures
+
+
 def test_results_keep_the_other_backend_and_figures_a_partial_run_did_not_measure(
     tmp_path: Path,
 ) -> None:
@@ -94,3 +116,5 @@ def test_the_table_names_each_figure_with_its_unit() -> None:
     )
     assert "runtime consume + upsert + inbox" in text and "12,346 events/s" in text
     assert "0.100 ratio" in text
+    shares = table("kafka_postgres", {"cores": 2, "date": "d", "scale_out_split": [0.48, 0.52]})
+    assert "0.48 / 0.52 shares" in shares

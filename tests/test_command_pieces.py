@@ -21,6 +21,7 @@ from dunning_runtime.locks import (
     lock_account,
     lock_accounts,
     tenant_lock_id,
+    try_lock_accounts,
 )
 from dunning_runtime.messaging_tables import idempotency_keys
 from dunning_runtime.pagination import MAX_POSITION, decode_cursor, encode_cursor
@@ -85,16 +86,24 @@ async def database(settings_factory):
     await db.dispose()
 
 
-async def test_one_transaction_at_a_time_works_on_an_account(database: Database) -> None:
-    """The second writer of an account waits until the first has committed; on SQLite
-    the write lock of BEGIN IMMEDIATE does what the advisory lock does on PostgreSQL."""
+async def _two_writers(
+    database: Database,
+    first_keys: list[tuple[str, str]],
+    second_keys: list[tuple[str, str]],
+    *,
+    second_waits: bool,
+) -> list[str]:
+    """A first transaction locks ``first_keys`` and holds them; then a second locks
+    ``second_keys``. If ``second_waits``, it must not get through while the first holds
+    its locks (checked half a second in, then the first commits); else the first
+    commits only once the second has its locks. What happened, in order."""
     order: list[str] = []
     first_locked = asyncio.Event()
     release = asyncio.Event()
 
     async def first() -> None:
         async with database.transaction() as session:
-            await lock_account(session, "acme", "ACME-42")
+            await lock_accounts(session, first_keys)
             order.append("first locked")
             first_locked.set()
             await release.wait()
@@ -103,15 +112,29 @@ async def test_one_transaction_at_a_time_works_on_an_account(database: Database)
     async def second() -> None:
         await first_locked.wait()
         async with database.transaction() as session:
-            await lock_accounts(session, [("acme", "ACME-42"), ("acme", "OTHER")])
+            await lock_accounts(session, second_keys)
             order.append("second locked")
+            release.set()
 
     tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
     await first_locked.wait()
-    await asyncio.sleep(0.5)  # time for the second to (wrongly) get through
-    assert order == ["first locked"]
-    release.set()
+    if second_waits:
+        await asyncio.sleep(0.5)  # time for the second to (wrongly) get through
+        assert order == ["first locked"]
+        release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return order
+
+
+async def test_one_transaction_at_a_time_works_on_an_account(database: Database) -> None:
+    """The second writer of an account waits until the first has committed; on SQLite
+    the write lock of BEGIN IMMEDIATE does what the advisory lock does on PostgreSQL."""
+    order = await _two_writers(
+        database,
+        [("acme", "ACME-42")],
+        [("acme", "ACME-42"), ("acme", "OTHER")],
+        second_waits=True,
+    )
     assert order == ["first locked", "first commits", "second locked"]
 
 
@@ -155,6 +178,53 @@ async def test_a_transaction_of_many_accounts_excludes_the_few(
     release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert order.index("big commits") < order.index("acme:A-0")
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+async def test_large_transactions_of_one_tenant_lock_only_their_accounts(
+    database: Database, overlap: bool
+) -> None:
+    """Two transactions of 40 accounts each of one tenant (more than the old limit of 32,
+    which locked the tenant whole): on PostgreSQL disjoint sets hold their locks at the
+    same time, overlapping ones take turns; SQLite always takes turns (one writer)."""
+    first_set = [("acme", f"A-{i}") for i in range(40)]
+    second_set = [("acme", f"A-{i}") for i in range(39 if overlap else 40, 79 if overlap else 80)]
+    concurrent = not overlap and not database.is_sqlite
+    order = await _two_writers(database, first_set, second_set, second_waits=not concurrent)
+    if concurrent:
+        assert order == ["first locked", "second locked", "first commits"]
+    else:
+        assert order == ["first locked", "first commits", "second locked"]
+
+
+async def test_try_lock_takes_the_free_accounts_and_leaves_the_busy(database: Database) -> None:
+    """``try_lock_accounts`` never waits: it returns the keys it could lock (all on
+    SQLite, whose one writer excludes every other); a later ``lock_accounts`` of keys
+    it holds costs nothing."""
+    busy_locked = asyncio.Event()
+    release = asyncio.Event()
+
+    async def busy() -> None:
+        async with database.transaction() as session:
+            await lock_accounts(session, [("acme", "BUSY")])
+            busy_locked.set()
+            await release.wait()
+
+    task = asyncio.create_task(busy())
+    await busy_locked.wait()
+    try:
+        if database.is_sqlite:
+            release.set()  # the writer must finish before another transaction begins
+            await task
+        async with database.transaction() as session:
+            wanted = [("acme", "BUSY"), ("acme", "FREE"), ("globex", "FREE")]
+            got = await asyncio.wait_for(try_lock_accounts(session, wanted), 60)
+            await asyncio.wait_for(lock_accounts(session, got), 60)
+        expected = set(wanted) if database.is_sqlite else {("acme", "FREE"), ("globex", "FREE")}
+        assert got == expected
+    finally:
+        release.set()
+        await asyncio.wait_for(task, 60)
 
 
 # -- idempotency keys --------------------------------------------------------

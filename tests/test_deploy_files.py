@@ -15,6 +15,7 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -422,6 +423,65 @@ def test_k8s_base_deploys_each_service(name: str) -> None:
     assert {"name": "DUNNING_PORT", "value": str(port)} in container["env"]
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_k8s_base_migrates_in_a_job_and_autoscales_up_to_the_partitions(name: str) -> None:
+    """Replicas never race on migrations: they start with DUNNING_MIGRATE=false and a Job
+    of the same image and settings runs `<service> migrate`. The autoscaler stops at the
+    partition count: a consumer replica above it gets no partition."""
+    [container] = base_documents("Deployment")[name]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "DUNNING_MIGRATE", "value": "false"} in container["env"]
+    job = base_documents("Job")[f"{name}-migrate"]
+    pod = job["spec"]["template"]
+    [migrate] = pod["spec"]["containers"]
+    assert migrate["image"] == container["image"]
+    assert migrate["command"] == [name, "migrate"]
+    assert migrate["envFrom"] == container["envFrom"]
+    assert pod["spec"]["restartPolicy"] in ("OnFailure", "Never")
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # Not selected by the service's Service or PodDisruptionBudget.
+    service = base_documents("Service")[name]
+    assert not service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    autoscaler = base_documents("HorizontalPodAutoscaler")[name]
+    target = autoscaler["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", name)
+    partitions = int(
+        base_documents("ConfigMap")["dunning-config"]["data"]["DUNNING_BUS_PARTITIONS"]
+    )
+    assert autoscaler["spec"]["maxReplicas"] == partitions
+    assert 1 <= autoscaler["spec"]["minReplicas"] <= partitions
+
+
+def _kubernetes_validate(paths: list[Path]) -> None:
+    """``kubernetes-validate --strict`` on ``paths``: every field known to Kubernetes'
+    schemas, offline (the schemas ship with the package)."""
+    tool = shutil.which("kubernetes-validate") or str(
+        Path(sys.executable).with_name("kubernetes-validate")
+    )
+    result = subprocess.run(
+        [tool, "--strict", "--quiet", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, f"kubernetes-validate --strict:\n{result.stdout}{result.stderr}"
+
+
+def test_k8s_manifests_pass_kubernetes_validate_strict() -> None:
+    manifests = [p for p in sorted(K8S.rglob("*.yaml")) if p.name != "kustomization.yaml"]
+    _kubernetes_validate(manifests)
+
+
+def test_kubernetes_validate_strict_refuses_an_unknown_field(tmp_path: Path) -> None:
+    """Guards the check above against passing because it checked nothing."""
+    job = base_documents("Job")["dunning-svc-migrate"]
+    job["spec"]["backofLimit"] = 3
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    with pytest.raises(AssertionError, match="backofLimit"):
+        _kubernetes_validate([path])
+
+
 def test_k8s_secrets_hold_the_secret_settings_and_config_maps_do_not() -> None:
     secrets = {k for s in base_documents("Secret").values() for k in secret_values(s)}
     config = {k for c in base_documents("ConfigMap").values() for k in c.get("data") or {}}
@@ -474,7 +534,7 @@ def test_production_overlay_runs_three_replicas_behind_disruption_budgets() -> N
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_rendered_overlay_is_complete_and_valid(
-    overlay: str, monkeypatch: pytest.MonkeyPatch
+    overlay: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     documents = kustomize_build(overlay)
     by_kind: dict[str, dict[str, dict[str, Any]]] = {}
@@ -490,6 +550,22 @@ def test_rendered_overlay_is_complete_and_valid(
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         env = container_env(container, by_kind["ConfigMap"], by_kind["Secret"])
         assert_valid_settings(name, env, monkeypatch, f"overlays/{overlay} {name}")
+    assert set(by_kind["HorizontalPodAutoscaler"]) == set(SERVICES)
+    assert set(by_kind["Job"]) == {f"{name}-migrate" for name in SERVICES}
+    for name in SERVICES:
+        autoscaler = by_kind["HorizontalPodAutoscaler"][name]["spec"]
+        assert autoscaler["minReplicas"] == expected_replicas, f"{overlay} {name}"
+        [migrate] = by_kind["Job"][f"{name}-migrate"]["spec"]["template"]["spec"]["containers"]
+        env = container_env(migrate, by_kind["ConfigMap"], by_kind["Secret"])
+        assert_valid_settings(
+            name,
+            {**env, "DUNNING_PORT": str(DEFAULT_PORTS[name])},
+            monkeypatch,
+            f"overlays/{overlay} {name}-migrate",
+        )
+    rendered = tmp_path / f"{overlay}.yaml"
+    rendered.write_text(yaml.safe_dump_all(documents))
+    _kubernetes_validate([rendered])
     if overlay == "dev":
         assert {"kafka", "postgres"} <= set(by_kind["Service"])
     else:

@@ -324,7 +324,7 @@ async def start_runtime(
     liveness = Liveness(database, spec.name)
     keys = keys or KeyRing(settings)
     try:
-        await database.migrate(spec.versions)
+        await database.migrate(spec.versions, apply=settings.migrate)
         await api_keys.refresh(keys, database)
         if isinstance(clock, ManualClock) and (stored := await clock_store.load(database)):
             clock.set(stored)  # a restart goes on at the simulated time
@@ -576,25 +576,8 @@ def entrypoints(spec: ServiceSpec) -> tuple[Callable[[], FastAPI], Callable[[], 
         return create_app(spec)
 
     def main() -> None:
-        serve(spec)
+        from dunning_runtime.serving import run  # uvicorn: only in the console script
+
+        run(spec)
 
     return app, main
-
-
-def serve(spec: ServiceSpec) -> None:
-    """Run ``spec`` under uvicorn on the configured host and port."""
-    import uvicorn
-
-    settings = load_settings(spec)
-    app = create_app(spec, settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        # No config of uvicorn's own: its loggers propagate to ours (logs.setup_logging).
-        log_config=None,
-        access_log=settings.access_log,
-        # Our own stop takes a few seconds at most; in-flight requests get this long.
-        timeout_graceful_shutdown=10,
-    )

@@ -46,6 +46,16 @@ def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
 
 
+class SchemaNotMigrated(RuntimeError):
+    """The service's tables are not at its newest revision and it may not migrate them."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"the tables of {where} are not at the newest revision and DUNNING_MIGRATE is "
+            "false: run the service's migrate command (the migration Job) first"
+        )
+
+
 class Database:
     """An engine, its session factory and the service's schema."""
 
@@ -85,10 +95,19 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def migrate(self, versions: Path) -> None:
-        """Bring the service's tables to the newest Alembic revision in ``versions``."""
-        from dunning_runtime.migrations import upgrade
+    async def migrate(self, versions: Path, *, apply: bool = True) -> None:
+        """Bring the service's tables to the newest Alembic revision in ``versions``.
 
+        Without ``apply`` (``DUNNING_MIGRATE=false``: a migration Job runs them, so that
+        replicas never race on them) only check, and raise ``SchemaNotMigrated`` unless
+        the tables are at that revision."""
+        from dunning_runtime.migrations import pending, upgrade
+
+        if not apply:
+            async with self.engine.connect() as conn:
+                if await conn.run_sync(pending, versions, self.schema):
+                    raise SchemaNotMigrated(self.schema or self.url)
+            return
         if self.schema:
             async with self.engine.begin() as conn:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))

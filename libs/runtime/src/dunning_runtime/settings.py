@@ -261,6 +261,14 @@ class ServiceSettings(BaseSettings):
         default=False,
         description="Log every HTTP request (uvicorn's access log, at INFO); off under load.",
     )
+    migrate: bool = Field(
+        default=True,
+        description=(
+            "Bring the service's tables to the newest revision at start-up. false: only "
+            "check, and refuse to start until `<service> migrate` (a migration Job) has "
+            "run, so that replicas never race on migrations."
+        ),
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -32,7 +32,7 @@ from dunning_events import DunningStageChanged, Envelope, Event, InvoiceIssued
 from dunning_runtime.app import Runtime
 from dunning_runtime.db import Database
 from dunning_runtime.idempotency import in_transaction
-from dunning_runtime.locks import lock_accounts
+from dunning_runtime.locks import lock_accounts, try_lock_accounts
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.rules import NotFound
 from dunning_runtime.scope import Scope, envelope_of
@@ -347,16 +347,31 @@ async def sweep_batch(
     session: AsyncSession, outbox: Outbox, book: PolicyBook, now: datetime, batch_size: int
 ) -> int:
     """Run the timers of up to ``batch_size`` accounts due at ``now``; returns how many
-    (``batch_size`` means: there may be more)."""
+    were claimed (``batch_size`` means: there may be more), or 0 when another
+    transaction held every one of them (the sweep stops until its next run).
+
+    Replicas sweep at the same time without waiting on each other or taking an account
+    twice. On PostgreSQL the claim is ``SELECT … FOR UPDATE SKIP LOCKED``: rows another
+    sweep claimed (or a writer is updating) are skipped, so concurrent batches are
+    disjoint. The claimed accounts' locks are then taken without waiting
+    (``try_lock_accounts``), never waited for: a consumer chunk takes an account's lock
+    first and updates its row later, so a sweep that held the row and waited for the
+    lock would close a cycle with it (a deadlock). An account whose lock is busy is
+    left for the next batch; the consumer waits at most for this transaction to commit
+    (the row lock), and this transaction waits for nothing the consumer holds. On
+    SQLite (one process, one writer) the claim is a plain read.
+    """
     due = await storage.due_accounts(session, now, batch_size)
-    if due:
-        await process(session, outbox, book, [Work(t, a, _TICK) for t, a in due], now, create=False)
-    return len(due)
+    mine = await try_lock_accounts(session, due)
+    work = [Work(t, a, _TICK) for t, a in due if (t, a) in mine]
+    if work:
+        await process(session, outbox, book, work, now, create=False)
+    return len(due) if work else 0
 
 
 async def sweep_timers(runtime: Runtime, book: PolicyBook, batch_size: int) -> int:
     """Run every account timer due as of the clock, ``batch_size`` accounts per
-    transaction; returns how many accounts were looked at."""
+    transaction; returns how many accounts were claimed (see ``sweep_batch``)."""
     now = runtime.clock.now()
     total = 0
     while True:

@@ -155,13 +155,21 @@ async def last_traceparents(session: AsyncSession, keys: Iterable[Key]) -> dict[
 
 async def due_accounts(session: AsyncSession, now: datetime, limit: int) -> list[Key]:
     """``(tenant, account)`` of up to ``limit`` accounts whose timer is due at ``now``,
-    earliest first, through the ``next_action_at`` index (no lock: to choose locks)."""
-    rows = await session.execute(
+    earliest first, through the ``next_action_at`` index, claimed for this transaction.
+
+    On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED``: a row another
+    transaction has locked (another replica's sweep batch, a writer updating it) is
+    passed over, so two sweeps take disjoint batches. SQLite has one writer, whose
+    ``BEGIN IMMEDIATE`` already excludes every other sweep."""
+    query = (
         select(accounts.c.tenant, accounts.c.account_id)
         .where(accounts.c.next_action_at <= now)
         .order_by(accounts.c.next_action_at)
         .limit(limit)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = await session.execute(query)
     return [(t, a) for t, a in rows]
 
 
