@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import ssl as ssl_
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Integer, event, text
+from sqlalchemy import BigInteger, Integer, Table, event, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -44,6 +45,36 @@ def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     side effect of a change, such as waking a worker or counting it, happens only when
     the change is there to see, and a retried chunk does it once."""
     event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
+
+
+async def driver_connection(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under ``session``'s transaction on PostgreSQL, None on SQLite.
+
+    Bulk statements of hot paths (``unnest``) go to it directly, inside the same
+    transaction, skipping SQLAlchemy's per-row parameter work; asyncpg keeps them
+    prepared per connection. SQLite keeps the SQLAlchemy Core path."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    connection = await session.connection()
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: without
+        # one, a raw statement would run (and commit) outside the session's transaction.
+        await connection.exec_driver_sql("SELECT 1")
+    return driver
+
+
+def array_type(table: Table, column: str) -> str:
+    """The PostgreSQL array type of ``table``'s ``column`` (``VARCHAR(50)[]``), to cast a
+    parameter of ``unnest`` to."""
+    return f"{table.c[column].type.compile(dialect=postgresql.dialect())}[]"  # type: ignore[no-untyped-call]
+
+
+def unnest_insert(table: Table, columns: Sequence[str]) -> str:
+    """``INSERT`` of many rows of ``table`` in one statement on PostgreSQL: one array
+    parameter per column of ``columns``, in that order; rows get their ids in array order."""
+    casts = ", ".join(f"${i}::{array_type(table, c)}" for i, c in enumerate(columns, 1))
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({casts})"
 
 
 class Database:

@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events import Envelope
 from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
-from dunning_runtime.db import Database, on_commit
+from dunning_runtime.db import Database, driver_connection, on_commit, unnest_insert
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
@@ -38,6 +39,10 @@ from dunning_runtime.metrics import EVENTS_PUBLISHED
 from dunning_runtime.telemetry import current_trace_headers, publish_spans
 
 log = logging.getLogger(__name__)
+
+#: The columns ``Outbox.add`` writes, in the order of its PostgreSQL statement's arrays.
+_ADDED = ("event_id", "topic", "key", "value", "headers", "created_at")
+_ADD_ROWS = unnest_insert(outbox, _ADDED)
 
 
 def encode_headers(headers: list[tuple[str, bytes]]) -> str:
@@ -88,11 +93,21 @@ class Outbox:
                 }
             )
         if rows:
-            await session.execute(insert(outbox), rows)
+            await _insert(session, rows)
             if not session.info.get("outbox_wake"):
                 session.info["outbox_wake"] = True
                 on_commit(session, self.wakeup.set)
         return messages
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """The staged rows in one statement: ``INSERT … SELECT FROM unnest`` on PostgreSQL
+    (one array per column, ids in row order), a Core executemany on SQLite."""
+    driver = await driver_connection(session)
+    if driver is None:
+        await session.execute(insert(outbox), rows)
+    else:
+        await driver.execute(_ADD_ROWS, *([r[c] for r in rows] for c in _ADDED))
 
 
 class OutboxRelay:
