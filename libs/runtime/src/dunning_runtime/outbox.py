@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events import Envelope
 from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_runtime.bus.port import Bus, OutgoingMessage
-from dunning_runtime.db import Database, driver_connection, on_commit, unnest_insert
+from dunning_runtime.db import Database, copy_rows, driver_connection, on_commit
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
@@ -40,9 +40,8 @@ from dunning_runtime.telemetry import current_trace_headers, publish_spans
 
 log = logging.getLogger(__name__)
 
-#: The columns ``Outbox.add`` writes, in the order of its PostgreSQL statement's arrays.
+#: The columns ``Outbox.add`` writes.
 _ADDED = ("event_id", "topic", "key", "value", "headers", "created_at")
-_ADD_ROWS = unnest_insert(outbox, _ADDED)
 
 
 def encode_headers(headers: list[tuple[str, bytes]]) -> str:
@@ -101,13 +100,13 @@ class Outbox:
 
 
 async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """The staged rows in one statement: ``INSERT … SELECT FROM unnest`` on PostgreSQL
-    (one array per column, ids in row order), a Core executemany on SQLite."""
+    """The staged rows in one statement, ids in row order: a binary ``COPY`` on
+    PostgreSQL, a Core executemany on SQLite."""
     driver = await driver_connection(session)
     if driver is None:
         await session.execute(insert(outbox), rows)
     else:
-        await driver.execute(_ADD_ROWS, *([r[c] for r in rows] for c in _ADDED))
+        await copy_rows(driver, outbox, _ADDED, rows)
 
 
 class OutboxRelay:

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_runtime.db import Database, array_type, driver_connection, unnest_insert
+from dunning_runtime.db import Database, array_type, copy_rows, driver_connection
 from dunning_svc.core import Account
 from dunning_svc.storage.state import columns_of, to_account
 from dunning_svc.storage.tables import (
@@ -78,7 +78,8 @@ async def load_account(session: AsyncSession, tenant: str, account_id: str) -> A
     return found[(tenant, account_id)][1] if found else None
 
 
-#: The bulk statements of ``save_accounts`` on PostgreSQL: one array per column.
+#: The bulk statements of ``save_accounts`` on PostgreSQL: an UPDATE over one array per
+#: column, and a COPY of the new rows.
 _UPDATED = ("seq", *WRITTEN_COLUMNS, "last_traceparent")
 _UPDATE = (
     "UPDATE accounts AS a SET "
@@ -88,7 +89,6 @@ _UPDATE = (
     + f") AS v({', '.join(_UPDATED)}) WHERE a.seq = v.seq"
 )
 _INSERTED = ("tenant", "account_id", *WRITTEN_COLUMNS, "last_traceparent")
-_INSERT = unnest_insert(accounts, _INSERTED)
 
 
 async def save_accounts(
@@ -98,7 +98,8 @@ async def save_accounts(
     last_traceparents: Mapping[Key, str | None] | None = None,
 ) -> None:
     """Write accounts back: one UPDATE for the known rows, one INSERT for the new ones
-    (on PostgreSQL each a statement over ``unnest`` arrays, on SQLite a Core executemany).
+    (on PostgreSQL an UPDATE over ``unnest`` arrays and a binary COPY, on SQLite Core
+    executemany statements).
 
     ``last_traceparents`` holds the trace context of the accounts' latest inputs; an
     account not in it (a timer's run) keeps the one it has."""
@@ -127,7 +128,7 @@ async def save_accounts(
         if known:
             await driver.execute(_UPDATE, *_arrays(known, _UPDATED))
         if new:
-            await driver.execute(_INSERT, *_arrays(new, _INSERTED))
+            await copy_rows(driver, accounts, _INSERTED, new)
         return
     if known:
         await session.execute(
