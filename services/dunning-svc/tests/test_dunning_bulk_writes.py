@@ -140,15 +140,11 @@ def _account(tenant: str, account_id: str, *, full: bool) -> Account:
     if not full:
         return account
     account.account_name, account.contact = NAME, dict(CONTACT)
-    account.invoices["INV-Ä"] = InvoiceState(
-        "INV-Ä",
-        currency="EUR",
-        issued=True,
-        amount_due=125_000,
-        issue_date=date(2026, 1, 1),
-        due_date=date(2026, 2, 20),
-        contact=dict(CONTACT),
-    )
+    # An invoice with its own contact and a partial payment: every state key written.
+    invoice = InvoiceState("INV-Ä", contact=dict(CONTACT), payments={"PAY-ß": 5_000})
+    invoice.issued, invoice.currency, invoice.amount_due = True, "EUR", 99_950
+    invoice.due_date, invoice.issue_date = date(2026, 2, 20), date(2026, 1, 1)
+    account.invoices[invoice.invoice_id] = invoice
     account.stage, account.policy_version, account.written_off = "overdue_1", 3, True
     account.pause = Paused("Klärung läuft", date(2026, 4, 1), "zoë")
     account.last_contact_at = NOW - timedelta(days=2)
