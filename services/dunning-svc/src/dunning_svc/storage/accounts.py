@@ -54,7 +54,8 @@ async def load_accounts(
     if driver is not None:
         pairs = sorted(wanted)
         records = await driver.fetch(_LOAD, [t for t, _ in pairs], [a for _, a in pairs])
-        return {(r[1], r[2]): (r[0], to_account(_Row._make(r))) for r in records}
+        found: list[Any] = [_Row._make(r) for r in records]
+        return {(r.tenant, r.account_id): (r.seq, to_account(r)) for r in found}
     # Two plain IN lists, which the database answers with one scan of the unique
     # (tenant, account_id) index (a row-value IN of 1,000 pairs was planned as a filter
     # over the whole table). The lists may match a few pairs not asked for (another
