@@ -6,10 +6,17 @@
   for many accounts, half of them already overdue (so the core emits a notice and a
   stage change for those). ``dunning_vs_raw_consume`` divides it by the bare consumer's
   rate measured in the same run on the same topic (``benchmarks.bus.raw_consume``).
+* ``dunning_cpu_us_per_event``: the bench process's CPU time (user + system, from
+  ``time.process_time``) during that consume run, per event: the consumer, decode,
+  inbox, handler and database client; the broker and PostgreSQL are other processes.
+  Steadier than the rate on a loaded machine.
 * ``timer_sweep_1m_accounts_s``: seconds for the timer job to run the timers of
   ``accounts`` accounts that are all due at once (each one escalates from overdue_1 to
   overdue_2: a stage change, an email and an SMS), scaled to 1,000,000 when fewer are
   measured (``timer_sweep_accounts`` says how many were).
+* ``timer_sweep_cpu_us_per_account``: the process's CPU time during that sweep
+  (``jobs.sweep``: the due query, locks, load, fold, envelopes, bulk writes, database
+  client), per account.
 * ``dunning_rss_mb``: the process's resident memory right after that sweep, with the
   accounts in the database.
 * ``sweep_core_us_per_account``: the pure core's share of that: read the account's
@@ -139,7 +146,7 @@ async def _events(bus: Any, runtime: _Runtime, events: int) -> dict[str, float]:
         Subscription("bench-dunning", (topics.INVOICES,), batch_handler=handle),
         batch_size=CONSUME_BATCH,
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     task = asyncio.create_task(consumer.run())
     try:
         waiter = asyncio.create_task(done.wait())
@@ -157,6 +164,7 @@ async def _events(bus: Any, runtime: _Runtime, events: int) -> dict[str, float]:
         else:
             raise TimeoutError("the last chunk did not commit")
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -165,6 +173,7 @@ async def _events(bus: Any, runtime: _Runtime, events: int) -> dict[str, float]:
         "dunning_events_per_s": rate,
         "dunning_raw_consume_events_per_s": events / raw,
         "dunning_vs_raw_consume": rate / (events / raw),
+        "dunning_cpu_us_per_event": cpu / events * 1e6,
     }
 
 
@@ -221,14 +230,16 @@ async def _sweep(runtime: _Runtime, accounts: int) -> dict[str, float]:
         async with runtime.database.transaction() as session:
             await session.execute(insert(storage.accounts), rows)
     heap.settle()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     swept = await jobs.sweep(runtime)  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     assert swept >= accounts, f"swept {swept} of {accounts}"
     return {
         "timer_sweep_accounts": accounts,
         "timer_sweep_accounts_per_s": accounts / seconds,
         "timer_sweep_1m_accounts_s": seconds * 1_000_000 / accounts,
+        "timer_sweep_cpu_us_per_account": cpu / accounts * 1e6,
         "dunning_rss_mb": _rss_mb(),
     }
 

@@ -34,7 +34,7 @@ from dunning_events import Envelope
 from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_events.envelope import assemble
 from dunning_runtime.bus.port import Bus, OutgoingMessage
-from dunning_runtime.db import Database, on_commit
+from dunning_runtime.db import Database, copy_rows, driver_connection, on_commit
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
@@ -42,6 +42,9 @@ from dunning_runtime.metrics import EVENTS_PUBLISHED
 from dunning_runtime.telemetry import current_trace_headers, publish_spans
 
 log = logging.getLogger(__name__)
+
+#: The columns ``Outbox.add`` writes.
+_ADDED = ("event_id", "topic", "key", "value", "headers", "created_at")
 
 
 def encode_headers(headers: list[tuple[str, bytes]]) -> str:
@@ -107,7 +110,7 @@ class Outbox:
         """
         rows, messages = outbox_rows(envelopes, current_trace_headers(), datetime.now(UTC))
         if rows:
-            await session.execute(insert(outbox), rows)
+            await _insert(session, rows)
             if not session.info.get("outbox_wake"):
                 session.info["outbox_wake"] = True
                 on_commit(session, self.wakeup.set)
@@ -151,6 +154,16 @@ def outbox_rows(
             }
         )
     return rows, messages
+
+
+async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """The staged rows in one statement, ids in row order: a binary ``COPY`` on
+    PostgreSQL, a Core executemany on SQLite."""
+    driver = await driver_connection(session)
+    if driver is None:
+        await session.execute(insert(outbox), rows)
+    else:
+        await copy_rows(driver, outbox, _ADDED, rows)
 
 
 class OutboxRelay:

@@ -171,6 +171,9 @@ async def process(
     # The trace context of each account's last input (not of its timers), to store.
     last_inputs: dict[Key, str | None] = {}
     stored_inputs = await storage.last_traceparents(session, keys) if tracing else {}
+    # The caller's context, for inputs that bring none: the loop's decision spans are
+    # never made current, so it is the same for the whole chunk (read once, not per input).
+    here = current_traceparent()
     for item in work:
         key = (item.tenant, item.account_id)
         account = accounts.get(key)
@@ -186,7 +189,7 @@ async def process(
         timeline += rows
         touched[key] = None
         if not isinstance(item.input, Tick):
-            last_inputs[key] = item.traceparent or current_traceparent()
+            last_inputs[key] = item.traceparent or here
         if not commands:
             continue
         command_rows += rows[len(rows) - len(commands) :]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import (
     String,
@@ -18,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_runtime.db import Database
+from dunning_runtime.db import Database, array_type, copy_rows, driver_connection
 from dunning_svc.core import Account
 from dunning_svc.storage.state import columns_of, to_account
 from dunning_svc.storage.tables import (
@@ -26,6 +27,19 @@ from dunning_svc.storage.tables import (
     WRITTEN_COLUMNS,
     Key,
     accounts,
+)
+
+#: An account row as PostgreSQL's bulk load hands it to ``to_account`` (attribute access,
+#: like SQLAlchemy's rows), the columns in table order.
+_Row = namedtuple("_Row", [c.name for c in accounts.c])  # type: ignore[misc]
+
+# One index lookup per asked-for pair (a nested loop over the unique index), whatever
+# plan the prepared statement settles on; exactly the pairs asked for come back.
+_LOAD = (
+    f"SELECT {', '.join(f'a.{c.name}' for c in accounts.c)} "
+    f"FROM unnest($1::{array_type(accounts, 'tenant')}, $2::{array_type(accounts, 'account_id')})"
+    " AS k(tenant, account_id) JOIN accounts AS a"
+    " ON a.tenant = k.tenant AND a.account_id = k.account_id"
 )
 
 
@@ -36,11 +50,16 @@ async def load_accounts(
     wanted = set(keys)
     if not wanted:
         return {}
-    # Two plain IN lists, which PostgreSQL answers with one scan of the unique
-    # (tenant, account_id) index; a row-value IN of 1,000 pairs was planned as a filter
-    # over the whole table, 40 % of the timer sweep at 30,000 accounts and growing with
-    # the table. The lists may match a few pairs not asked for (another tenant's
-    # account of the same id): they are dropped here.
+    driver = await driver_connection(session)
+    if driver is not None:
+        pairs = sorted(wanted)
+        records = await driver.fetch(_LOAD, [t for t, _ in pairs], [a for _, a in pairs])
+        found: list[Any] = [_Row._make(r) for r in records]
+        return {(r.tenant, r.account_id): (r.seq, to_account(r)) for r in found}
+    # Two plain IN lists, which the database answers with one scan of the unique
+    # (tenant, account_id) index (a row-value IN of 1,000 pairs was planned as a filter
+    # over the whole table). The lists may match a few pairs not asked for (another
+    # tenant's account of the same id): they are dropped here.
     rows = await session.execute(
         select(accounts).where(
             accounts.c.tenant.in_(sorted({t for t, _ in wanted})),
@@ -60,19 +79,58 @@ async def load_account(session: AsyncSession, tenant: str, account_id: str) -> A
     return found[(tenant, account_id)][1] if found else None
 
 
+#: The bulk statements of ``save_accounts`` on PostgreSQL: an UPDATE over one array per
+#: column, and a COPY of the new rows.
+_UPDATED = ("seq", *WRITTEN_COLUMNS, "last_traceparent")
+_UPDATE = (
+    "UPDATE accounts AS a SET "
+    + ", ".join(f"{c} = v.{c}" for c in WRITTEN_COLUMNS)
+    + ", last_traceparent = coalesce(v.last_traceparent, a.last_traceparent) FROM unnest("
+    + ", ".join(f"${i}::{array_type(accounts, c)}" for i, c in enumerate(_UPDATED, 1))
+    + f") AS v({', '.join(_UPDATED)}) WHERE a.seq = v.seq"
+)
+_INSERTED = ("tenant", "account_id", *WRITTEN_COLUMNS, "last_traceparent")
+
+
 async def save_accounts(
     session: AsyncSession,
     changed: Sequence[tuple[int | None, Account, date]],
     now: datetime,
     last_traceparents: Mapping[Key, str | None] | None = None,
 ) -> None:
-    """Write accounts back: one UPDATE for the known rows, one INSERT for the new ones.
+    """Write accounts back: one UPDATE for the known rows, one INSERT for the new ones
+    (on PostgreSQL an UPDATE over ``unnest`` arrays and a binary COPY, on SQLite Core
+    executemany statements).
 
     ``last_traceparents`` holds the trace context of the accounts' latest inputs; an
     account not in it (a timer's run) keeps the one it has."""
     traceparents = last_traceparents or {}
-    known = [(seq, a, d) for seq, a, d in changed if seq is not None]
-    new = [(a, d) for seq, a, d in changed if seq is None]
+    known = [
+        {
+            "seq": seq,
+            **columns_of(a, d, now),
+            "last_traceparent": traceparents.get((a.tenant, a.account_id)),
+        }
+        for seq, a, d in changed
+        if seq is not None
+    ]
+    new = [
+        {
+            "tenant": a.tenant,
+            "account_id": a.account_id,
+            **columns_of(a, d, now),
+            "last_traceparent": traceparents.get((a.tenant, a.account_id)),
+        }
+        for seq, a, d in changed
+        if seq is None
+    ]
+    driver = await driver_connection(session)
+    if driver is not None:
+        if known:
+            await driver.execute(_UPDATE, *_arrays(known, _UPDATED))
+        if new:
+            await copy_rows(driver, accounts, _INSERTED, new)
+        return
     if known:
         await session.execute(
             update(accounts)
@@ -85,28 +143,15 @@ async def save_accounts(
                     ),
                 }
             ),
-            [
-                {
-                    "k_seq": seq,
-                    **{f"v_{k}": v for k, v in columns_of(a, d, now).items()},
-                    "v_last_traceparent": traceparents.get((a.tenant, a.account_id)),
-                }
-                for seq, a, d in known
-            ],
+            [{"k_seq": r["seq"], **{f"v_{k}": r[k] for k in _UPDATED[1:]}} for r in known],
         )
     if new:
-        await session.execute(
-            insert(accounts),
-            [
-                {
-                    "tenant": a.tenant,
-                    "account_id": a.account_id,
-                    **columns_of(a, d, now),
-                    "last_traceparent": traceparents.get((a.tenant, a.account_id)),
-                }
-                for a, d in new
-            ],
-        )
+        await session.execute(insert(accounts), new)
+
+
+def _arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
+    """``rows`` as one list per column of ``columns`` (the parameters of ``unnest``)."""
+    return [[r[c] for r in rows] for c in columns]
 
 
 async def each_account(database: Database, tenant: str | None = None) -> AsyncIterator[Account]:

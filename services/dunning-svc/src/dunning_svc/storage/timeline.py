@@ -13,18 +13,27 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_runtime.db import utc
+from dunning_runtime.db import copy_rows, driver_connection, utc
 from dunning_runtime.pagination import keyset
 from dunning_svc.core import Account
 from dunning_svc.storage.tables import (
     timeline,
 )
 
+#: The columns of a timeline entry.
+_COLUMNS = ("tenant", "account_id", "at", "kind", "summary", "actor", "policy_version", "data")
+
 
 async def append_timeline(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Add timeline entries (one INSERT for all)."""
-    if rows:
+    """Add timeline entries in one statement, in order (their ``seq`` follows the list):
+    a binary ``COPY`` on PostgreSQL, a Core executemany on SQLite."""
+    if not rows:
+        return
+    driver = await driver_connection(session)
+    if driver is None:
         await session.execute(insert(timeline), rows)
+    else:
+        await copy_rows(driver, timeline, _COLUMNS, rows)
 
 
 def timeline_row(
