@@ -54,6 +54,7 @@ ROWS = [
     ("e2e_p50_ms", "end to end: POST to dunning-svc, p50", "ms"),
     ("e2e_p99_ms", "end to end: POST to dunning-svc, p99", "ms"),
     ("e2e_post_p99_ms", "end to end: the POST alone, p99", "ms"),
+    ("e2e_poll_ms", "end to end: one worklist poll", "ms"),
     ("peak_rss_mb", "peak RSS", "MiB"),
 ]
 

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, or_, updat
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]  # a dict, or a RowMapping as read
 
 
 def is_postgresql(session: AsyncSession) -> bool:
