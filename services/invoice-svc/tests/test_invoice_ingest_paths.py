@@ -24,6 +24,7 @@ from invoice_svc import storage
 from invoice_svc.domain import InvoiceStatus, Standing
 from invoice_svc.models import InvoiceIn
 from invoice_svc.views import invoice_view
+from tests.support.events import alike, recording
 
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
 
@@ -83,9 +84,9 @@ async def _stored(client: httpx.AsyncClient, tenant: str) -> dict[str, Any]:
 async def test_the_bulk_insert_stores_what_core_stores(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    staged = _recording(client)
+    staged = recording(client.app.state.runtime.outbox)  # type: ignore[attr-defined]
     fast = await _post_as(client, ACME)
-    fast_events, staged[:] = _alike(staged, "acme"), []
+    fast_events, staged[:] = alike(staged, "acme"), []
     with monkeypatch.context() as plain:
         plain.setattr(bulk, "is_postgresql", lambda _session: False)
         core = await _post_as(client, GLOBEX)
@@ -96,32 +97,8 @@ async def test_the_bulk_insert_stores_what_core_stores(
     assert len(fast_stored["invoices"]) == 4
     assert fast_stored["keys"] == core_stored["keys"] != []
     assert fast_stored["invoices"] == core_stored["invoices"]
-    assert fast_events == _alike(staged, "globex")
+    assert fast_events == alike(staged, "globex")
     assert len(fast_events) == 4  # InvoiceIssued of OLD, B-1, B-3 and B-4
-
-
-def _recording(client: httpx.AsyncClient) -> list[Any]:
-    """Every message the outbox stages from now on, as it will be published."""
-    outbox_ = client.app.state.runtime.outbox  # type: ignore[attr-defined]
-    add = outbox_.add
-    staged: list[Any] = []
-
-    async def recorded(session: Any, *envelopes: Any) -> Any:
-        messages = await add(session, *envelopes)
-        staged.extend(messages)
-        return messages
-
-    outbox_.add = recorded
-    return staged
-
-
-def _alike(messages: list[Any], tenant: str) -> list[tuple[bytes, bytes]]:
-    """The messages' keys and payloads with the tenant set aside (the event id, a fresh
-    uuid each, travels in the headers)."""
-    return [
-        (m.key.replace(tenant.encode(), b"T"), m.value.replace(f'"{tenant}"'.encode(), b'"T"'))
-        for m in messages
-    ]
 
 
 @pytest.mark.parametrize(

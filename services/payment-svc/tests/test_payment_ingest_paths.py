@@ -21,6 +21,7 @@ from sqlalchemy import Table, select
 from dunning_runtime import bulk
 from dunning_runtime.messaging_tables import idempotency_keys
 from payment_svc import storage
+from tests.support.events import alike, recording
 
 
 def mixed_batch() -> list[Any]:
@@ -78,36 +79,12 @@ async def _keys(client: httpx.AsyncClient, tenant: str) -> list[tuple[Any, ...]]
         return [tuple(k) for k in keys]
 
 
-def _recording(client: httpx.AsyncClient) -> list[Any]:
-    """Every message the outbox stages from now on, as it will be published."""
-    outbox_ = client.app.state.runtime.outbox  # type: ignore[attr-defined]
-    add = outbox_.add
-    staged: list[Any] = []
-
-    async def recorded(session: Any, *envelopes: Any) -> Any:
-        messages = await add(session, *envelopes)
-        staged.extend(messages)
-        return messages
-
-    outbox_.add = recorded
-    return staged
-
-
-def _alike(messages: list[Any], tenant: str) -> list[tuple[bytes, bytes]]:
-    """The messages' keys and payloads with the tenant set aside (the event id, a fresh
-    uuid each, travels in the headers)."""
-    return [
-        (m.key.replace(tenant.encode(), b"T"), m.value.replace(f'"{tenant}"'.encode(), b'"T"'))
-        for m in messages
-    ]
-
-
 async def test_the_bulk_writes_store_what_core_stores(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    staged = _recording(client)
+    staged = recording(client.app.state.runtime.outbox)  # type: ignore[attr-defined]
     fast = await _post_as(client, "acme", ACME)
-    fast_events, staged[:] = _alike(staged, "acme"), []
+    fast_events, staged[:] = alike(staged, "acme"), []
     with monkeypatch.context() as plain:
         plain.setattr(bulk, "is_postgresql", lambda _session: False)
         core = await _post_as(client, "globex", GLOBEX)
@@ -117,5 +94,5 @@ async def test_the_bulk_writes_store_what_core_stores(
         assert await _rows(client, table, "acme") == await _rows(client, table, "globex")
     assert len(await _rows(client, storage.applications, "acme")) >= 4
     assert await _keys(client, "acme") == await _keys(client, "globex") != []
-    assert fast_events == _alike(staged, "globex")
+    assert fast_events == alike(staged, "globex")
     assert len(fast_events) >= 4
