@@ -96,6 +96,8 @@ async def test_the_bulk_insert_stores_what_core_stores(
     core_stored = await _stored(client, "globex")
     assert len(fast_stored["invoices"]) == 4
     assert fast_stored["keys"] == core_stored["keys"] != []
+    for f, c in zip(fast_stored["invoices"], core_stored["invoices"], strict=True):
+        assert {k: v for k, v in f.items() if v != c[k]} == {}, c
     assert fast_stored["invoices"] == core_stored["invoices"]
     assert fast_events == alike(staged, "globex")
     assert len(fast_events) == 4  # InvoiceIssued of OLD, B-1, B-3 and B-4
