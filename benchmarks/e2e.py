@@ -43,6 +43,7 @@ Payments of the first ``WARMUP_S`` seconds are sent but not counted.
 from __future__ import annotations
 
 import asyncio
+import signal
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -102,9 +103,19 @@ class Run:
 def run(rate: float, seconds: float, workdir: Path) -> dict[str, float]:
     """Start the platform, seed and age the invoices, send ``rate`` payments a second for
     ``seconds`` (plus the warm-up); returns the figures."""
-    with Platform(workdir, start_at=START, env={"DUNNING_LOG_LEVEL": "WARNING"}) as platform:
-        _seed(platform)
-        return asyncio.run(_measure(platform, rate, seconds))
+    # SIGTERM (a timeout) must stop the four services and drop their database and topics
+    # too: as SystemExit, it runs the platform's exit.
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        with Platform(workdir, start_at=START, env={"DUNNING_LOG_LEVEL": "WARNING"}) as platform:
+            _seed(platform)
+            return asyncio.run(_measure(platform, rate, seconds))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _seed(platform: Platform) -> None:
