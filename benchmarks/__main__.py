@@ -5,7 +5,7 @@ Set DUNNING_BUS_URL / DUNNING_DATABASE_URL for Kafka + PostgreSQL; the default i
 embedded log and SQLite. results.json keeps one entry per backend ("embedded",
 "kafka_postgres"), so a run on one backend leaves the other's figures in place.
 Figures vary with the machine and its load: compare runs on the same one.
-``--only bus|invoices|payments|dunning|notify|scale`` runs one of them (scale: Kafka +
+``--only bus|invoices|payments|dunning|notify|scale|e2e`` runs one of them (scale: Kafka +
 PostgreSQL only; the full run includes it there). See docs/benchmarks.md.
 """
 
@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bus, dunning, invoices, notify, payments, scale_out
+from benchmarks import bus, dunning, e2e, invoices, notify, payments, scale_out
 from dunning_runtime.settings import ServiceSettings
 
 RESULTS = Path("bench/results.json")
@@ -62,6 +62,11 @@ ROWS = [
     ("scale_out_sweep_2_replicas", "scale-out: 2 processes / 1, sweep", "ratio"),
     ("scale_out_sweep_split", "scale-out: each one's share of the sweep", "shares"),
     ("scale_out_lock_wait_s", "scale-out: each one's wait for locks", "s"),
+    ("e2e_rate_per_s", "end to end: payments sent", "payments/s"),
+    ("e2e_p50_ms", "end to end: POST to dunning-svc, p50", "ms"),
+    ("e2e_p99_ms", "end to end: POST to dunning-svc, p99", "ms"),
+    ("e2e_post_p99_ms", "end to end: the POST alone, p99", "ms"),
+    ("e2e_poll_ms", "end to end: one worklist poll", "ms"),
     ("peak_rss_mb", "peak RSS", "MiB"),
 ]
 
@@ -114,6 +119,11 @@ def table(backend: str, figures: dict[str, Any]) -> str:
         sizes.append(f"{figures['payments']:,} payments")
     if "notices" in figures:
         sizes.append(f"{figures['notices']:,} notices")
+    if "e2e_payments" in figures:
+        sizes.append(
+            f"{figures['e2e_payments']:,.0f} end-to-end payments at "
+            f"{figures['e2e_target_per_s']:,.0f}/s"
+        )
     if "timer_sweep_accounts" in figures:
         sizes.append(
             f"{figures['dunning_events']:,} dunning events, "
@@ -150,7 +160,7 @@ def table(backend: str, figures: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument(
-        "--only", choices=["bus", "invoices", "payments", "dunning", "notify", "scale"]
+        "--only", choices=["bus", "invoices", "payments", "dunning", "notify", "scale", "e2e"]
     )
     parser.add_argument("--events", type=int, default=20_000, help="bus benchmark size")
     parser.add_argument("--invoices", type=int, default=20_000, help="invoice benchmark size")
@@ -167,6 +177,12 @@ def main() -> None:
     parser.add_argument("--scale-events", type=int, default=20_000, help="scale-out events")
     parser.add_argument(
         "--scale-accounts", type=int, default=20_000, help="accounts the scale-out sweep runs"
+    )
+    parser.add_argument(
+        "--e2e-rate", type=float, default=500.0, help="payments/s of the end-to-end run"
+    )
+    parser.add_argument(
+        "--e2e-seconds", type=float, default=20.0, help="measured seconds of the end-to-end run"
     )
     parser.add_argument(
         "--profile", type=Path, help="profile one more runtime run into this file (pyinstrument)"
@@ -201,6 +217,10 @@ def main() -> None:
                     scale_out.run(args.scale_events, args.scale_accounts, Path(tmp) / "scale")
                 )
             )
+        if args.only in (None, "e2e"):
+            # Four service processes on the configured backends (embedded too: the harness
+            # gives them one embedded log and their own SQLite files).
+            figures.update(e2e.run(args.e2e_rate, args.e2e_seconds, Path(tmp) / "e2e"))
     figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["cores"] = os.cpu_count()
     figures["date"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -38,7 +38,7 @@ from typing import IO, Any, TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from dunning_cli.stack import SERVICES
+from dunning_cli.platform import SERVICES
 from tests.support.fixtures import BUS_URL, DATABASE_URL, _delete_topics
 from tests.support.ports import free_port_block
 

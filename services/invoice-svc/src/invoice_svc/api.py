@@ -25,7 +25,7 @@ from dunning_runtime.batches import STATUS, parse_items, respond, result_problem
 from dunning_runtime.idempotency import in_transaction
 from dunning_runtime.pagination import Cursor, PageLimit, position_of
 from dunning_runtime.problems import RuleErrorsAsProblems
-from dunning_runtime.results import ItemResult
+from dunning_runtime.results import ItemResult, Outcome
 from invoice_svc import commands
 from invoice_svc.commands import Created
 from invoice_svc.models import (
@@ -47,9 +47,11 @@ router = APIRouter(prefix="/v1/invoices", tags=["invoices"], route_class=RuleErr
 InvoiceId = Annotated[Identifier, Path(description="The ERP's invoice id.")]
 
 
-def _viewed(result: Created, now: datetime) -> ItemResult[BaseModel]:
-    """A posted invoice's result with the invoice as the API shows it."""
-    view = invoice_view(result.value, now) if result.value is not None else None
+def _viewed(result: Created, now: datetime, posted: InvoiceIn) -> ItemResult[BaseModel]:
+    """A posted invoice's result with the invoice as the API shows it (a new one's view
+    takes the ``posted`` model's validated parts)."""
+    lends = posted if result.outcome is Outcome.CREATED else None
+    view = invoice_view(result.value, now, lends) if result.value is not None else None
     return ItemResult(result.outcome, view, result.differences, result.error)
 
 
@@ -73,7 +75,7 @@ async def create_invoice(body: InvoiceIn, request: Request, tenant: Tenant) -> J
 
     async def work(session: AsyncSession) -> ItemResult[BaseModel]:
         [created] = await commands.create_invoices(session, scope, [body], grace)
-        return _viewed(created, scope.now)
+        return _viewed(created, scope.now, body)
 
     return respond(await in_transaction(runtime.database, work), "invoice", body.invoice_id)
 
@@ -100,7 +102,7 @@ async def create_batch(body: BatchIn, request: Request, tenant: Tenant) -> Batch
     async def work(session: AsyncSession) -> list[ItemResult[BaseModel]]:
         items = [item for _, item in parsed.valid]
         created = await commands.create_invoices(session, scope, items, grace)
-        return [_viewed(c, scope.now) for c in created]
+        return [_viewed(c, scope.now, i) for c, i in zip(created, items, strict=True)]
 
     outcomes = await in_transaction(runtime.database, work) if parsed.valid else []
     for (index, item), outcome in zip(parsed.valid, outcomes, strict=True):

@@ -26,7 +26,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
-    insert,
     select,
     tuple_,
     update,
@@ -36,9 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import Money
 from dunning_events.money import from_minor, to_minor
+from dunning_runtime import bulk
 from dunning_runtime.db import SequenceId
 from dunning_runtime.pagination import keyset
-from dunning_runtime.telemetry import current_traceparent
 from invoice_svc.domain import Balance, InvoiceStatus, Standing
 from invoice_svc.models import InvoiceIn
 
@@ -199,7 +198,7 @@ async def insert_invoices(
     """Store new invoices; the pending allocations they consumed become applied."""
     if not rows:
         return
-    await session.execute(insert(invoices), list(rows))
+    await bulk.insert_rows(session, invoices, rows)
     if paid_from_pending:
         await session.execute(
             update(allocations)
@@ -220,10 +219,12 @@ def new_row(
     overdue_at: datetime,
     paid_minor: int,
     standing: Standing,
+    traceparent: str | None,
 ) -> dict[str, Any]:
     """The row of a newly accepted invoice (``body`` is its JSON, kept for replays), already
     paid by ``paid_minor`` from allocations that arrived before it; ``standing`` and
-    ``overdue_at`` are the rules' (``domain``)."""
+    ``overdue_at`` are the rules' (``domain``); ``traceparent``, the request's
+    (``current_traceparent``: read once per batch, the span is the same for each row)."""
     currency = item.currency
     return {
         "tenant": tenant,
@@ -251,7 +252,7 @@ def new_row(
         "overdue_notified_at": None,
         "chase_pending": standing.chase_pending,
         "request": body,
-        "traceparent": current_traceparent(),
+        "traceparent": traceparent,
         "created_at": now,
         "updated_at": now,
     }
@@ -393,7 +394,7 @@ async def allocations_of_payments(
         return {}
     rows = await session.execute(
         select(allocations).where(
-            tuple_(allocations.c.tenant, allocations.c.payment_id).in_(wanted)
+            bulk.pairs_in(allocations.c.tenant, allocations.c.payment_id, wanted)
         )
     )
     return {(r["tenant"], r["payment_id"], r["invoice_id"]): dict(r) for r in rows.mappings()}
@@ -407,7 +408,7 @@ async def invoices_by_key(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    query = select(invoices).where(tuple_(invoices.c.tenant, invoices.c.invoice_id).in_(wanted))
+    query = select(invoices).where(bulk.pairs_in(invoices.c.tenant, invoices.c.invoice_id, wanted))
     if lock:
         query = query.with_for_update()
     rows = await session.execute(query)
@@ -445,8 +446,7 @@ async def write_payments(
 ) -> None:
     """A chunk's changes, one statement per kind, each run for all the rows it concerns:
     new allocations, allocations now reversed, and the invoices' ``PAYMENT_COLUMNS``."""
-    if new_allocations:
-        await session.execute(insert(allocations), list(new_allocations))
+    await bulk.insert_rows(session, allocations, new_allocations)
     reversed_keys = sorted(reversed_allocations)
     if reversed_keys:
         await session.execute(
@@ -459,13 +459,4 @@ async def write_payments(
             .values(reversed=True),
             [{"k_tenant": t, "k_payment": p, "k_invoice": i} for t, p, i in reversed_keys],
         )
-    if changed_invoices:
-        await session.execute(
-            update(invoices)
-            .where(invoices.c.seq == bindparam("k_seq"))
-            .values({c: bindparam(f"v_{c}") for c in PAYMENT_COLUMNS}),
-            [
-                {"k_seq": row["seq"], **{f"v_{c}": row[c] for c in PAYMENT_COLUMNS}}
-                for row in changed_invoices
-            ],
-        )
+    await bulk.update_rows(session, invoices, changed_invoices, "seq", PAYMENT_COLUMNS)

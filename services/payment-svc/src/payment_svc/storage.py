@@ -29,17 +29,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    bindparam,
-    insert,
     or_,
     select,
-    tuple_,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dunning_events import InvoiceIssued
 from dunning_events.money import from_minor, to_minor
+from dunning_runtime import bulk
 from dunning_runtime.db import SequenceId
 from dunning_runtime.pagination import keyset
 from payment_svc.domain import ZERO, Applied, DiscountTerms, InvoiceState, Plan, Posted
@@ -293,14 +290,14 @@ async def account_invoices(
     if accounts:
         conditions.append(
             and_(
-                tuple_(invoices.c.tenant, invoices.c.account_id).in_(accounts),
+                bulk.pairs_in(invoices.c.tenant, invoices.c.account_id, accounts),
                 invoices.c.void.is_(False),
                 invoices.c.amount_due_minor
                 > invoices.c.paid_minor + invoices.c.discount_minor + invoices.c.credited_minor,
             )
         )
     if names:
-        conditions.append(tuple_(invoices.c.tenant, invoices.c.invoice_id).in_(names))
+        conditions.append(bulk.pairs_in(invoices.c.tenant, invoices.c.invoice_id, names))
 
     rows = await session.execute(select(invoices).where(or_(*conditions)))
     return {(r["tenant"], r["invoice_id"]): dict(r) for r in rows.mappings()}
@@ -313,7 +310,7 @@ async def applications_of(session: AsyncSession, keys: Iterable[tuple[str, str]]
         return []
     rows = await session.execute(
         select(applications)
-        .where(tuple_(applications.c.tenant, applications.c.payment_id).in_(wanted))
+        .where(bulk.pairs_in(applications.c.tenant, applications.c.payment_id, wanted))
         .order_by(applications.c.seq)
     )
     return [dict(r) for r in rows.mappings()]
@@ -330,7 +327,7 @@ async def payments_with_credit(
     rows = await session.execute(
         select(payments)
         .where(
-            tuple_(payments.c.tenant, payments.c.account_id).in_(wanted),
+            bulk.pairs_in(payments.c.tenant, payments.c.account_id, wanted),
             (payments.c.credit_minor > 0) | (payments.c.held_minor > 0),
             payments.c.status != "reversed",
         )
@@ -349,7 +346,7 @@ async def holds_for(
     held = await session.execute(
         select(applications)
         .where(
-            tuple_(applications.c.tenant, applications.c.invoice_id).in_(wanted),
+            bulk.pairs_in(applications.c.tenant, applications.c.invoice_id, wanted),
             applications.c.kind == "held",
             applications.c.reversed.is_(False),
         )
@@ -418,23 +415,16 @@ async def add_webhook_answer(
 
 
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
-    """One INSERT for all ``rows``."""
-    if rows:
-        await session.execute(insert(table), list(rows))
+    """One INSERT for all ``rows`` (``unnest`` of one array per column on PostgreSQL)."""
+    await bulk.insert_rows(session, table, rows)
 
 
 async def update_rows(
     session: AsyncSession, table: Table, rows: Sequence[Row], columns: Sequence[str]
 ) -> None:
-    """One UPDATE by ``seq`` for all ``rows``, writing ``columns``."""
-    if not rows:
-        return
-    await session.execute(
-        update(table)
-        .where(table.c.seq == bindparam("k_seq"))
-        .values({c: bindparam(f"v_{c}") for c in columns}),
-        [{"k_seq": r["seq"], **{f"v_{c}": r[c] for c in columns}} for r in rows],
-    )
+    """One UPDATE by ``seq`` for all ``rows``, writing ``columns`` (``UPDATE … FROM
+    unnest`` on PostgreSQL: one statement, not one per row)."""
+    await bulk.update_rows(session, table, rows, "seq", columns)
 
 
 #: Columns a payment, an invoice or an application changes after it is stored.

@@ -21,6 +21,7 @@ from dunning_runtime.locks import lock_account, lock_accounts
 from dunning_runtime.pagination import Page, keyset_page
 from dunning_runtime.results import ItemResult, created, invalid, replay_or_conflict
 from dunning_runtime.scope import Scope, emit
+from dunning_runtime.telemetry import current_traceparent
 from invoice_svc import domain, events, storage
 from invoice_svc.domain import Balance, InvoiceNotFound, InvoiceStatus
 from invoice_svc.models import InvoiceIn
@@ -88,7 +89,12 @@ Created = ItemResult[Row]
 
 
 def _new_row(
-    item: InvoiceIn, body: dict[str, Any], scope: Scope, grace_days: int, paid_minor: int
+    item: InvoiceIn,
+    body: dict[str, Any],
+    scope: Scope,
+    grace_days: int,
+    paid_minor: int,
+    traceparent: str | None,
 ) -> dict[str, Any]:
     """The row of an accepted invoice, with the standing the rules give it."""
     paid = Balance(amount_due=item.amount_due, amount_paid=from_minor(paid_minor, item.currency))
@@ -100,6 +106,7 @@ def _new_row(
         overdue_at=domain.overdue_at(item.due_date, item.timezone, grace_days),
         paid_minor=paid_minor,
         standing=domain.standing_of_new(paid, scope.now),
+        traceparent=traceparent,
     )
 
 
@@ -123,6 +130,7 @@ async def create_invoices(
     results: list[Created] = []
     new_rows: list[dict[str, Any]] = []
     staged: list[Event] = []
+    traceparent = current_traceparent()
     for item in items:
         body = item.model_dump(mode="json")
         if item.invoice_id in accepted:
@@ -131,7 +139,8 @@ async def create_invoices(
             continue
         try:
             issued = events.issued(item)
-            row = _new_row(item, body, scope, grace_days, sum(pending.get(item.invoice_id, [])))
+            paid = sum(pending.get(item.invoice_id, []))
+            row = _new_row(item, body, scope, grace_days, paid, traceparent)
         except ValueError as exc:  # ValidationError too: the input checks missed something
             results.append(invalid(exc))
             continue
