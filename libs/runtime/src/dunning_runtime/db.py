@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import ssl as ssl_
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Integer, Table, event, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import BigInteger, Integer, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -56,42 +54,6 @@ class SchemaNotMigrated(RuntimeError):
             f"the tables of {where} are not at the newest revision and DUNNING_MIGRATE is "
             "false: run the service's migrate command (the migration Job) first"
         )
-
-
-async def driver_connection(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under ``session``'s transaction on PostgreSQL, None on SQLite.
-
-    Bulk statements of hot paths (``unnest``, ``COPY``) go to it directly, inside the same
-    transaction, skipping SQLAlchemy's per-row parameter work; asyncpg keeps them
-    prepared per connection. SQLite keeps the SQLAlchemy Core path."""
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    connection = await session.connection()
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    if not driver.is_in_transaction():
-        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with its first statement: without
-        # one, a raw statement would run (and commit) outside the session's transaction.
-        await connection.exec_driver_sql("SELECT 1")
-    return driver
-
-
-def array_type(table: Table, column: str) -> str:
-    """The PostgreSQL array type of ``table``'s ``column`` (``VARCHAR(50)[]``), to cast a
-    parameter of ``unnest`` to."""
-    return f"{table.c[column].type.compile(dialect=postgresql.dialect())}[]"  # type: ignore[no-untyped-call]
-
-
-async def copy_rows(
-    driver: Any, table: Table, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
-) -> None:
-    """Append ``rows`` (their ``columns``) to ``table`` with one binary ``COPY`` on the
-    asyncpg connection ``driver``: ids follow the rows' order. Measured against
-    ``INSERT … SELECT FROM unnest`` for 2,000 timeline rows: 2 µs of client CPU a row
-    instead of 4.6 (no per-element array checks), and half the wall time."""
-    values = itemgetter(*columns)  # a tuple per row: at least two columns
-    await driver.copy_records_to_table(
-        table.name, records=[values(r) for r in rows], columns=list(columns)
-    )
 
 
 class Database:

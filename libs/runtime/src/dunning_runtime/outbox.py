@@ -33,8 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dunning_events import Envelope
 from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_events.envelope import assemble
+from dunning_runtime.bulk import copy_rows, driver_connection
 from dunning_runtime.bus.port import Bus, OutgoingMessage
-from dunning_runtime.db import Database, copy_rows, driver_connection, on_commit
+from dunning_runtime.db import Database, on_commit
 from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease

@@ -19,7 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_runtime.db import Database, array_type, copy_rows, driver_connection
+from dunning_runtime.bulk import array_type, copy_rows, driver_connection
+from dunning_runtime.db import Database
 from dunning_svc.core import Account
 from dunning_svc.storage.state import columns_of, to_account
 from dunning_svc.storage.tables import (

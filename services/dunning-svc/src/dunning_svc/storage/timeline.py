@@ -13,7 +13,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_runtime.db import copy_rows, driver_connection, utc
+from dunning_runtime.bulk import copy_rows, driver_connection
+from dunning_runtime.db import utc
 from dunning_runtime.pagination import keyset
 from dunning_svc.core import Account
 from dunning_svc.storage.tables import (
