@@ -11,6 +11,7 @@ same path, so the tests only check it round-trips.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -60,7 +61,8 @@ async def database(dunning_settings: ServiceSettings) -> Any:
 
 
 async def _stored(database: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row the chunk path writes, in id order, without ids; event ids (random) are
+    """Every row the chunk path writes, in id order, without ids; event ids and, when an
+    earlier test installed a tracer, the decision spans' trace contexts (random both) are
     replaced by their position, wherever they occur."""
     written = {
         "accounts": tables.accounts,
@@ -77,9 +79,16 @@ async def _stored(database: Database) -> dict[str, list[tuple[Any, ...]]]:
         created = (await session.execute(select(outbox_table.c.created_at))).scalars().all()
     assert all(utc(c) is not None for c in created)
     positions = {row[0]: f"<event {i}>" for i, row in enumerate(found["outbox"])}
+    contexts = dict.fromkeys(
+        _TRACEPARENT.findall(repr([row for rows in found.values() for row in rows]))
+    )
+    positions |= {context: f"<trace {i}>" for i, context in enumerate(contexts)}
     for name, rows in found.items():
         found[name] = [tuple(_masked(v, positions) for v in row) for row in rows]
     return found
+
+
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def _plain(value: Any) -> Any:

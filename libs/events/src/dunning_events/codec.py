@@ -234,6 +234,34 @@ def from_kafka(
     """
     # This runs once per consumed record: one pass over the headers, the payload
     # validated once from its bytes, the envelope validated once.
+    attributes, content_type = _read_headers(headers)
+    if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
+        raise DecodeError("value: not bytes")
+    media_type = (
+        CONTENT_TYPE
+        if content_type is None or content_type == CONTENT_TYPE
+        else content_type.split(";")[0].strip().lower()
+    )
+    if media_type == STRUCTURED_CONTENT_TYPE:
+        if value is None:
+            raise DecodeError("value: a structured-mode record has no value")
+        envelope = from_json(bytes(value))
+    else:
+        if media_type != CONTENT_TYPE:
+            raise DecodeError(f"content-type: expected {CONTENT_TYPE}, got {content_type!r}")
+        if not attributes.keys() >= _REQUIRED:
+            _require(attributes, "header(s)", prefix=CE_PREFIX)
+        if value is None:
+            raise DecodeError("data: the record has no value")
+        envelope = _envelope(attributes, value if type(value) is bytes else bytes(value))
+    _check_key(key, envelope)
+    return envelope
+
+
+def _read_headers(
+    headers: Iterable[tuple[str, bytes | None]],
+) -> tuple[dict[str, Any], str | None]:
+    """The ``ce_`` attributes of a record's headers, and its content-type if it has one."""
     attributes: dict[str, Any] = {}
     content_type: str | None = None
     try:
@@ -285,28 +313,7 @@ def from_kafka(
                 raise DecodeError(f"header {name}: not UTF-8 text") from None
         else:
             attributes[attribute] = _header_text(name, raw)
-
-    if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
-        raise DecodeError("value: not bytes")
-    media_type = (
-        CONTENT_TYPE
-        if content_type is None or content_type == CONTENT_TYPE
-        else content_type.split(";")[0].strip().lower()
-    )
-    if media_type == STRUCTURED_CONTENT_TYPE:
-        if value is None:
-            raise DecodeError("value: a structured-mode record has no value")
-        envelope = from_json(bytes(value))
-    else:
-        if media_type != CONTENT_TYPE:
-            raise DecodeError(f"content-type: expected {CONTENT_TYPE}, got {content_type!r}")
-        if not attributes.keys() >= _REQUIRED:
-            _require(attributes, "header(s)", prefix=CE_PREFIX)
-        if value is None:
-            raise DecodeError("data: the record has no value")
-        envelope = _envelope(attributes, value if type(value) is bytes else bytes(value))
-    _check_key(key, envelope)
-    return envelope
+    return attributes, content_type
 
 
 def from_json(raw: bytes | str) -> Envelope:
