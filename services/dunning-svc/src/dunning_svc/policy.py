@@ -282,6 +282,17 @@ class Policy(_Strict):
         return tuple(s for s in self.steps if s.days_past_due is not None)
 
     @cached_property
+    def memo(self) -> dict[object, Any]:
+        """What the core derives from this policy and keeps for its next decisions (the
+        answer per step of ``notices.next_step``): one dict per policy object."""
+        return {}
+
+    @cached_property
+    def ladder_days(self) -> tuple[int, ...]:
+        """The ladder's days past due, step by step (increasing)."""
+        return tuple(s.days_past_due or 0 for s in self.ladder)
+
+    @cached_property
     def ranks(self) -> dict[str, int]:
         """Stage -> position (see ``rank``)."""
         ranks = {step.stage: index for index, step in enumerate(self.steps)}

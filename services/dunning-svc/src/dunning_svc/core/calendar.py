@@ -33,9 +33,32 @@ def _opening(day: date, zone: ZoneInfo, start: time, open_days: frozenset[int]) 
 
 def next_open(now: datetime, zone: ZoneInfo, hours: BusinessHours) -> datetime:
     """``now`` if it is within business hours in ``zone``, else the next opening."""
+    # A sweep decides every account at one ``now``: the answer per zone is cached. The
+    # key holds ``now``'s tzinfo and fold, which equality ignores but which tell apart
+    # the texts of equal instants (the answer may be ``now`` itself).
+    return _next_open(now, now.tzinfo, now.fold, zone, hours.start, hours.end, hours.weekdays)
+
+
+@lru_cache(maxsize=4096)
+def _next_open(
+    now: datetime,
+    _tzinfo: object,
+    _fold: int,
+    zone: ZoneInfo,
+    start: time,
+    end: time,
+    open_days: frozenset[int],
+) -> datetime:
+    return next_open_computed(now, zone, start, end, open_days)
+
+
+def next_open_computed(
+    now: datetime, zone: ZoneInfo, start: time, end: time, open_days: frozenset[int]
+) -> datetime:
+    """``next_open`` worked out from scratch (what the cache holds)."""
     local = now.astimezone(zone)
-    if local.weekday() in hours.weekdays and hours.start <= local.time() < hours.end:
+    if local.weekday() in open_days and start <= local.time() < end:
         return now
-    if local.weekday() in hours.weekdays and local.time() < hours.start:
-        return opening(local.date(), zone, hours)
-    return opening(local.date() + timedelta(days=1), zone, hours)
+    if local.weekday() in open_days and local.time() < start:
+        return _opening(local.date(), zone, start, open_days)
+    return _opening(local.date() + timedelta(days=1), zone, start, open_days)

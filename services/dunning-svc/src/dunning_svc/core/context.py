@@ -7,7 +7,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from dunning_events import Event
-from dunning_svc.core.account import Account
+from dunning_svc.core.account import Account, InvoiceState
 from dunning_svc.core.calendar import zone_of
 from dunning_svc.policy import BusinessHours, Policy
 
@@ -27,6 +27,9 @@ class Decision:
     out: list[Event] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     wakes: list[datetime] = field(default_factory=list)
+    #: The account's open invoices, once the escalation has listed them (it changes no
+    #: invoice, so its notices list the same ones); None until then.
+    open_invoices: list[InvoiceState] | None = None
 
     @property
     def zone(self) -> ZoneInfo:

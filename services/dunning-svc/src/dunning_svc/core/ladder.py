@@ -4,7 +4,10 @@ cap hold a step."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import date, timedelta
+from decimal import Decimal
+from functools import lru_cache
 
 from dunning_events import (
     CreditHoldReleased,
@@ -15,7 +18,7 @@ from dunning_events import (
     PromiseToPayBroken,
     PromiseToPayKept,
 )
-from dunning_events.money import from_minor
+from dunning_events.money import from_minor, minor_units
 from dunning_svc.core.account import InvoiceState
 from dunning_svc.core.calendar import next_open, opening
 from dunning_svc.core.context import Decision
@@ -37,7 +40,8 @@ def escalate(d: Decision) -> None:
     if account.written_off:
         account.next_action_at = None
         return
-    overdue = account.overdue_invoices(today)
+    open_ = d.open_invoices = account.open_invoices()
+    overdue = [i for i in open_ if i.due_date is not None and i.due_date < today]
     # A full payment (nothing overdue any more) returns the account to current at once.
     if not overdue and policy.rank(account.stage) > _reminder_rank(policy):
         _back_to_current(d)
@@ -51,7 +55,7 @@ def escalate(d: Decision) -> None:
             _reminder(d)
         # An open invoice not yet overdue wakes the account when it will be.
         first = policy.ladder[0].days_past_due or 1
-        for invoice in account.open_invoices():
+        for invoice in open_:
             if invoice.due_date is not None and invoice.due_date >= today:
                 d.wakes.append(opening(invoice.due_date + timedelta(days=first), d.zone, d.hours))
                 break
@@ -217,16 +221,26 @@ def _held(d: Decision, stage: str | None) -> bool:
 
 def _target(d: Decision, oldest_due: date, days: int) -> Step | None:
     """The furthest step ``days`` past due reaches; the next one's day wakes the account."""
-    target: Step | None = None
-    for step in d.policy.ladder:
-        assert step.days_past_due is not None
-        if step.days_past_due <= days:
-            target = step
-        else:
-            at = oldest_due + timedelta(days=step.days_past_due)
-            d.wakes.append(opening(at, d.zone, d.hours))
-            break
-    return target
+    ladder, ladder_days = d.policy.ladder, d.policy.ladder_days
+    # The days increase from step to step (the policy's validation says so).
+    reached = bisect_right(ladder_days, days)
+    if reached < len(ladder_days):
+        at = oldest_due + timedelta(days=ladder_days[reached])
+        d.wakes.append(opening(at, d.zone, d.hours))
+    return ladder[reached - 1] if reached else None
+
+
+def below(totals: dict[str, int], threshold: Decimal) -> bool:
+    """Whether every total (minor units per currency) is below ``threshold`` (an amount
+    in major units), as ``from_minor(minor, currency) < threshold`` says."""
+    return all(minor < _in_minor(threshold, currency) for currency, minor in totals.items())
+
+
+@lru_cache(maxsize=4096)
+def _in_minor(threshold: Decimal, currency: str) -> Decimal:
+    # from_minor only moves the point: comparing the minor units with the threshold
+    # moved the other way is the same comparison, exact, without a Decimal per total.
+    return threshold.scaleb(minor_units(currency))
 
 
 def _done_up_to(policy: Policy, rank: int) -> list[str]:
@@ -240,7 +254,7 @@ def _ladder(d: Decision, overdue: list[InvoiceState]) -> None:
     if not chased:
         return  # the whole overdue balance is in dispute: silent until it is resolved
     totals = account.totals(chased, chased=True)
-    if all(from_minor(m, c) < policy.small_balance for c, m in totals.items()):
+    if below(totals, policy.small_balance):
         return  # below the small-balance threshold: not chased
     oldest = chased[0]
     assert oldest.due_date is not None
@@ -260,9 +274,7 @@ def _ladder(d: Decision, overdue: list[InvoiceState]) -> None:
     done = account.steps_done
     skipped = [s for s, rank in policy.ladder_ranks if rank < target_rank and s not in done]
     account.steps_done = _done_up_to(policy, target_rank)
-    if target.min_balance is not None and all(
-        from_minor(m, c) < target.min_balance for c, m in totals.items()
-    ):
+    if target.min_balance is not None and below(totals, target.min_balance):
         d.reasons.append(
             f"{target.stage} skipped: the chased overdue balance is below its minimum "
             f"of {target.min_balance}"
@@ -294,7 +306,6 @@ def _charge_fee(d: Decision, step: Step, oldest: InvoiceState) -> Money | None:
 def _run_step(d: Decision, step: Step, chased: list[InvoiceState], totals: dict[str, int]) -> None:
     account = d.account
     charged = _charge_fee(d, step, chased[0])
-    overdue_balance = [as_money(m, c) for c, m in totals.items() if m > 0]
     for action in step.actions:
         if action == "credit_hold" and not account.credit_hold:
             account.credit_hold = True
@@ -302,7 +313,7 @@ def _run_step(d: Decision, step: Step, chased: list[InvoiceState], totals: dict[
                 CreditHoldRequested(
                     account_id=account.account_id,
                     stage=step.stage,
-                    overdue_balance=overdue_balance,
+                    overdue_balance=[as_money(m, c) for c, m in totals.items() if m > 0],
                     reason=f"the account reached {step.stage}",
                 )
             )
@@ -370,7 +381,7 @@ def _reminder(d: Decision) -> None:
     if not due_soon:
         return
     totals = account.totals(due_soon, chased=True)
-    if all(from_minor(m, c) < policy.small_balance for c, m in totals.items()):
+    if below(totals, policy.small_balance):
         return
     if _held(d, None):
         return

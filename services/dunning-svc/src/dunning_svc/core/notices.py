@@ -54,6 +54,16 @@ def after_reminder(policy: Policy, reminder: Step) -> NextStep | None:
 
 def next_step(policy: Policy, step: Step) -> NextStep | None:
     """The ladder's step after ``step``, with the days between them."""
+    # Asked at every step taken, always with the same answer per policy and stage.
+    memo, key = policy.memo, ("next_step", step.stage)
+    if key not in memo:
+        memo[key] = next_step_computed(policy, step)
+    found: NextStep | None = memo[key]
+    return found
+
+
+def next_step_computed(policy: Policy, step: Step) -> NextStep | None:
+    """``next_step`` worked out from the policy (what the memo holds)."""
     nxt = policy.following.get(step.stage)
     if nxt is None:
         return None
@@ -170,7 +180,7 @@ def _listing(
     """What the channels' notices share: the recipient, the copies, the invoices listed
     and the overdue and open totals (frozen models, so the notices share them)."""
     account, today = d.account, d.today
-    open_ = account.open_invoices()
+    open_ = account.open_invoices() if d.open_invoices is None else d.open_invoices
     overdue = [i for i in open_ if i.due_date is not None and i.due_date < today]
     to, cc = _addressees(d, stage, overdue[0] if overdue else (open_[0] if open_ else None))
     if stage == CURRENT:
@@ -212,34 +222,40 @@ def notices(
     moments = "".join(f"\x1f{part}" for part in moment)
     # A thank-you is no chase: the cap does not hold it (nor dunning-svc's steps).
     cap = d.policy.contact_cap_days if chasing else 0
-    return [
-        built(
-            NotificationRequested,
-            {
-                "account_id": account.account_id,
-                "notification_id": "NTF-" + _hashed(f"{ids}\x1f{channel}{moments}"),
-                "account_name": name,
-                "stage": stage,
-                "stage_sequence": account.sequence,
-                "channel": channel,
-                "template": template,
-                "locale": account.locale,
-                "timezone": account.timezone,
-                "recipient": recipient_contact,
-                "cc": list(cc_contacts),
-                "invoices": list(invoices),
-                "total_overdue": list(total_overdue),
-                "total_open": list(total_open),
-                "fee": fee,
-                "next_step": then.text if then else None,
-                "next_stage": then.stage if then else None,
-                "next_step_in_days": then.days if then else None,
-                "not_before": not_before,
-                "contact_cap_days": cap,
-            },
-        )
-        for channel in channels
-    ]
+    # What the channels' notices share, in the fields' order; each notice copies it
+    # (the copy keeps the order) and fills in its id and channel.
+    shared: dict[str, Any] = {
+        "account_id": account.account_id,
+        "notification_id": None,
+        "account_name": name,
+        "stage": stage,
+        "stage_sequence": account.sequence,
+        "channel": None,
+        "template": template,
+        "locale": account.locale,
+        "timezone": account.timezone,
+        "recipient": recipient_contact,
+        "cc": cc_contacts,
+        "invoices": invoices,
+        "total_overdue": total_overdue,
+        "total_open": total_open,
+        "fee": fee,
+        "next_step": then.text if then else None,
+        "next_stage": then.stage if then else None,
+        "next_step_in_days": then.days if then else None,
+        "not_before": not_before,
+        "contact_cap_days": cap,
+    }
+    made: list[NotificationRequested] = []
+    for channel in channels:
+        values = shared.copy()
+        values["notification_id"] = "NTF-" + _hashed(f"{ids}\x1f{channel}{moments}")
+        values["channel"] = channel
+        # Each notice has lists of its own, as before (the records in them are frozen).
+        values["cc"], values["invoices"] = cc_contacts.copy(), invoices.copy()
+        values["total_overdue"], values["total_open"] = total_overdue.copy(), total_open.copy()
+        made.append(built(NotificationRequested, values))
+    return made
 
 
 def handoff(account: Account, today: date, reason: str) -> CollectionsHandoffRequested:
