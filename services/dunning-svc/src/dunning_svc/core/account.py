@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from dunning_svc.core.calendar import zone_of
+from dunning_svc.core.calendar import local_date, zone_of
 from dunning_svc.policy import CURRENT
 
 
@@ -166,14 +166,19 @@ class Account:
     def totals(self, invoices: list[InvoiceState], *, chased: bool = False) -> dict[str, int]:
         """Balances (or chased amounts) per currency, currencies sorted."""
         sums: dict[str, int] = {}
+        reversed_payments = self.reversed_payments
         for invoice in invoices:
-            amount = self.chased_amount(invoice) if chased else self.balance(invoice)
+            amount = invoice.balance(reversed_payments)
+            if chased:
+                amount = max(0, amount - invoice.disputed)
             sums[invoice.currency] = sums.get(invoice.currency, 0) + amount
+        if len(sums) < 2:  # one currency (the common case) is in order already
+            return sums
         return {c: sums[c] for c in sorted(sums)}
 
     def local_today(self, now: datetime) -> date:
         """``now`` as a date in the account's time zone."""
-        return now.astimezone(zone_of(self.timezone)).date()
+        return local_date(now, self.timezone)
 
     def oldest_days_past_due(self, today: date) -> int:
         """Days past due of the oldest overdue invoice on ``today`` (0 when none)."""

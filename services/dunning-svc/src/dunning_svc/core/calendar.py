@@ -15,6 +15,18 @@ def zone_of(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def local_date(now: datetime, timezone: str) -> date:
+    """``now`` as a date in the time zone named ``timezone``."""
+    # Asked several times per account decided, mostly at one ``now`` and a few zones.
+    # ``now``'s tzinfo and fold are in the key: equality of datetimes ignores them.
+    return _local_date(now, now.tzinfo, now.fold, timezone)
+
+
+@lru_cache(maxsize=4096)
+def _local_date(now: datetime, _tzinfo: object, _fold: int, timezone: str) -> date:
+    return now.astimezone(zone_of(timezone)).date()
+
+
 def opening(day: date, zone: ZoneInfo, hours: BusinessHours) -> datetime:
     """The first opening of business hours on ``day`` or the next business day, in UTC."""
     return _opening(day, zone, hours.start, hours.weekdays)
