@@ -185,13 +185,21 @@ def _listing(
     to, cc = _addressees(d, stage, overdue[0] if overdue else (open_[0] if open_ else None))
     if stage == CURRENT:
         return _contact(to), [_contact(c) for c in cc], [], [], []
+    total_open = _money(account.totals(open_))
+    # Overdue invoices are open ones: as many means the same (a sweep's usual case).
+    same = len(overdue) == len(open_)
+    total_overdue = total_open.copy() if same else _money(account.totals(overdue))
     return (
         _contact(to),
         [_contact(c) for c in cc],
         _listed(account, open_, today),
-        [as_money(m, c) for c, m in account.totals(overdue).items()],
-        [as_money(m, c) for c, m in account.totals(open_).items()],
+        total_overdue,
+        total_open,
     )
+
+
+def _money(totals: dict[str, int]) -> list[Money]:
+    return [as_money(m, c) for c, m in totals.items()]
 
 
 def notices(
