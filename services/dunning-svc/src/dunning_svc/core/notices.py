@@ -254,16 +254,20 @@ def notices(
         "not_before": not_before,
         "contact_cap_days": cap,
     }
-    made: list[NotificationRequested] = []
-    for channel in channels:
-        values = shared.copy()
-        values["notification_id"] = "NTF-" + _hashed(f"{ids}\x1f{channel}{moments}")
-        values["channel"] = channel
-        # Each notice has lists of its own, as before (the records in them are frozen).
-        values["cc"], values["invoices"] = cc_contacts.copy(), invoices.copy()
-        values["total_overdue"], values["total_open"] = total_overdue.copy(), total_open.copy()
-        made.append(built(NotificationRequested, values))
-    return made
+    return [
+        _notice(shared, channel, "NTF-" + _hashed(f"{ids}\x1f{channel}{moments}"))
+        for channel in channels
+    ]
+
+
+def _notice(shared: dict[str, Any], channel: str, notification_id: str) -> NotificationRequested:
+    """One channel's notice from what the channels share (copied: the order stays)."""
+    values = shared.copy()
+    values["notification_id"], values["channel"] = notification_id, channel
+    # Each notice has lists of its own, as before (the records in them are frozen).
+    for name in ("cc", "invoices", "total_overdue", "total_open"):
+        values[name] = values[name].copy()
+    return built(NotificationRequested, values)
 
 
 def handoff(account: Account, today: date, reason: str) -> CollectionsHandoffRequested:
