@@ -152,7 +152,8 @@ class Account:
 
     def open_invoices(self) -> list[InvoiceState]:
         """Issued invoices with a balance, oldest due date first."""
-        found = [i for i in self.invoices.values() if self.balance(i) > 0]
+        reversed_payments = self.reversed_payments
+        found = [i for i in self.invoices.values() if i.balance(reversed_payments) > 0]
         return sorted(found, key=lambda i: (i.due_date or date.max, i.invoice_id))
 
     def overdue_invoices(self, today: date) -> list[InvoiceState]:
