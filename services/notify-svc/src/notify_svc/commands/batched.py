@@ -68,6 +68,9 @@ class GroupCommit(Generic[Item, Result]):
                 await self._draining
 
     async def _drain(self) -> None:
+        # One turn of the loop first: the steps that the same moment made ready (a send
+        # ending frees a slot, the next send begins) join the batch.
+        await asyncio.sleep(0)
         while self._queue:
             batch, self._queue = self._queue, []
             try:
