@@ -22,7 +22,10 @@ is interrupted too it is failed rather than risk a second duplicate
 
 The bookkeeping of each step is ``commands.delivery``; steps 1 and 3 of the sends in
 flight go in batches (``commands.batched``: those that arrive while a transaction runs
-share the next one). Emails go over SMTP connections kept open (``channels.smtp``).
+share the next one, begins and outcomes alike). A send holds its slot through its
+attempts (steps 1 and 2 with no wait between them, so the lease renewed at 1 covers
+2, and the backoff after a failed one); step 3 of the last follows outside it, beside
+the next send's step 1. Emails go over SMTP connections kept open (``channels.smtp``).
 This module holds the loop, the tasks in flight, the retries and the span of each send.
 """
 
