@@ -55,6 +55,8 @@ ROWS = [
     ("dunning_rss_mb", "RSS after the sweep", "MiB"),
     ("notify_sends_per_s", "notices sent to a local SMTP server", "sends/s"),
     ("notify_cpu_us_per_send", "notify-svc CPU per notice sent", "µs/send"),
+    ("notify_smtp_server_cpu_us_per_send", "  of which the bench's SMTP server", "µs/send"),
+    ("notify_service_cpu_us_per_send", "  of which notify-svc's own", "µs/send"),
     ("scale_out_1_events_per_s", "scale-out: dunning events, 1 process", "events/s"),
     ("scale_out_2_events_per_s", "scale-out: dunning events, 2 processes", "events/s"),
     ("scale_out_2_replicas", "scale-out: 2 processes / 1, events", "ratio"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bus, dunning, invoices, payments, scale_out
+from benchmarks import bus, dunning, invoices, notify, payments, scale_out
 from benchmarks.__main__ import record, table
 from dunning_runtime.settings import ServiceSettings
 
@@ -43,6 +43,18 @@ async def test_the_invoice_bench_posts_and_ticks_through_the_public_routes(
 async def test_the_payment_bench_posts_batches_through_the_public_route(tmp_path: Path) -> None:
     figures = await payments.run(50, tmp_path)
     assert figures["ingest_payments_per_s"] > 0
+
+
+async def test_the_notify_bench_tells_the_smtp_servers_cpu_from_the_services(
+    tmp_path: Path,
+) -> None:
+    figures = await notify.run(20, tmp_path)
+    assert figures["notify_sends_per_s"] > 0
+    assert figures["notify_smtp_server_cpu_us_per_send"] > 0
+    assert figures["notify_service_cpu_us_per_send"] > 0
+    assert figures["notify_cpu_us_per_send"] == pytest.approx(
+        figures["notify_smtp_server_cpu_us_per_send"] + figures["notify_service_cpu_us_per_send"]
+    )
 
 
 async def test_the_dunning_bench_measures_consume_sweep_and_memory(tmp_path: Path) -> None:

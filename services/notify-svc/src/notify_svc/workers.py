@@ -22,7 +22,10 @@ is interrupted too it is failed rather than risk a second duplicate
 
 The bookkeeping of each step is ``commands.delivery``; steps 1 and 3 of the sends in
 flight go in batches (``commands.batched``: those that arrive while a transaction runs
-share the next one). Emails go over SMTP connections kept open (``channels.smtp``).
+share the next one, begins and outcomes alike). A send holds its slot through its
+attempts (steps 1 and 2 with no wait between them, so the lease renewed at 1 covers
+2, and the backoff after a failed one); step 3 of the last follows outside it, beside
+the next send's step 1. Emails go over SMTP connections kept open (``channels.smtp``).
 This module holds the loop, the tasks in flight, the retries and the span of each send.
 """
 
@@ -34,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from opentelemetry import trace
@@ -99,9 +102,9 @@ class Delivery:
         self.http = httpx.AsyncClient(follow_redirects=False)
         #: The SMTP connections, kept open across sends and closed when the worker stops.
         self.smtp = SmtpConnections(settings) if settings.smtp_url else None
-        #: The steps of concurrent sends that arrive together share one transaction.
-        self._begins = batched.GroupCommit(self._begin_batch)
-        self._outcomes = batched.GroupCommit(self._outcome_batch)
+        #: The steps of concurrent sends that arrive together (begins and outcomes alike)
+        #: share one transaction.
+        self._steps = batched.GroupCommit(self._step_batch)
 
     def wake(self) -> None:
         """Look for due notices now (a consumer just recorded some)."""
@@ -126,8 +129,7 @@ class Delivery:
                     await asyncio.wait_for(self.wakeup.wait(), POLL_S)
         finally:
             await self._cancel_in_flight()
-            await self._begins.stop()
-            await self._outcomes.stop()
+            await self._steps.stop()
             await self.http.aclose()
             if self.smtp is not None:
                 await self.smtp.close()
@@ -194,27 +196,34 @@ class Delivery:
         return self.settings.delivery_lease_s
 
     async def _deliver(self, row: RowMapping, profile: dict[str, Any]) -> None:
-        async with self._slots:
-            try:
-                with _continued_trace(row):
-                    await self._deliver_one(row, profile)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The lease expires and a later pass takes the notice over.
-                log.exception("notify-svc: delivering %s failed", row["notification_id"])
+        try:
+            with _continued_trace(row):
+                async with self._slots:
+                    ending = await self._deliver_one(row, profile)
+                # The slot (an SMTP connection) is free once the send ended: the outcome
+                # is recorded while the next send begins, in the same transaction.
+                if ending is not None and ending.sent:
+                    await self._sent(ending.row, ending.provider_id, ending.attempts)
+                    _outcome("sent", ending.attempts)
+                elif ending is not None:
+                    await self._steps.submit(ending)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease expires and a later pass takes the notice over.
+            log.exception("notify-svc: delivering %s failed", row["notification_id"])
 
-    async def _deliver_one(self, row: RowMapping, profile: dict[str, Any]) -> None:
+    async def _deliver_one(
+        self, row: RowMapping, profile: dict[str, Any]
+    ) -> batched.Outcome | None:
+        """Send the notice (with its retries); returns the outcome to record, if any."""
         plan = domain.plan_send(
             interrupted=row["send_started_at"] is not None,
             possible_duplicate=row["possible_duplicate"],
         )
         if plan == "give_up":
             _outcome("failed_permanently", row["attempts"])
-            await self._failed(
-                row, domain.INTERRUPTED_TWICE, permanent=True, attempts=row["attempts"]
-            )
-            return
+            return _failed(row, domain.INTERRUPTED_TWICE, permanent=True, attempts=row["attempts"])
         duplicate = plan == "send_possible_duplicate" or row["possible_duplicate"]
         if duplicate and not row["possible_duplicate"]:
             SENDS.labels(row["channel"], "possible_duplicate").inc()
@@ -228,11 +237,14 @@ class Delivery:
         if row["channel"] == "task":
             opened = await bookkeeping.open_task(self.runtime, row, self.owner, message)
             _outcome(opened, row["attempts"] + 1)
-            return
-        await self._send_with_retries(row, message, duplicate)
+            return None
+        return await self._send_with_retries(row, message, duplicate)
 
-    async def _send_with_retries(self, row: RowMapping, message: Outgoing, duplicate: bool) -> None:
-        """Attempt the send until it is sent, fails permanently or the retry budget ends."""
+    async def _send_with_retries(
+        self, row: RowMapping, message: Outgoing, duplicate: bool
+    ) -> batched.Outcome | None:
+        """Attempt the send until it is sent, fails permanently or the retry budget ends;
+        returns the outcome to record (None when the send did not begin)."""
         first = utc(row["first_attempt_at"]) or wall_now()
         budget = self.retries.budget(first, wall_now())
         attempts = row["attempts"]
@@ -254,17 +266,20 @@ class Delivery:
                     if begun != "begun":
                         # held, superseded, suppressed meanwhile, or taken over
                         _outcome(begun)
-                        return
+                        return None
                     receipt = await self._send(channel, message, row, attempts)
-                    await self._sent(row, receipt.provider_message_id, attempts)
-                    _outcome("sent", attempts)
+                    provider_id = receipt.provider_message_id
+                    return batched.Outcome(
+                        row, sent=True, provider_id=provider_id, attempts=attempts
+                    )
         except PermanentFailure as exc:
             _outcome("failed_permanently", attempts)
-            await self._failed(row, str(exc), permanent=True, attempts=attempts)
+            return _failed(row, str(exc), permanent=True, attempts=attempts)
         except TemporaryFailure as exc:
             _outcome("failed", attempts)
             error = domain.gave_up(attempts, str(exc))
-            await self._failed(row, error, permanent=False, attempts=attempts)
+            return _failed(row, error, permanent=False, attempts=attempts)
+        return None  # not reached: tenacity returns from the block or raises
 
     async def _send(
         self, channel: Channel, message: Outgoing, row: RowMapping, attempts: int
@@ -315,22 +330,17 @@ class Delivery:
     async def _begin(
         self, row: RowMapping, attempts: int, first: datetime, duplicate: bool
     ) -> Begun:
-        return await self._begins.submit(batched.Beginning(row, attempts, first, duplicate))
+        begun = await self._steps.submit(batched.Beginning(row, attempts, first, duplicate))
+        return cast(Begun, begun)  # a begin's result is never an outcome's None
 
     async def _sent(self, row: RowMapping, provider_id: str | None, attempts: int) -> None:
-        await self._outcomes.submit(batched.Outcome(row, sent=True, provider_id=provider_id))
+        outcome = batched.Outcome(row, sent=True, provider_id=provider_id, attempts=attempts)
+        await self._steps.submit(outcome)
 
-    async def _failed(self, row: RowMapping, error: str, *, permanent: bool, attempts: int) -> None:
-        outcome = batched.Outcome(
-            row, sent=False, error=error, permanent=permanent, attempts=attempts
-        )
-        await self._outcomes.submit(outcome)
-
-    async def _begin_batch(self, batch: list[batched.Beginning]) -> list[Begun]:
-        return await batched.begin_many(self.runtime, self.owner, self._lease_s(), batch)
-
-    async def _outcome_batch(self, batch: list[batched.Outcome]) -> list[None]:
-        return await batched.record_outcomes(self.runtime, self.owner, batch)
+    async def _step_batch(
+        self, batch: list[batched.Beginning | batched.Outcome]
+    ) -> list[Begun | None]:
+        return await batched.record_steps(self.runtime, self.owner, self._lease_s(), batch)
 
 
 #: The delivery worker, declared in ``SPEC.workers``: made once at start (before the
@@ -361,6 +371,10 @@ def _continued_trace(row: RowMapping) -> Iterator[None]:
         },
     ):
         yield
+
+
+def _failed(row: RowMapping, error: str, *, permanent: bool, attempts: int) -> batched.Outcome:
+    return batched.Outcome(row, sent=False, error=error, permanent=permanent, attempts=attempts)
 
 
 def _outcome(outcome: str, attempts: int | None = None) -> None:

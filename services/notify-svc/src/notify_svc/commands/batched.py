@@ -4,12 +4,15 @@ per kind of write.
 
 Each send still runs its own steps in order (``workers.Delivery``), and each step
 waits for its own result; ``GroupCommit`` only lets the steps that arrive while a
-transaction runs go together in the next one (a group commit). Under load a batch is
-as large as the sends in flight; a lone notice waits for nothing. The rules are those
-of ``commands.delivery``, applied to each notice in turn within the transaction: the
-account locks, the lease check (``storage.notices.owned_seqs``), the send-time gate
-(``domain.at_send_time``, each notice seeing the ones begun before it in the batch as
-a sequential pass would) and the outcome with its event.
+transaction runs go together in the next one (a group commit). Begins and outcomes
+share one queue (``record_steps``): as a send ends, its outcome and the begin of the
+send taking its slot go in the same transaction, the outcomes first. Under load a
+batch is as large as the sends in flight; a lone notice waits for nothing. The rules
+are those of ``commands.delivery``, applied to each notice in turn within the
+transaction: the account locks, the lease check (``storage.notices.owned_seqs``),
+the send-time gate (``domain.at_send_time``, each notice seeing the outcomes written
+before it and the ones begun before it in the batch, as a sequential pass would) and
+the outcome with its event.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class GroupCommit(Generic[Item, Result]):
                 await self._draining
 
     async def _drain(self) -> None:
+        # One turn of the loop first: the steps that the same moment made ready (a send
+        # ending frees a slot, the next send begins) join the batch.
+        await asyncio.sleep(0)
         while self._queue:
             batch, self._queue = self._queue, []
             try:
@@ -125,47 +131,94 @@ async def begin_many(
     runtime: Runtime[NotifySettings], owner: str, lease_s: float, batch: Sequence[Beginning]
 ) -> list[Begun]:
     """``commands.delivery.begin`` for a batch, in one transaction."""
+    return [r for r in await record_steps(runtime, owner, lease_s, batch) if r is not None]
+
+
+async def record_outcomes(
+    runtime: Runtime[NotifySettings], owner: str, batch: Sequence[Outcome]
+) -> list[None]:
+    """``commands.delivery.record_sent`` / ``record_failed`` for a batch, in one
+    transaction: the notices still this instance's get their outcome and event."""
+    await record_steps(runtime, owner, 0.0, batch)
+    return [None] * len(batch)
+
+
+async def record_steps(
+    runtime: Runtime[NotifySettings],
+    owner: str,
+    lease_s: float,
+    batch: Sequence[Beginning | Outcome],
+) -> list[Begun | None]:
+    """The outcomes and the begins of a batch in one transaction: one lock statement,
+    one lease check, then the outcomes (each with its event), then the begins (each
+    through the send-time gate, seeing those outcomes as a later transaction would).
+    One result per item, in order: what came of a begin, None for an outcome."""
     wall, now = wall_now(), runtime.clock.now()
-    results: list[Begun] = []
+    outcomes = [s for s in batch if isinstance(s, Outcome)]
+    begins = [s for s in batch if isinstance(s, Beginning)]
     async with runtime.database.transaction() as session:
-        rows = [b.row for b in batch]
+        rows = [s.row for s in batch]
         await lock_accounts(session, {(r["tenant"], r["account_id"]) for r in rows})
         owned = await notices.owned_seqs(session, [r["seq"] for r in rows], owner)
-        found = await notices.contacts_of_accounts(
-            session, {(r["tenant"], r["account_id"]) for r in rows}, wall
+        await _write_outcomes(runtime, session, outcomes, owned, now)
+        begun = iter(await _write_begins(runtime, session, begins, owned, (wall, now), lease_s))
+    for outcome in outcomes:
+        SENDS.labels(outcome.row["channel"], "sent" if outcome.sent else "failed").inc()
+        if not outcome.sent:
+            log.warning("notify-svc: %s failed: %s", outcome.row["notification_id"], outcome.error)
+    return [next(begun) if isinstance(s, Beginning) else None for s in batch]
+
+
+async def _write_begins(
+    runtime: Runtime[NotifySettings],
+    session: AsyncSession,
+    batch: Sequence[Beginning],
+    owned: set[int],
+    times: tuple[datetime, datetime],
+    lease_s: float,
+) -> list[Begun]:
+    """Each begin through the gate, against its account's contacts; the owned ones are
+    written (one statement per kind of write) and the superseded get their event."""
+    if not batch:
+        return []
+    wall, now = times
+    results: list[Begun] = []
+    rows = [b.row for b in batch]
+    found = await notices.contacts_of_accounts(
+        session, {(r["tenant"], r["account_id"]) for r in rows}, wall
+    )
+    contacts = {
+        c["seq"]: (
+            (c["tenant"], c["account_id"]),
+            domain.ContactMade(
+                stage_sequence=c["stage_sequence"],
+                stage=c["stage"],
+                at=(utc(c["sent_at"]) if c["status"] == "sent" else None) or now,
+                in_flight=c["status"] != "sent",
+            ),
         )
-        contacts = {
-            c["seq"]: (
-                (c["tenant"], c["account_id"]),
-                domain.ContactMade(
-                    stage_sequence=c["stage_sequence"],
-                    stage=c["stage"],
-                    at=(utc(c["sent_at"]) if c["status"] == "sent" else None) or now,
-                    in_flight=c["status"] != "sent",
-                ),
-            )
-            for c in found
-        }
-        writes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        for item in batch:
-            row = item.row
-            key = (row["tenant"], row["account_id"])
-            made = [m for s, (k, m) in contacts.items() if k == key and s != row["seq"]]
-            result, values = _gate(row, made, now)
-            if row["seq"] not in owned:
-                # As the one-notice path: the rule still speaks, nothing is written.
-                results.append("not_begun" if result == "begun" else result)
-                continue
-            if result == "begun":
-                values = _begun(item, wall, now, lease_s)
-                contacts[row["seq"]] = (key, _in_flight(row, now))
-            else:
-                contacts.pop(row["seq"], None)  # held: no lease; superseded: not pending
-            writes.setdefault(result, []).append((row["seq"], values))
-            results.append(result)
-        for changes in writes.values():
-            await notices.update_many(session, changes)
-        await _stage_suppressed(runtime, session, batch, writes.get("superseded", []), now)
+        for c in found
+    }
+    writes: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for item in batch:
+        row = item.row
+        key = (row["tenant"], row["account_id"])
+        made = [m for s, (k, m) in contacts.items() if k == key and s != row["seq"]]
+        result, values = _gate(row, made, now)
+        if row["seq"] not in owned:
+            # As the one-notice path: the rule still speaks, nothing is written.
+            results.append("not_begun" if result == "begun" else result)
+            continue
+        if result == "begun":
+            values = _begun(item, wall, now, lease_s)
+            contacts[row["seq"]] = (key, _in_flight(row, now))
+        else:
+            contacts.pop(row["seq"], None)  # held: no lease; superseded: not pending
+        writes.setdefault(result, []).append((row["seq"], values))
+        results.append(result)
+    for changes in writes.values():
+        await notices.update_many(session, changes)
+    await _stage_suppressed(runtime, session, batch, writes.get("superseded", []), now)
     return results
 
 
@@ -233,45 +286,36 @@ async def _stage_suppressed(
     count_suppressed_on_commit(session, [rows[seq]["channel"] for seq, _ in superseded])
 
 
-async def record_outcomes(
-    runtime: Runtime[NotifySettings], owner: str, batch: Sequence[Outcome]
-) -> list[None]:
-    """``commands.delivery.record_sent`` / ``record_failed`` for a batch, in one
-    transaction: the notices still this instance's get their outcome and event."""
-    now = runtime.clock.now()
-    async with runtime.database.transaction() as session:
-        rows = [o.row for o in batch]
-        await lock_accounts(session, {(r["tenant"], r["account_id"]) for r in rows})
-        owned = await notices.owned_seqs(session, [r["seq"] for r in rows], owner)
-        sent: list[tuple[int, dict[str, Any]]] = []
-        failed: list[tuple[int, dict[str, Any]]] = []
-        envelopes = []
-        for outcome in batch:
-            row = outcome.row
-            if row["seq"] not in owned:
-                continue
-            ended: dict[str, Any] = {"send_started_at": None, "lease_until": None}
-            ended["updated_at"] = now
-            event: Event
-            if outcome.sent:
-                values = {"status": "sent", "sent_at": now, "error": None, **ended}
-                values["provider_message_id"] = outcome.provider_id
-                sent.append((row["seq"], values))
-                event = events.sent(row, now, outcome.provider_id)
-            else:
-                values = {"status": "failed", "error": outcome.error[:2000], **ended}
-                values["permanent"] = outcome.permanent
-                failed.append((row["seq"], values))
-                event = events.failed(
-                    row, outcome.error, outcome.attempts, permanent=outcome.permanent
-                )
-            envelopes.append(events.envelope(row["tenant"], event, now, row))
-        await notices.update_many(session, sent)
-        await notices.update_many(session, failed)
-        if envelopes:
-            await runtime.outbox.add(session, *envelopes)
+async def _write_outcomes(
+    runtime: Runtime[NotifySettings],
+    session: AsyncSession,
+    batch: Sequence[Outcome],
+    owned: set[int],
+    now: datetime,
+) -> None:
+    """The outcomes of the notices still this instance's, with their events."""
+    sent: list[tuple[int, dict[str, Any]]] = []
+    failed: list[tuple[int, dict[str, Any]]] = []
+    envelopes = []
     for outcome in batch:
-        SENDS.labels(outcome.row["channel"], "sent" if outcome.sent else "failed").inc()
-        if not outcome.sent:
-            log.warning("notify-svc: %s failed: %s", outcome.row["notification_id"], outcome.error)
-    return [None] * len(batch)
+        row = outcome.row
+        if row["seq"] not in owned:
+            continue
+        ended: dict[str, Any] = {"send_started_at": None, "lease_until": None}
+        ended["updated_at"] = now
+        event: Event
+        if outcome.sent:
+            values = {"status": "sent", "sent_at": now, "error": None, **ended}
+            values["provider_message_id"] = outcome.provider_id
+            sent.append((row["seq"], values))
+            event = events.sent(row, now, outcome.provider_id)
+        else:
+            values = {"status": "failed", "error": outcome.error[:2000], **ended}
+            values["permanent"] = outcome.permanent
+            failed.append((row["seq"], values))
+            event = events.failed(row, outcome.error, outcome.attempts, permanent=outcome.permanent)
+        envelopes.append(events.envelope(row["tenant"], event, now, row))
+    await notices.update_many(session, sent)
+    await notices.update_many(session, failed)
+    if envelopes:
+        await runtime.outbox.add(session, *envelopes)
