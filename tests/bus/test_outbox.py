@@ -153,3 +153,46 @@ async def test_a_stopping_relay_hands_its_lease_over_at_once(settings_factory) -
     assert await second.flush() == 1, "a released lease is taken without waiting 60 s"
     await bus.close()
     await database.dispose()
+
+
+async def _lease_expiry(database: Database) -> object:
+    from sqlalchemy import select
+
+    from dunning_runtime.messaging_tables import relay_lease
+
+    async with database.sessions() as session:
+        return (await session.execute(select(relay_lease.c.expires_at))).scalar_one()
+
+
+async def test_a_fresh_lease_is_not_written_again_and_a_third_used_is_renewed(
+    settings_factory,
+) -> None:
+    """The fast path of ``_hold_lease``: within a third of the lease after writing it, a
+    flush publishes without renewing it (the row is unchanged); past that it renews as
+    before; another relay is kept out all along, and a released lease is free at once."""
+    database, bus = await open_ledger(settings_factory("ledger"))
+    outbox = Outbox()
+    first = OutboxRelay(database, bus, outbox, service="ledger", lease_s=60)
+    second = OutboxRelay(database, bus, outbox, service="ledger", lease_s=60)
+    async with database.transaction() as session:
+        await outbox.add(session, overdue("acc-f", 1))
+    assert await first.flush() == 1
+    written = await _lease_expiry(database)
+    async with database.transaction() as session:
+        await outbox.add(session, overdue("acc-f", 2))
+    assert await second.flush() == 0, "the first relay holds its lease"
+    assert await first.flush() == 1
+    assert await _lease_expiry(database) == written, "a fresh lease is not written again"
+    first._held_until = 0.0  # a third of the lease has passed
+    async with database.transaction() as session:
+        await outbox.add(session, overdue("acc-f", 3))
+    await asyncio.sleep(0.01)
+    assert await first.flush() == 1
+    assert await _lease_expiry(database) > written, "an older lease is renewed"
+    await first.release_lease()
+    async with database.transaction() as session:
+        await outbox.add(session, overdue("acc-f", 4))
+    assert await second.flush() == 1, "a released lease is taken at once"
+    assert await first.flush() == 0, "and the first relay no longer publishes"
+    await bus.close()
+    await database.dispose()
