@@ -19,7 +19,9 @@ import asyncio
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -35,31 +37,48 @@ class Schedule:
     headers: dict[str, str]
     rate: float
     total: int
-    began: float
     senders: int
-    #: Builds payment ``i``'s request body (module-level, so a spawned process has it).
+    #: The name in ``benchmarks.e2e`` of the function building payment ``i``'s body
+    #: (looked up by name: a spawned process imports it).
     body: str
 
 
-def send_all(schedule: Schedule) -> Report:
-    """Run ``schedule.senders`` sender processes and return their reports, merged in
-    payment order."""
-    if schedule.senders == 1:
-        return asyncio.run(_send(schedule, 0))
+def send_all(schedule: Schedule) -> tuple[float, Report]:
+    """Run ``schedule.senders`` sender processes; returns the schedule's start (when every
+    sender was ready) and their reports, merged in payment order."""
     context = multiprocessing.get_context("spawn")
-    with context.Pool(schedule.senders) as pool:
-        parts = pool.starmap(_sender, [(schedule, k) for k in range(schedule.senders)])
-    return sorted(item for part in parts for item in part)
+    # Spawned processes take seconds to start here: the clock starts once all are ready.
+    ready = context.Barrier(schedule.senders + 1)
+    go = context.Barrier(schedule.senders + 1)
+    began = context.Value("d", 0.0)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_sender, args=(schedule, k, ready, go, began, results))
+        for k in range(schedule.senders)
+    ]
+    for process in processes:
+        process.start()
+    ready.wait()
+    began.value = time.perf_counter() + 0.05
+    go.wait()
+    report = [item for _ in processes for item in results.get()]
+    for process in processes:
+        process.join()
+    return began.value, sorted(report)
 
 
-def _sender(schedule: Schedule, k: int) -> Report:
-    return asyncio.run(_send(schedule, k))
-
-
-async def _send(schedule: Schedule, k: int) -> Report:
+def _sender(schedule: Schedule, k: int, ready: Any, go: Any, began: Any, results: Any) -> None:
     from benchmarks import e2e  # the payment bodies: one definition
 
     build = getattr(e2e, schedule.body)
+    ready.wait()
+    go.wait()
+    results.put(asyncio.run(_send(schedule, k, began.value, build)))
+
+
+async def _send(
+    schedule: Schedule, k: int, began: float, build: Callable[[int], dict[str, str]]
+) -> Report:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     report: Report = []
     async with httpx.AsyncClient(
@@ -79,7 +98,7 @@ async def _send(schedule: Schedule, k: int) -> Report:
 
         tasks = []
         for i in range(k, schedule.total, schedule.senders):
-            delay = schedule.began + i / schedule.rate - time.perf_counter()
+            delay = began + i / schedule.rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(post(i, time.perf_counter())))
