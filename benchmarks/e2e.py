@@ -39,8 +39,8 @@ worklist that shows it; so they include up to one poll, ``e2e_poll_ms`` on avera
 ``e2e_rate_per_s`` (payments per second from the first sent to the last answered:
 what the platform took in, against ``e2e_target_per_s``), ``e2e_sent_per_s`` (from the
 first sent to the last sent: what the senders kept up with), and
-``e2e_post_cpu_ms``: payment-svc's own CPU (``/proc``, its process only) from the first
-payment sent to the last one seen, per payment: its requests, its relay and whatever else
+``e2e_post_cpu_ms``: payment-svc's own CPU (``/proc``, its process only) from the senders'
+start to the last payment seen, per payment: its requests, its relay and whatever else
 it does meanwhile, without the senders' CPU.
 
 The payments go out from ``e2e_senders`` processes of their own (``--e2e-senders``,
