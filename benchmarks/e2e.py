@@ -35,8 +35,19 @@ payment of an account is visible exactly when the balance reaches its value).
 
 Keys: ``e2e_p50_ms`` / ``e2e_p99_ms`` (send of the POST to the arrival of the first
 worklist that shows it; so they include up to one poll, ``e2e_poll_ms`` on average),
-``e2e_post_p50_ms`` / ``e2e_post_p99_ms`` (the POST alone: step 1), and
-``e2e_rate_per_s`` (payments actually sent per second, against ``e2e_target_per_s``).
+``e2e_post_p50_ms`` / ``e2e_post_p99_ms`` (the POST alone: step 1),
+``e2e_rate_per_s`` (payments per second from the first sent to the last answered:
+what the platform took in, against ``e2e_target_per_s``), ``e2e_sent_per_s`` (from the
+first sent to the last sent: what the senders kept up with), and
+``e2e_post_cpu_ms``: payment-svc's own CPU (``/proc``, its process only) from the senders'
+start to the last payment seen, per payment: its requests, its relay and whatever else
+it does meanwhile, without the senders' CPU.
+
+The payments go out from ``e2e_senders`` processes of their own (``--e2e-senders``,
+``benchmarks.e2e_senders``), each sending its share of the same open-loop schedule, so the
+rate the bench can send is not capped by one Python process's HTTP client. With more than
+one sender two payments of one account may commit in either order; both pay 1.00, so a
+balance still counts the payments of its account that have arrived.
 Payments of the first ``WARMUP_S`` seconds are sent but not counted.
 """
 
@@ -53,6 +64,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.e2e_senders import Schedule, cpu_seconds, send_all
 from tests.support.platform import TENANT_KEYS, Platform
 
 TENANT = "acme"
@@ -100,16 +112,16 @@ class Run:
     deadline: float | None = None
 
 
-def run(rate: float, seconds: float, workdir: Path) -> dict[str, float]:
+def run(rate: float, seconds: float, workdir: Path, senders: int = 1) -> dict[str, float]:
     """Start the platform, seed and age the invoices, send ``rate`` payments a second for
-    ``seconds`` (plus the warm-up); returns the figures."""
+    ``seconds`` (plus the warm-up) from ``senders`` processes; returns the figures."""
     # SIGTERM (a timeout) must stop the four services and drop their database and topics
     # too: as SystemExit, it runs the platform's exit.
     previous = signal.signal(signal.SIGTERM, _exit)
     try:
         with Platform(workdir, start_at=START, env={"DUNNING_LOG_LEVEL": "WARNING"}) as platform:
             _seed(platform)
-            return asyncio.run(_measure(platform, rate, seconds))
+            return asyncio.run(_measure(platform, rate, seconds, senders))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -141,73 +153,68 @@ def _seed(platform: Platform) -> None:
     platform.advance(OVERDUE_AT, timeout_s=180)
 
 
-async def _measure(platform: Platform, rate: float, seconds: float) -> dict[str, float]:
+async def _measure(
+    platform: Platform, rate: float, seconds: float, senders: int
+) -> dict[str, float]:
     state = Run()
     headers = {"Authorization": f"Bearer {TENANT_KEYS[TENANT]}"}
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with (
-        httpx.AsyncClient(
-            base_url=platform.url("payment-svc"), headers=headers, limits=limits, timeout=60
-        ) as payments,
-        httpx.AsyncClient(
-            base_url=platform.url("dunning-svc"), headers=headers, timeout=60
-        ) as dunning,
-    ):
+    async with httpx.AsyncClient(
+        base_url=platform.url("dunning-svc"), headers=headers, timeout=60
+    ) as dunning:
         balances = await _balances(dunning, state)
+        total = int(rate * (WARMUP_S + seconds))
+        # Every payment's account and the balance it leaves are known before the first
+        # goes out: the poller can mark one seen whichever sender sent it.
+        payments = _schedule(state, balances, total)
+        pid = platform.procs["payment-svc"].pid
+        cpu_before = cpu_seconds(pid)
+        schedule = Schedule(
+            platform.url("payment-svc"), headers, rate, total, senders, "payment_body"
+        )
         poller = asyncio.create_task(_poll(dunning, state))
-        sent = await _send(payments, state, balances, rate, seconds)
+        began, report = await asyncio.to_thread(send_all, schedule)
+        elapsed = time.perf_counter() - began
         # The poller goes on until every payment is seen, or a minute after the last.
         state.deadline = time.perf_counter() + 60
         await poller
-    return _figures(state, rate, sent)
+        cpu = cpu_seconds(pid) - cpu_before
+    for i, sent, answered, status in report:
+        payment = payments[i]
+        payment.sent, payment.answered = sent, answered
+        payment.counted = sent >= began + WARMUP_S
+        if status not in (200, 201):
+            # Its balance never comes: it shows as missing, and the failures are counted.
+            state.failures += 1
+    figures = _figures(state, rate, (total, elapsed))
+    figures["e2e_senders"] = float(senders)
+    last_sent = max((sent for _, sent, _, _ in report), default=began)
+    figures["e2e_sent_per_s"] = total / max(1e-9, last_sent - began)
+    figures["e2e_post_cpu_ms"] = cpu / max(1, total) * 1000
+    return figures
 
 
-async def _send(
-    client: httpx.AsyncClient,
-    state: Run,
-    balances: dict[str, Decimal],
-    rate: float,
-    seconds: float,
-) -> tuple[int, float]:
-    """Payments on schedule (open loop); returns how many were sent and over how long."""
-    total = int(rate * (WARMUP_S + seconds))
-    tasks = []
-    began = time.perf_counter()
-    counted_from = began + WARMUP_S
+def _schedule(state: Run, balances: dict[str, Decimal], total: int) -> list[Sent]:
+    """Payment ``i`` of the run, by ``i``, each waiting in its account's order."""
+    payments = []
     for i in range(total):
-        delay = began + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
         account_id = account(i)
         balances[account_id] -= PAYMENT_AMOUNT
-        payment = Sent(account_id, balances[account_id], time.perf_counter())
-        payment.counted = payment.sent >= counted_from
+        payment = Sent(account_id, balances[account_id], 0.0)
         state.waiting.setdefault(account_id, []).append(payment)
-        tasks.append(asyncio.create_task(_post(client, state, payment, i)))
-    await asyncio.gather(*tasks)
-    return total, time.perf_counter() - began
+        payments.append(payment)
+    return payments
 
 
-async def _post(client: httpx.AsyncClient, state: Run, payment: Sent, i: int) -> None:
-    body = {
+def payment_body(i: int) -> dict[str, str]:
+    """The request body of payment ``i`` (round robin over the accounts)."""
+    return {
         "payment_id": f"E2E-PAY-{i:07d}",
-        "account_id": payment.account_id,
+        "account_id": account(i),
         "currency": "EUR",
         "amount": str(PAYMENT_AMOUNT),
         "received_at": OVERDUE_AT.isoformat(),
         "method": "sepa",
     }
-    try:
-        response = await client.post("/v1/payments", json=body)
-    except httpx.TransportError:
-        # A keep-alive connection closed under us: the same POST again is idempotent.
-        response = await client.post("/v1/payments", json=body)
-    payment.answered = time.perf_counter()
-    if response.status_code not in (200, 201):
-        # Its balance never comes: it shows as missing below, and the failures are counted.
-        state.failures += 1
-        if state.failures == 1:
-            print(f"  e2e: POST /v1/payments -> {response.status_code}: {response.text[:300]}")
 
 
 async def _balances(client: httpx.AsyncClient, state: Run) -> dict[str, Decimal]:

@@ -66,6 +66,8 @@ def test_kafka_url_lists_bootstrap_servers() -> None:
         ({"DUNNING_DATABASE_URL": "mysql://x"}, "DUNNING_DATABASE_URL"),
         ({"DUNNING_CLOCK": "lunar"}, "DUNNING_CLOCK"),
         ({"DUNNING_BUS_PARTITIONS": "0"}, "DUNNING_BUS_PARTITIONS"),
+        ({"DUNNING_KAFKA_LINGER_MS": "-1"}, "DUNNING_KAFKA_LINGER_MS"),
+        ({"DUNNING_KAFKA_FETCH_MAX_WAIT_MS": "0"}, "DUNNING_KAFKA_FETCH_MAX_WAIT_MS"),
     ],
 )
 def test_bad_settings_stop_start_up_naming_the_variable(env: dict[str, str], message: str) -> None:
@@ -80,6 +82,20 @@ def test_bad_settings_stop_start_up_naming_the_variable(env: dict[str, str], mes
     assert result.returncode == 1
     assert "invoice-svc: invalid settings" in result.stderr
     assert message in result.stderr
+
+
+def test_kafka_latency_settings_reach_the_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults are the values the clients had before the settings (aiokafka's fetch wait,
+    a 5 ms linger); set, they reach the bus the producer and consumers are made from."""
+    from dunning_runtime.bus import create_bus
+
+    settings = ServiceSettings(service_name="x", bus_url="kafka://k1:9092")
+    bus = create_bus(settings)
+    assert (bus.linger_ms, bus.fetch_max_wait_ms) == (5, 500)  # type: ignore[union-attr]
+    monkeypatch.setenv("DUNNING_KAFKA_LINGER_MS", "0")
+    monkeypatch.setenv("DUNNING_KAFKA_FETCH_MAX_WAIT_MS", "20")
+    bus = create_bus(ServiceSettings(service_name="x", bus_url="kafka://k1:9092"))
+    assert (bus.linger_ms, bus.fetch_max_wait_ms) == (0, 20)  # type: ignore[union-attr]
 
 
 def test_load_settings_returns_valid_settings() -> None:

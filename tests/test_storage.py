@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
-from dunning_runtime.db import Database
+from dunning_runtime.db import POOL_CONNECTIONS, Database
 from dunning_runtime.migrations import MESSAGING
 from tests.support import ledger
 from tests.support.servers import require_postgres
@@ -67,3 +68,31 @@ async def test_each_service_keeps_its_tables_in_its_own_postgres_schema() -> Non
             async with database.engine.begin() as conn:
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{database.schema}" CASCADE'))
             await database.dispose()
+
+
+async def test_a_burst_of_transactions_reuses_the_pools_connections() -> None:
+    """As many transactions at once as before (``POOL_CONNECTIONS``, the old 10 kept plus
+    10 overflow), and after a burst every connection stays pooled: the next burst opens
+    none (before, the 10 overflow connections were closed on return and opened again)."""
+    database = Database(require_postgres(), schema=f"pool_{uuid.uuid4().hex[:8]}")
+    opened: list[object] = []
+    event.listen(database.engine.sync_engine, "connect", lambda *_: opened.append(1))
+    gate = asyncio.Event()
+
+    async def hold() -> None:
+        async with database.sessions() as session:
+            await session.execute(text("SELECT 1"))
+            await gate.wait()
+
+    try:
+        for _ in range(2):
+            tasks = [asyncio.create_task(hold()) for _ in range(POOL_CONNECTIONS)]
+            await asyncio.sleep(0.5)
+            gate.set()
+            await asyncio.gather(*tasks)
+            gate.clear()
+        assert len(opened) == POOL_CONNECTIONS, "the second burst must reuse the first's"
+        assert database.engine.pool.checkedin() == POOL_CONNECTIONS  # type: ignore[attr-defined]
+        assert POOL_CONNECTIONS == 10 + 10, "the ceiling per process stays what it was"
+    finally:
+        await database.dispose()

@@ -137,19 +137,64 @@ async def test_only_one_relay_publishes_at_a_time(settings_factory) -> None:
     await database.dispose()
 
 
-async def test_a_stopping_relay_hands_its_lease_over_at_once(settings_factory) -> None:
+async def two_relays(settings_factory):
+    """A ledger's database, bus and outbox, and two relays of it with 60 s leases."""
     database, bus = await open_ledger(settings_factory("ledger"))
     outbox = Outbox()
     first = OutboxRelay(database, bus, outbox, service="ledger", lease_s=60)
     second = OutboxRelay(database, bus, outbox, service="ledger", lease_s=60)
+    return database, bus, outbox, first, second
+
+
+async def add_one(database: Database, outbox: Outbox, account: str, seq: int) -> None:
     async with database.transaction() as session:
-        await outbox.add(session, overdue("acc-h", 1))
+        await outbox.add(session, overdue(account, seq))
+
+
+async def test_a_stopping_relay_hands_its_lease_over_at_once(settings_factory) -> None:
+    database, bus, outbox, first, second = await two_relays(settings_factory)
+    await add_one(database, outbox, "acc-h", 1)
     assert await first.flush() == 1
-    async with database.transaction() as session:
-        await outbox.add(session, overdue("acc-h", 2))
+    await add_one(database, outbox, "acc-h", 2)
     await second.release_lease()  # not the owner: changes nothing
     assert await second.flush() == 0, "the first relay still holds its lease"
     await first.release_lease()
     assert await second.flush() == 1, "a released lease is taken without waiting 60 s"
+    await bus.close()
+    await database.dispose()
+
+
+async def _lease_expiry(database: Database) -> object:
+    from sqlalchemy import select
+
+    from dunning_runtime.messaging_tables import relay_lease
+
+    async with database.sessions() as session:
+        return (await session.execute(select(relay_lease.c.expires_at))).scalar_one()
+
+
+async def test_a_fresh_lease_is_not_written_again_and_a_third_used_is_renewed(
+    settings_factory,
+) -> None:
+    """The fast path of ``_hold_lease``: within a third of the lease after writing it, a
+    flush publishes without renewing it (the row is unchanged); past that it renews as
+    before; another relay is kept out all along, and a released lease is free at once."""
+    database, bus, outbox, first, second = await two_relays(settings_factory)
+    await add_one(database, outbox, "acc-f", 1)
+    assert await first.flush() == 1
+    written = await _lease_expiry(database)
+    await add_one(database, outbox, "acc-f", 2)
+    assert await second.flush() == 0, "the first relay holds its lease"
+    assert await first.flush() == 1
+    assert await _lease_expiry(database) == written, "a fresh lease is not written again"
+    first._held_until = 0.0  # a third of the lease has passed
+    await add_one(database, outbox, "acc-f", 3)
+    await asyncio.sleep(0.01)
+    assert await first.flush() == 1
+    assert await _lease_expiry(database) > written, "an older lease is renewed"
+    await first.release_lease()
+    await add_one(database, outbox, "acc-f", 4)
+    assert await second.flush() == 1, "a released lease is taken at once"
+    assert await first.flush() == 0, "and the first relay no longer publishes"
     await bus.close()
     await database.dispose()

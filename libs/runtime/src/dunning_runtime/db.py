@@ -119,6 +119,10 @@ class Database:
         await self.engine.dispose()
 
 
+#: Connections a PostgreSQL engine holds at most (and keeps once opened).
+POOL_CONNECTIONS = 20
+
+
 def _create_engine(
     url: str, *, schema: str | None, echo: bool, ssl: ssl_.SSLContext | bool | None
 ) -> AsyncEngine:
@@ -129,7 +133,11 @@ def _create_engine(
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 60}
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # At most POOL_CONNECTIONS at once, as before (10 kept plus 10 overflow), but all
+        # of them kept: an overflow connection was closed on its return, so every burst
+        # of more than 10 concurrent requests opened new ones (a connect, TLS and the
+        # driver's set-up: about 7 ms of CPU each, against 1.4 ms for a pooled checkout).
+        kwargs.update(pool_size=POOL_CONNECTIONS, max_overflow=0, pool_pre_ping=True)
         connect_args: dict[str, Any] = {}
         if schema:
             connect_args["server_settings"] = {"search_path": schema}

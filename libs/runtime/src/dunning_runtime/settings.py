@@ -104,6 +104,26 @@ class ServiceSettings(BaseSettings):
             "SASL login). SASL without TLS is refused."
         ),
     )
+    kafka_linger_ms: int = Field(
+        default=5,
+        ge=0,
+        le=1_000,
+        description=(
+            "How long the Kafka producer waits to fill a batch before it sends: more "
+            "throughput per request, that much more latency per event."
+        ),
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description=(
+            "How long a Kafka fetch waits at the broker for new records. A partition "
+            "resumed after its chunk is fetched again only when the fetch in flight returns, "
+            "so at low rates an event can wait up to this long: lower is less latency, "
+            "more fetch requests while idle."
+        ),
+    )
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
         default="SCRAM-SHA-512", description="SASL mechanism for SASL_SSL."
     )

@@ -37,4 +37,6 @@ def create_bus(settings: ServiceSettings) -> EmbeddedBus | KafkaBus:
         topic_prefix=settings.topic_prefix,
         client_id=settings.service_name,
         client_options=kafka_client_options(settings),
+        linger_ms=settings.kafka_linger_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )

@@ -154,8 +154,13 @@ class KafkaBus:
         session_timeout_ms: int = 10_000,
         publish_retry_s: float = 10.0,
         client_options: Mapping[str, Any] | None = None,
+        linger_ms: int = 5,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         self.bootstrap = ",".join(bootstrap)
+        #: Latency against requests (``DUNNING_KAFKA_LINGER_MS``, ``..._FETCH_MAX_WAIT_MS``).
+        self.linger_ms = linger_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         #: TLS and SASL options given to every client (``dunning_runtime.tls``).
         self.client_options = dict(client_options or {})
         self.partitions = partitions
@@ -191,7 +196,7 @@ class KafkaBus:
             client_id=self.client_id,
             enable_idempotence=True,
             acks="all",
-            linger_ms=5,
+            linger_ms=self.linger_ms,
             request_timeout_ms=30_000,
         )
         try:
@@ -425,6 +430,7 @@ class KafkaConsumer:
             max_poll_interval_ms=self.bus.max_poll_interval_ms,
             session_timeout_ms=self.bus.session_timeout_ms,
             heartbeat_interval_ms=max(1000, self.bus.session_timeout_ms // 4),
+            fetch_max_wait_ms=self.bus.fetch_max_wait_ms,
         )
         consumer.subscribe(self.topics, listener=_Rebalance(self))
         self._consumer = consumer
