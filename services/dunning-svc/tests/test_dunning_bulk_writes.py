@@ -27,9 +27,10 @@ from dunning_runtime.messaging_tables import outbox as outbox_table
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.settings import ServiceSettings
 from dunning_svc import storage
-from dunning_svc.commands import PolicyBook, Work, process
+from dunning_svc.commands import PolicyBook, Work, process, publish_policy
 from dunning_svc.core import Account, InvoiceState, Paused
 from dunning_svc.main import SPEC
+from dunning_svc.policy import shipped_policy
 from dunning_svc.storage import tables
 
 NOW = datetime(2026, 3, 20, 10, tzinfo=UTC)
@@ -47,7 +48,11 @@ async def _no_driver(session: Any) -> None:
 def _core_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every bulk write and the load take the SQLAlchemy Core statements."""
     # By module name: ``dunning_svc.storage.timeline`` is also the name of a table there.
-    for name in ("dunning_svc.storage.accounts", "dunning_svc.storage.timeline"):
+    for name in (
+        "dunning_svc.storage.accounts",
+        "dunning_svc.storage.timeline",
+        "dunning_svc.storage.policies",
+    ):
         monkeypatch.setattr(importlib.import_module(name), "driver_connection", _no_driver)
     monkeypatch.setattr(outbox_module, "driver_connection", _no_driver)
 
@@ -218,6 +223,33 @@ async def test_loaded_accounts_match_the_core_query(
     assert fast == core
     assert sorted(fast) == [("acme", "A-1"), ("acme", "Kunde-東京"), ("globex", "B-9")]
     assert fast[("acme", "A-1")][1] == stored[0]
+
+
+async def test_latest_policy_versions_match_the_core_query(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest version per (tenant, segment), only for pairs asked for and stored."""
+    policy = shipped_policy("standard")
+    for tenant, times in (("acme", 3), ("globex", 1), ("initech-ü", 2)):
+        for i in range(times):
+            # The same policy with the other ``apply_to_running`` is a new version.
+            await publish_policy(
+                database, tenant, policy, apply_to_running=bool(i % 2), by="zoë", now=NOW
+            )
+    wanted = [("acme", "standard"), ("globex", "standard"), ("initech-ü", "standard")]
+    wanted += [("acme", "high_risk"), ("nobody", "standard")]
+    async with database.transaction() as session:
+        fast = await storage.latest_versions(session, wanted)
+    with monkeypatch.context() as patched:
+        _core_path(patched)
+        async with database.transaction() as session:
+            core = await storage.latest_versions(session, wanted)
+    assert fast == core
+    assert fast == {
+        ("acme", "standard"): 3,
+        ("globex", "standard"): 1,
+        ("initech-ü", "standard"): 2,
+    }
 
 
 async def test_a_chunk_of_new_and_known_accounts_matches_the_core_statements(
