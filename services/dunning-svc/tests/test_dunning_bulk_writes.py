@@ -132,6 +132,23 @@ async def _both_ways(
     return fast
 
 
+async def _read_both_ways(
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    read: Callable[[Any, Any], Awaitable[Any]],
+    wanted: Any,
+) -> Any:
+    """``read(session, wanted)`` on the active path, then on the Core path: the same answer."""
+    async with database.transaction() as session:
+        fast = await read(session, wanted)
+    with monkeypatch.context() as patched:
+        _core_path(patched)
+        async with database.transaction() as session:
+            core = await read(session, wanted)
+    assert fast == core
+    return fast
+
+
 def _issued(invoice_id: str, due: date, account: str) -> InvoiceIssued:
     """An invoice of ``account`` with non-ASCII names."""
     return InvoiceIssued.model_validate(
@@ -214,13 +231,7 @@ async def test_loaded_accounts_match_the_core_query(
     async with database.transaction() as session:
         await storage.save_accounts(session, [(None, a, NOW.date()) for a in stored], NOW)
     wanted = [("acme", "A-1"), ("acme", "Kunde-東京"), ("globex", "B-9"), ("acme", "B-9")]
-    async with database.transaction() as session:
-        fast = await storage.load_accounts(session, wanted)
-    with monkeypatch.context() as patched:
-        _core_path(patched)
-        async with database.transaction() as session:
-            core = await storage.load_accounts(session, wanted)
-    assert fast == core
+    fast = await _read_both_ways(database, monkeypatch, storage.load_accounts, wanted)
     assert sorted(fast) == [("acme", "A-1"), ("acme", "Kunde-東京"), ("globex", "B-9")]
     assert fast[("acme", "A-1")][1] == stored[0]
 
@@ -238,13 +249,7 @@ async def test_latest_policy_versions_match_the_core_query(
             )
     wanted = [("acme", "standard"), ("globex", "standard"), ("initech-ü", "standard")]
     wanted += [("acme", "high_risk"), ("nobody", "standard")]
-    async with database.transaction() as session:
-        fast = await storage.latest_versions(session, wanted)
-    with monkeypatch.context() as patched:
-        _core_path(patched)
-        async with database.transaction() as session:
-            core = await storage.latest_versions(session, wanted)
-    assert fast == core
+    fast = await _read_both_ways(database, monkeypatch, storage.latest_versions, wanted)
     assert fast == {
         ("acme", "standard"): 3,
         ("globex", "standard"): 1,
@@ -306,3 +311,31 @@ async def test_outbox_rows_match_the_core_statement(
             await Outbox().add(session, *envelopes)
 
     await _both_ways(database, monkeypatch, run)
+
+
+async def test_over_long_values_are_refused_or_not_found_as_by_the_core_statements(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key longer than its column finds nothing (it is never cut to another account's
+    id), and a value longer than its column is refused, never cut to fit."""
+    if database.is_sqlite:
+        pytest.skip("SQLite does not enforce VARCHAR lengths (one path there)")
+    longest = "X" * 200  # account_id is VARCHAR(200)
+    async with database.transaction() as session:
+        await storage.save_accounts(
+            session, [(None, _account("acme", longest, full=False), NOW.date())], NOW
+        )
+    found = await _read_both_ways(
+        database, monkeypatch, storage.load_accounts, [("acme", longest + "X")]
+    )
+    assert found == {}
+    for core in (False, True):
+        with monkeypatch.context() as patched:
+            if core:
+                _core_path(patched)
+            with pytest.raises(Exception, match="too long"):
+                async with database.transaction() as session:
+                    loaded = await storage.load_accounts(session, [("acme", longest)])
+                    seq, account = loaded[("acme", longest)]
+                    account.segment = "S" * 51  # segment is VARCHAR(50)
+                    await storage.save_accounts(session, [(seq, account, NOW.date())], NOW)
