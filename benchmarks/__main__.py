@@ -64,6 +64,7 @@ ROWS = [
     ("scale_out_sweep_2_replicas", "scale-out: 2 processes / 1, sweep", "ratio"),
     ("scale_out_sweep_split", "scale-out: each one's share of the sweep", "shares"),
     ("scale_out_lock_wait_s", "scale-out: each one's wait for locks", "s"),
+    ("scale_out_cpu_share", "scale-out: cores used, 1 process, then 2", "cores"),
     ("e2e_sent_per_s", "end to end: payments sent on schedule", "payments/s"),
     ("e2e_rate_per_s", "end to end: payments sent to last answer", "payments/s"),
     ("e2e_p50_ms", "end to end: POST to dunning-svc, p50", "ms"),

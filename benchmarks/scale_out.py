@@ -14,6 +14,9 @@ an email and an SMS), and times until all have finished.
   process's, in the same run (``scale_out_sweep_2_replicas``: the same for the sweep).
 * ``scale_out_split``: each of the two processes' share of the events (as committed by
   it); ``scale_out_sweep_split``: of the swept accounts.
+* ``scale_out_cpu_share``: the CPU each worker process used while consuming over the
+  seconds it took, first the one of the one-process run, then the two of the other: on
+  a shared machine what bounds the speedup is how much of the cores the workers get.
 * Checked, not timed: the inbox holds each event once and every account's timeline one
   ``input`` row per invoice (no event applied twice); every swept account has exactly
   one ``stage`` row (no account swept twice), and the workers' counts add up.
@@ -91,6 +94,12 @@ async def run(events: int, sweep_accounts: int, data_dir: Path) -> dict[str, Any
         "scale_out_cpu_us_per_event": [w["cpu_events_s"] * 1e6 / events for w in two.workers],
         # Seconds the chunks of each of the two waited for account locks while consuming.
         "scale_out_lock_wait_s": [w["lock_wait_s"] for w in two.workers],
+        # The share of a core each worker's process got while consuming: the one of the
+        # one-process run, then the two's. Their sum over the one's is the speedup the
+        # machine allowed (the ratio varies with what else runs on the cores).
+        "scale_out_cpu_share": [
+            w["cpu_events_s"] / run.events_s for run in (one, two) for w in run.workers
+        ],
     }
 
 

@@ -27,9 +27,10 @@ from dunning_runtime.messaging_tables import outbox as outbox_table
 from dunning_runtime.outbox import Outbox
 from dunning_runtime.settings import ServiceSettings
 from dunning_svc import storage
-from dunning_svc.commands import PolicyBook, Work, process
+from dunning_svc.commands import PolicyBook, Work, process, publish_policy
 from dunning_svc.core import Account, InvoiceState, Paused
 from dunning_svc.main import SPEC
+from dunning_svc.policy import shipped_policy
 from dunning_svc.storage import tables
 
 NOW = datetime(2026, 3, 20, 10, tzinfo=UTC)
@@ -47,7 +48,11 @@ async def _no_driver(session: Any) -> None:
 def _core_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every bulk write and the load take the SQLAlchemy Core statements."""
     # By module name: ``dunning_svc.storage.timeline`` is also the name of a table there.
-    for name in ("dunning_svc.storage.accounts", "dunning_svc.storage.timeline"):
+    for name in (
+        "dunning_svc.storage.accounts",
+        "dunning_svc.storage.timeline",
+        "dunning_svc.storage.policies",
+    ):
         monkeypatch.setattr(importlib.import_module(name), "driver_connection", _no_driver)
     monkeypatch.setattr(outbox_module, "driver_connection", _no_driver)
 
@@ -124,6 +129,23 @@ async def _both_ways(
         core = await _stored(database)
     assert fast == core
     assert any(fast.values())
+    return fast
+
+
+async def _read_both_ways(
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    read: Callable[[Any, Any], Awaitable[Any]],
+    wanted: Any,
+) -> Any:
+    """``read(session, wanted)`` on the active path, then on the Core path: the same answer."""
+    async with database.transaction() as session:
+        fast = await read(session, wanted)
+    with monkeypatch.context() as patched:
+        _core_path(patched)
+        async with database.transaction() as session:
+            core = await read(session, wanted)
+    assert fast == core
     return fast
 
 
@@ -209,15 +231,30 @@ async def test_loaded_accounts_match_the_core_query(
     async with database.transaction() as session:
         await storage.save_accounts(session, [(None, a, NOW.date()) for a in stored], NOW)
     wanted = [("acme", "A-1"), ("acme", "Kunde-東京"), ("globex", "B-9"), ("acme", "B-9")]
-    async with database.transaction() as session:
-        fast = await storage.load_accounts(session, wanted)
-    with monkeypatch.context() as patched:
-        _core_path(patched)
-        async with database.transaction() as session:
-            core = await storage.load_accounts(session, wanted)
-    assert fast == core
+    fast = await _read_both_ways(database, monkeypatch, storage.load_accounts, wanted)
     assert sorted(fast) == [("acme", "A-1"), ("acme", "Kunde-東京"), ("globex", "B-9")]
     assert fast[("acme", "A-1")][1] == stored[0]
+
+
+async def test_latest_policy_versions_match_the_core_query(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest version per (tenant, segment), only for pairs asked for and stored."""
+    policy = shipped_policy("standard")
+    for tenant, times in (("acme", 3), ("globex", 1), ("initech-ü", 2)):
+        for i in range(times):
+            # The same policy with the other ``apply_to_running`` is a new version.
+            await publish_policy(
+                database, tenant, policy, apply_to_running=bool(i % 2), by="zoë", now=NOW
+            )
+    wanted = [("acme", "standard"), ("globex", "standard"), ("initech-ü", "standard")]
+    wanted += [("acme", "high_risk"), ("nobody", "standard")]
+    fast = await _read_both_ways(database, monkeypatch, storage.latest_versions, wanted)
+    assert fast == {
+        ("acme", "standard"): 3,
+        ("globex", "standard"): 1,
+        ("initech-ü", "standard"): 2,
+    }
 
 
 async def test_a_chunk_of_new_and_known_accounts_matches_the_core_statements(
@@ -274,3 +311,31 @@ async def test_outbox_rows_match_the_core_statement(
             await Outbox().add(session, *envelopes)
 
     await _both_ways(database, monkeypatch, run)
+
+
+async def test_over_long_values_are_refused_or_not_found_as_by_the_core_statements(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key longer than its column finds nothing (it is never cut to another account's
+    id), and a value longer than its column is refused, never cut to fit."""
+    if database.is_sqlite:
+        pytest.skip("SQLite does not enforce VARCHAR lengths (one path there)")
+    longest = "X" * 200  # account_id is VARCHAR(200)
+    async with database.transaction() as session:
+        await storage.save_accounts(
+            session, [(None, _account("acme", longest, full=False), NOW.date())], NOW
+        )
+    found = await _read_both_ways(
+        database, monkeypatch, storage.load_accounts, [("acme", longest + "X")]
+    )
+    assert found == {}
+    for core in (False, True):
+        with monkeypatch.context() as patched:
+            if core:
+                _core_path(patched)
+            with pytest.raises(Exception, match="too long"):
+                async with database.transaction() as session:
+                    loaded = await storage.load_accounts(session, [("acme", longest)])
+                    seq, account = loaded[("acme", longest)]
+                    account.segment = "S" * 51  # segment is VARCHAR(50)
+                    await storage.save_accounts(session, [(seq, account, NOW.date())], NOW)

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_runtime.bulk import driver_connection
 from dunning_runtime.messaging_tables import inbox
 
 APPLIED = "applied"
@@ -37,9 +38,25 @@ async def record_new(
     transaction: if the handler fails, the rows roll back with its effects. An event
     noted as dead-lettered counts as new: that is a replay from its dead-letter topic.
     ``events`` must not name an id twice.
+
+    On PostgreSQL the ids go as two arrays through the raw asyncpg connection (one
+    prepared statement, no per-row parameter work: SQLAlchemy's executemany of this
+    upsert cost ~16 µs of client CPU per event); SQLite runs the Core statement.
     """
     if not events:
         return set()
+    driver = await driver_connection(session)
+    if driver is not None:
+        records = await driver.fetch(
+            _RECORD_NEW,
+            group,
+            [e for e, _ in events],
+            [t for _, t in events],
+            APPLIED,
+            datetime.now(UTC),
+            DEAD_LETTERED,
+        )
+        return {r[0] for r in records}
     insert_ = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
     upsert = insert_(inbox)
     stmt = upsert.on_conflict_do_update(
@@ -62,6 +79,21 @@ async def record_new(
         ],
     )
     return {row[0] for row in result}
+
+
+#: ``record_new``'s upsert on PostgreSQL: the Core statement's SQL, over ``unnest`` arrays.
+#: Parameters are ``text``, not the columns' ``varchar(n)``: an explicit cast to
+#: ``varchar(n)`` truncates silently, the insert's own assignment refuses a long value
+#: as the Core statement does.
+_RECORD_NEW = (
+    "INSERT INTO inbox AS i (consumer_group, event_id, topic, outcome, received_at)"
+    " SELECT $1::text, v.event_id, v.topic, $4::text, $5::timestamptz"
+    " FROM unnest($2::text[], $3::text[]) AS v(event_id, topic)"
+    " ON CONFLICT (consumer_group, event_id) DO UPDATE"
+    " SET outcome = excluded.outcome, received_at = excluded.received_at"
+    " WHERE i.outcome = $6::text"
+    " RETURNING i.event_id"
+)
 
 
 async def record_dead(session: AsyncSession, group: str, event_id: str, topic: str) -> None:

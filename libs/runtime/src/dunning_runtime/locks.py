@@ -40,8 +40,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from dunning_runtime.bulk import driver_connection
 
 #: Past this many accounts in one transaction, it locks its tenants whole instead of
 #: each account: the largest batch of the services (1,000 invoices, payments or swept
@@ -155,15 +156,16 @@ async def try_lock_accounts(session: AsyncSession, keys: Iterable[Key]) -> set[K
 #: or bench runs in schemas of their own) never wait on each other's accounts. All the
 #: writers of one schema salt alike, so the order by unsalted id stays one total order.
 _SALTED = "(w.id # (SELECT hashtextextended(current_schema(), 0)))"
-_IDS = "(SELECT unnest(CAST(:ids AS bigint[])) AS id ORDER BY id) AS w"
+_IDS = "(SELECT unnest($1::bigint[]) AS id ORDER BY id) AS w"
 
 
 async def _take(session: AsyncSession, function: str, ids: list[int]) -> None:
     # One round trip; the ordered subquery fixes the order the locks are acquired in.
-    await session.execute(
-        text(f"SELECT count({function}{_SALTED}) FROM {_IDS}"),
-        {"ids": ids},
-    )
+    # Straight to asyncpg (a prepared statement per function): SQLAlchemy's text()
+    # execution cost more client CPU than the statement's own round trip.
+    driver = await driver_connection(session)
+    assert driver is not None, "advisory locks are PostgreSQL's"
+    await driver.fetchval(f"SELECT count({function}{_SALTED}) FROM {_IDS}", ids)
 
 
 async def _try(session: AsyncSession, function: str, ids: Iterable[int]) -> list[int]:
@@ -172,8 +174,7 @@ async def _try(session: AsyncSession, function: str, ids: Iterable[int]) -> list
     if not wanted:
         return []
     # The function is volatile, so PostgreSQL calls it once per id, in the subquery's order.
-    rows = await session.execute(
-        text(f"SELECT w.id FROM {_IDS} WHERE {function}{_SALTED}"),
-        {"ids": wanted},
-    )
+    driver = await driver_connection(session)
+    assert driver is not None, "advisory locks are PostgreSQL's"
+    rows = await driver.fetch(f"SELECT w.id FROM {_IDS} WHERE {function}{_SALTED}", wanted)
     return [i for (i,) in rows]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -19,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dunning_runtime.bulk import array_type, copy_rows, driver_connection
+from dunning_runtime.bulk import array_type, driver_connection
 from dunning_runtime.db import Database
 from dunning_svc.core import Account
 from dunning_svc.storage.state import columns_of, to_account
@@ -30,6 +31,15 @@ from dunning_svc.storage.tables import (
     accounts,
 )
 
+
+def _param_type(column: str) -> str:
+    """The array type a column's values are sent as: ``text[]`` for a ``varchar(n)``
+    column, since an explicit cast to ``varchar(n)`` cuts an over-long value (a key
+    would then find another account) where the Core statement refuses it."""
+    declared = array_type(accounts, column)
+    return "text[]" if declared.startswith("VARCHAR") else declared
+
+
 #: An account row as PostgreSQL's bulk load hands it to ``to_account`` (attribute access,
 #: like SQLAlchemy's rows), the columns in table order.
 _Row = namedtuple("_Row", [c.name for c in accounts.c])  # type: ignore[misc]
@@ -38,7 +48,7 @@ _Row = namedtuple("_Row", [c.name for c in accounts.c])  # type: ignore[misc]
 # plan the prepared statement settles on; exactly the pairs asked for come back.
 _LOAD = (
     f"SELECT {', '.join(f'a.{c.name}' for c in accounts.c)} "
-    f"FROM unnest($1::{array_type(accounts, 'tenant')}, $2::{array_type(accounts, 'account_id')})"
+    f"FROM unnest($1::{_param_type('tenant')}, $2::{_param_type('account_id')})"
     " AS k(tenant, account_id) JOIN accounts AS a"
     " ON a.tenant = k.tenant AND a.account_id = k.account_id"
 )
@@ -87,7 +97,7 @@ _UPDATE = (
     "UPDATE accounts AS a SET "
     + ", ".join(f"{c} = v.{c}" for c in WRITTEN_COLUMNS)
     + ", last_traceparent = coalesce(v.last_traceparent, a.last_traceparent) FROM unnest("
-    + ", ".join(f"${i}::{array_type(accounts, c)}" for i, c in enumerate(_UPDATED, 1))
+    + ", ".join(f"${i}::{_param_type(c)}" for i, c in enumerate(_UPDATED, 1))
     + f") AS v({', '.join(_UPDATED)}) WHERE a.seq = v.seq"
 )
 _INSERTED = ("tenant", "account_id", *WRITTEN_COLUMNS, "last_traceparent")
@@ -106,6 +116,10 @@ async def save_accounts(
     ``last_traceparents`` holds the trace context of the accounts' latest inputs; an
     account not in it (a timer's run) keeps the one it has."""
     traceparents = last_traceparents or {}
+    driver = await driver_connection(session)
+    if driver is not None:
+        await _save_bulk(driver, changed, now, traceparents)
+        return
     known = [
         {
             "seq": seq,
@@ -125,13 +139,6 @@ async def save_accounts(
         for seq, a, d in changed
         if seq is None
     ]
-    driver = await driver_connection(session)
-    if driver is not None:
-        if known:
-            await driver.execute(_UPDATE, *_arrays(known, _UPDATED))
-        if new:
-            await copy_rows(driver, accounts, _INSERTED, new)
-        return
     if known:
         await session.execute(
             update(accounts)
@@ -150,9 +157,31 @@ async def save_accounts(
         await session.execute(insert(accounts), new)
 
 
-def _arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
-    """``rows`` as one list per column of ``columns`` (the parameters of ``unnest``)."""
-    return [[r[c] for r in rows] for c in columns]
+#: The written columns of ``columns_of``'s dict, in ``WRITTEN_COLUMNS`` order.
+_WRITTEN = itemgetter(*WRITTEN_COLUMNS)
+
+
+async def _save_bulk(
+    driver: Any,
+    changed: Sequence[tuple[int | None, Account, date]],
+    now: datetime,
+    traceparents: Mapping[Key, str | None],
+) -> None:
+    """``save_accounts`` on PostgreSQL: the rows as tuples straight from ``columns_of``
+    (no merged dict per account), transposed into the UPDATE's arrays, or COPYed."""
+    known: list[tuple[Any, ...]] = []
+    new: list[tuple[Any, ...]] = []
+    for seq, a, d in changed:
+        written = _WRITTEN(columns_of(a, d, now))
+        traceparent = traceparents.get((a.tenant, a.account_id))
+        if seq is not None:
+            known.append((seq, *written, traceparent))
+        else:
+            new.append((a.tenant, a.account_id, *written, traceparent))
+    if known:
+        await driver.execute(_UPDATE, *map(list, zip(*known, strict=True)))
+    if new:
+        await driver.copy_records_to_table(accounts.name, records=new, columns=list(_INSERTED))
 
 
 async def each_account(database: Database, tenant: str | None = None) -> AsyncIterator[Account]:

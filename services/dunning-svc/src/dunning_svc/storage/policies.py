@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dunning_runtime.bulk import driver_connection
 from dunning_runtime.db import utc
 from dunning_svc.policy import PublishedPolicy, load_policy_json
 from dunning_svc.storage.tables import (
@@ -32,12 +33,26 @@ async def latest_versions(
     wanted = sorted(set(keys))
     if not wanted:
         return {}
+    driver = await driver_connection(session)
+    if driver is not None:
+        # Once per chunk and sweep batch: a prepared statement, no SQLAlchemy compile.
+        found = await driver.fetch(_LATEST, [t for t, _ in wanted], [s for _, s in wanted])
+        return {(t, s): int(v) for t, s, v in found}
     rows = await session.execute(
         select(policies.c.tenant, policies.c.segment, func.max(policies.c.version))
         .where(tuple_(policies.c.tenant, policies.c.segment).in_(wanted))
         .group_by(policies.c.tenant, policies.c.segment)
     )
     return {(t, s): int(v) for t, s, v in rows}
+
+
+#: ``latest_versions`` on PostgreSQL: the pairs as two arrays, each looked up in the key.
+_LATEST = (
+    "SELECT p.tenant, p.segment, max(p.version)"
+    " FROM unnest($1::text[], $2::text[]) AS k(tenant, segment)"
+    " JOIN policies AS p ON p.tenant = k.tenant AND p.segment = k.segment"
+    " GROUP BY p.tenant, p.segment"
+)
 
 
 async def policy_bodies(
