@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
+from asyncpg import PostgresError
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from dunning_runtime import bulk
 from dunning_runtime.db import Database, SequenceId
@@ -161,5 +164,34 @@ async def test_pairs_in_finds_what_a_row_value_in_finds(settings_factory: Any) -
                     ("I-6", "globex"),
                 ]
             )
+    finally:
+        await database.dispose()
+
+
+async def test_bulk_writes_refuse_an_over_long_value_as_core_does(settings_factory: Any) -> None:
+    """A value longer than its ``varchar(n)`` is refused, never cut to ``n`` characters:
+    cut, an over-long key would update the row whose key is its first ``n`` characters."""
+    database = await _database(settings_factory)
+    if database.engine.dialect.name != "postgresql":
+        await database.dispose()
+        pytest.skip("SQLite does not enforce a varchar's length")
+    too_long = {**ROWS[0], "item": "I" * 101}
+    try:
+        for table, write in (
+            (core, lambda s: s.execute(insert(core), [too_long])),
+            (fast, lambda s: bulk.insert_rows(s, fast, [too_long])),
+        ):
+            # Core wraps the driver's error, the raw asyncpg path raises it as it is.
+            with pytest.raises((DBAPIError, PostgresError), match="too long"):
+                async with database.transaction() as session:
+                    await write(session)
+            assert await _stored(database, table) == []
+        async with database.transaction() as session:
+            await bulk.insert_rows(session, fast, [{**ROWS[0], "item": "I" * 100}])
+        before = await _stored(database, fast)
+        assert len(before) == 1
+        async with database.transaction() as session:
+            await bulk.update_rows(session, fast, [{**too_long, "minor": 1}], "item", ["minor"])
+        assert await _stored(database, fast) == before
     finally:
         await database.dispose()

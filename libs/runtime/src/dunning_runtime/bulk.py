@@ -48,9 +48,13 @@ async def driver_connection(session: AsyncSession) -> Any | None:
 
 
 def array_type(table: Table, column: str) -> str:
-    """The PostgreSQL array type of ``table``'s ``column`` (``VARCHAR(50)[]``), to cast a
-    parameter of ``unnest`` to."""
-    return f"{table.c[column].type.compile(dialect=postgresql.dialect())}[]"  # type: ignore[no-untyped-call]
+    """The PostgreSQL array type to cast a parameter of ``unnest`` for ``table``'s
+    ``column`` to: the column's type (``NUMERIC(18, 4)[]``), but ``text[]`` for a
+    ``varchar(n)``, since an explicit cast to ``varchar(n)`` silently cuts an over-long
+    value (a key would then find another row) where the insert or comparison refuses
+    or misses it, as SQLAlchemy's own statements do."""
+    declared = f"{table.c[column].type.compile(dialect=postgresql.dialect())}"  # type: ignore[no-untyped-call]
+    return "text[]" if declared.startswith("VARCHAR") else f"{declared}[]"
 
 
 async def copy_rows(

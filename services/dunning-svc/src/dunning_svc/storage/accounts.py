@@ -32,14 +32,6 @@ from dunning_svc.storage.tables import (
 )
 
 
-def _param_type(column: str) -> str:
-    """The array type a column's values are sent as: ``text[]`` for a ``varchar(n)``
-    column, since an explicit cast to ``varchar(n)`` cuts an over-long value (a key
-    would then find another account) where the Core statement refuses it."""
-    declared = array_type(accounts, column)
-    return "text[]" if declared.startswith("VARCHAR") else declared
-
-
 #: An account row as PostgreSQL's bulk load hands it to ``to_account`` (attribute access,
 #: like SQLAlchemy's rows), the columns in table order.
 _Row = namedtuple("_Row", [c.name for c in accounts.c])  # type: ignore[misc]
@@ -48,7 +40,7 @@ _Row = namedtuple("_Row", [c.name for c in accounts.c])  # type: ignore[misc]
 # plan the prepared statement settles on; exactly the pairs asked for come back.
 _LOAD = (
     f"SELECT {', '.join(f'a.{c.name}' for c in accounts.c)} "
-    f"FROM unnest($1::{_param_type('tenant')}, $2::{_param_type('account_id')})"
+    f"FROM unnest($1::{array_type(accounts, 'tenant')}, $2::{array_type(accounts, 'account_id')})"
     " AS k(tenant, account_id) JOIN accounts AS a"
     " ON a.tenant = k.tenant AND a.account_id = k.account_id"
 )
@@ -97,7 +89,7 @@ _UPDATE = (
     "UPDATE accounts AS a SET "
     + ", ".join(f"{c} = v.{c}" for c in WRITTEN_COLUMNS)
     + ", last_traceparent = coalesce(v.last_traceparent, a.last_traceparent) FROM unnest("
-    + ", ".join(f"${i}::{_param_type(c)}" for i, c in enumerate(_UPDATED, 1))
+    + ", ".join(f"${i}::{array_type(accounts, c)}" for i, c in enumerate(_UPDATED, 1))
     + f") AS v({', '.join(_UPDATED)}) WHERE a.seq = v.seq"
 )
 _INSERTED = ("tenant", "account_id", *WRITTEN_COLUMNS, "last_traceparent")
