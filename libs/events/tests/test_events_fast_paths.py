@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from dunning_events import EVENT_CLASSES, Envelope, Event, Money, PaymentReceived, make_envelope
 from dunning_events import codec as codec_module
 from dunning_events import envelope as envelope_module
+from dunning_events import records
 from dunning_events.codec import DecodeError, KafkaMessage, from_json, from_kafka, to_json, to_kafka
 from dunning_events.envelope import new_id
 from dunning_events.money import MINOR_UNITS, check_places, quantize
@@ -49,6 +50,7 @@ def forget() -> None:
     codec_module._TIMES.clear()
     codec_module._CONSTANT_HEADERS.clear()
     envelope_module._STAMPS.clear()
+    records.forget()
 
 
 def anatomy(envelope: Envelope) -> tuple[Any, ...]:

@@ -33,6 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from dunning_events.common import Instant
 from dunning_events.envelope import Envelope, Event, assemble, trace_context_accepted
+from dunning_events.records import decode_known, remember_record
 from dunning_events.registry import EVENT_TYPES
 
 __all__ = [
@@ -232,8 +233,22 @@ def from_kafka(
     A record in structured mode (content-type ``application/cloudevents+json``) is
     read too, the way the binding says receivers should tell the two apart.
     """
-    # This runs once per consumed record: one pass over the headers, the payload
-    # validated once from its bytes, the envelope validated once.
+    # A record in to_kafka's layout whose constant headers were accepted before: only
+    # what varies is checked (records.py); anything else is decided below.
+    envelope = decode_known(key, value, headers)
+    if envelope is not None:
+        return envelope
+    envelope = _decoded(key, value, headers)
+    remember_record(value, headers, envelope)
+    return envelope
+
+
+def _decoded(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
+) -> Envelope:
+    """``from_kafka`` by validation, the authority on every verdict and reason."""
+    # One pass over the headers, the payload validated once from its bytes, the
+    # envelope validated once.
     attributes, content_type = _read_headers(headers)
     if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
         raise DecodeError("value: not bytes")
