@@ -33,6 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from dunning_events.common import Instant
 from dunning_events.envelope import Envelope, Event, assemble, trace_context_accepted
+from dunning_events.mirror import validate_payload
 from dunning_events.records import decode_known, remember_record
 from dunning_events.registry import EVENT_TYPES
 
@@ -387,7 +388,7 @@ def _envelope(attributes: dict[str, Any], data: bytes) -> Envelope:
     # strict: the JSON must already have the types the schema gives, as a
     # subscriber validating against the JSON Schema would insist.
     try:
-        payload = cls.model_validate_json(data, strict=True)
+        payload = validate_payload(cls, data)
     except ValidationError as exc:
         raise DecodeError(_reason(exc, "data")) from None
     if "tracestate" in attributes and "traceparent" not in attributes:

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dunning_events.envelope import Envelope, Event, assemble, trace_context_accepted
+from dunning_events.mirror import validate_payload
 
 __all__ = ["decode_known", "remember_record"]
 
@@ -103,7 +104,7 @@ def decode_known(key: object, value: object, headers: object) -> Envelope | None
         if not trace_context_accepted(traceparent, tracestate):
             return None
     try:
-        data: Event = known[0].model_validate_json(value, strict=True)
+        data: Event = validate_payload(known[0], value)
     except ValidationError:
         return None  # the decoder validates it again, for the reason
     if data.account_id != subject:
