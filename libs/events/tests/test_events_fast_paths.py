@@ -427,3 +427,18 @@ def test_mutated_payloads_keys_and_pairs_get_the_same_verdict_cold_and_warm(
             lambda checked=checked: from_kafka(other_key, other_value, checked),
             lambda: from_kafka(key, value, headers),
         )
+
+
+@TRACES
+@pytest.mark.parametrize("wrong", [b"\x80", b"", b"x" * 65, None])
+def test_each_header_of_a_known_layout_made_wrong_gets_the_same_verdict(
+    trace: dict[str, str], wrong: bytes | None
+) -> None:
+    key, value, headers = record(sample_envelope(PaymentReceived, **trace))
+    for index, (name, _raw) in enumerate(headers):
+        mutated = list(headers)
+        mutated[index] = (name, wrong)
+        cold_and_warm(
+            lambda mutated=mutated: from_kafka(key, value, mutated),
+            lambda: from_kafka(key, value, headers),
+        )

@@ -28,7 +28,13 @@ from pydantic import BaseModel
 from pydantic_core import SchemaValidator
 
 from dunning_events.common import _addressable
-from dunning_events.envelope import E
+from dunning_events.envelope import (
+    E,
+    set_dict,
+    set_extra,
+    set_fields_set,
+    set_private,
+)
 from dunning_events.money import MINOR_UNITS, Money, _check_currency, _to_decimal
 from dunning_events.registry import EVENT_CLASSES
 
@@ -60,7 +66,6 @@ class _Info:
 _IMMUTABLE = (type(None), str, int, bool, Decimal, date, datetime, tuple, frozenset)
 
 _new = object.__new__
-_set = object.__setattr__
 
 
 class Mirror:
@@ -305,7 +310,10 @@ def _builder(cls: type[BaseModel], plan: tuple[tuple[str, Any, Any], ...]) -> Fi
     namespace: dict[str, Any] = {
         "cls": cls,
         "new": _new,
-        "setattr": _set,
+        "set_dict": set_dict,
+        "set_fields_set": set_fields_set,
+        "set_extra": set_extra,
+        "set_private": set_private,
         "unset": msgspec.UNSET,
     }
     # The fields set: every required field, and the defaulted ones the document gives.
@@ -336,10 +344,10 @@ def _builder(cls: type[BaseModel], plan: tuple[tuple[str, Any, Any], ...]) -> Fi
         ]
     lines += [
         "    instance = new(cls)",
-        "    setattr(instance, '__dict__', values)",
-        "    setattr(instance, '__pydantic_fields_set__', given)",
-        "    setattr(instance, '__pydantic_extra__', None)",
-        "    setattr(instance, '__pydantic_private__', None)",
+        "    set_dict(instance, values)",
+        "    set_fields_set(instance, given)",
+        "    set_extra(instance, None)",
+        "    set_private(instance, None)",
         "    return instance",
     ]
     exec("\n".join(lines), namespace)  # noqa: S102 - code made of field names, above

@@ -95,6 +95,8 @@ def decode_known(key: object, value: object, headers: object) -> Envelope | None
     traceparent = tracestate = None
     if count > 10:
         traceparent = _text(headers[9], "ce_traceparent")
+        if traceparent is None:  # not UTF-8 (refused), or another pair
+            return None
         if count == 14:
             tracestate = _text(headers[10], "ce_tracestate")
             if tracestate is None or not _ignored(headers[13], "tracestate"):

@@ -7,8 +7,8 @@ the key) and the payload. The first such event is encoded the plain way
 JSON text are then kept as a template with two holes, id and subject, and the next
 events of that kind are filled in without building a traced envelope, its headers or
 their JSON again. The template is only made from, and only used for, exact ``str``
-ids and subjects and an aware ``datetime`` whose offset it was made with, so every
-byte is the plain way's.
+ids and subjects and the very ``datetime`` object it was made with, so every byte is
+the plain way's.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from dunning_events import Envelope
-from dunning_events.codec import KafkaMessage
+from dunning_events.codec import KafkaMessage, kafka_message
 
 __all__ = ["forget", "staged_row"]
 
-#: (payload class, specversion, type, source, time, dataschema, tenant, schemaversion,
-#: traceparent, tracestate) -> (time's offset, headers with placeholders, key prefix,
+#: (payload class, specversion, type, source, dataschema, tenant, schemaversion,
+#: traceparent, tracestate) -> (the time object, headers with placeholders, key prefix,
 #: header JSON before the id, between id and subject, after the subject).
 _TEMPLATES: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 _KEPT = 1024
@@ -57,7 +57,6 @@ def staged_row(
             values["specversion"],
             values["type"],
             values["source"],
-            time,
             values["dataschema"],
             values["tenant"],
             values["schemaversion"],
@@ -68,8 +67,10 @@ def staged_row(
             template = _TEMPLATES.get(key)
         except TypeError:  # an unhashable value, which only model_construct lets in
             key = None
-        if template is not None and template[0] != time.utcoffset():
-            template = None  # an equal instant written with another offset
+        # The very instant object the template was made with (a command's scope stamps
+        # one on all its events): an equal instant may be written with another offset.
+        if template is not None and template[0] is not time:
+            template = None
     else:
         key = None
     if template is None:
@@ -81,7 +82,7 @@ def staged_row(
         headers = template[1].copy()
         headers[1] = ("ce_id", ident_raw)
         headers[5] = ("ce_subject", subject_raw)
-        message = KafkaMessage(
+        message = kafka_message(
             template[2] + subject_raw, data.__pydantic_serializer__.to_json(data), headers
         )
         header_json = (
@@ -133,7 +134,7 @@ def _remember(
     if len(_TEMPLATES) >= _KEPT:
         _TEMPLATES.clear()
     _TEMPLATES[key] = (
-        time.utcoffset(),
+        time,
         headers,
         message.key[: -len(subject_raw)],
         before + '["ce_id", ',
