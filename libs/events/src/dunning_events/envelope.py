@@ -263,9 +263,7 @@ def make_envelope(
                 or trace_context_accepted(traceparent, tracestate)
             )
         ):
-            envelope: Envelope = _new_model(Envelope)
-            set_dict(
-                envelope,
+            return assemble(
                 {
                     "specversion": "1.0",
                     "id": id,
@@ -281,11 +279,8 @@ def make_envelope(
                     "tracestate": tracestate,
                     "data": data,
                 },
+                set(_MADE_FIELDS),
             )
-            set_fields_set(envelope, set(_MADE_FIELDS))
-            set_extra(envelope, None)
-            set_private(envelope, None)
-            return envelope
     envelope = Envelope(
         id=id if id is not None else new_id(),
         type=data.cloudevent_type(),

@@ -17,11 +17,12 @@ its class without a mirror: that class is always validated by pydantic.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from pydantic import BaseModel
@@ -72,8 +73,11 @@ class Mirror:
     """The msgspec decoder of one event class and the step that builds its instance."""
 
     def __init__(self, cls: type[BaseModel]) -> None:
-        translation = _Translation(cls.__pydantic_core_schema__)
-        gate, self.finish = translation.node(cls.__pydantic_core_schema__)
+        schema = cast("dict[str, Any]", cls.__pydantic_core_schema__)
+        gate, finish = _Translation(schema).node(schema)
+        if finish is None:
+            raise Unsupported(f"{cls.__name__}: not a model")
+        self.finish: Finish = finish
         self.decoder = msgspec.json.Decoder(gate)
 
     def decode(self, raw: bytes) -> Any:
@@ -232,8 +236,10 @@ class _Translation:
         # Only a before validator of JSON strings into a plain Decimal (the amounts):
         # pydantic then checks its Decimal in strict Python mode, as below.
         _only(schema, {"function", "schema", "serialization"})
-        if schema["function"]["type"] != "no-info" or set(schema["schema"]) - {"type"} or (
-            schema["schema"]["type"] != "decimal"
+        if (
+            schema["function"]["type"] != "no-info"
+            or set(schema["schema"]) - {"type"}
+            or (schema["schema"]["type"] != "decimal")
         ):
             raise Unsupported("a before validator of anything but a plain decimal")
         function = schema["function"]["function"]
@@ -253,7 +259,7 @@ class _Translation:
     def node_model(self, schema: dict[str, Any]) -> tuple[Any, Finish | None]:
         _only(
             schema,
-            {"cls", "schema", "config", "custom_init", "root_model", "ref", "metadata", "post_init"},
+            {"cls", "schema", "config", "custom_init", "root_model", "post_init"},
         )
         cls = schema["cls"]
         config = schema.get("config", {})
@@ -275,7 +281,7 @@ class _Translation:
         _only(schema, {"fields", "model_name", "computed_fields"})
         if schema["type"] != "model-fields":
             raise Unsupported(schema["type"])
-        definitions = []
+        definitions: list[tuple[Any, ...]] = []
         plan = []
         for name, field in schema["fields"].items():
             _only(field, {"schema", "metadata", "frozen", "serialization_exclude"})
@@ -442,10 +448,8 @@ def validate_payload(cls: type[E], raw: bytes) -> E:
     ``ValidationError``; through ``cls``'s mirror where it accepts ``raw``."""
     mirror = MIRRORS.get(cls)
     if mirror is not None:
-        try:
+        # Whatever the mirror refuses (or fails on), pydantic decides, below.
+        with contextlib.suppress(Exception):
             event: E = mirror.decode(raw)
-        except Exception:  # noqa: BLE001 - whatever the mirror refuses, pydantic decides
-            pass
-        else:
             return event
     return cls.model_validate_json(raw, strict=True)

@@ -176,7 +176,7 @@ def remember_record(value: object, headers: object, envelope: Envelope) -> None:
         if type(pair[0]) is not str or type(pair[1]) is not bytes:
             return
     constant = _CONSTANT[len(headers)](headers)
-    if constant[-1] != _CONTENT_TYPE or envelope.traceparent is None and len(headers) > 10:
+    if constant[-1] != _CONTENT_TYPE or (envelope.traceparent is None and len(headers) > 10):
         return
     _keep(
         _KNOWN,

@@ -45,6 +45,7 @@ def staged_row(
         traceparent, tracestate = values["traceparent"], values["tracestate"]
     ident, subject, time, data = values["id"], values["subject"], values["time"], values["data"]
     template = None
+    key: tuple[Any, ...] | None = None
     if (
         type(ident) is str
         and type(subject) is str
@@ -71,8 +72,6 @@ def staged_row(
         # one on all its events): an equal instant may be written with another offset.
         if template is not None and template[0] is not time:
             template = None
-    else:
-        key = None
     if template is None:
         message, header_json = plain(envelope, traceparent, tracestate)
         if key is not None:
@@ -86,8 +85,10 @@ def staged_row(
             template[2] + subject_raw, data.__pydantic_serializer__.to_json(data), headers
         )
         header_json = (
-            template[3] + _json_text(ident, ident_raw) + template[4]
-        ) + _json_text(subject, subject_raw) + template[5]
+            (template[3] + _json_text(ident, ident_raw) + template[4])
+            + _json_text(subject, subject_raw)
+            + template[5]
+        )
     row = {
         "event_id": ident,
         "topic": data.topic,
