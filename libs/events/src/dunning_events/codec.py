@@ -34,7 +34,12 @@ from pydantic import TypeAdapter, ValidationError
 from dunning_events.common import Instant
 from dunning_events.envelope import Envelope, Event, assemble, trace_context_accepted
 from dunning_events.mirror import validate_payload
-from dunning_events.records import decode_known, remember_record
+from dunning_events.records import (
+    REQUIRED_ATTRIBUTES,
+    accepted_constants,
+    decode_known,
+    remember_record,
+)
 from dunning_events.registry import EVENT_TYPES
 
 __all__ = [
@@ -53,18 +58,6 @@ CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 CE_PREFIX = "ce_"
 
-#: Attributes every event has; a record without one of them is malformed.
-REQUIRED_ATTRIBUTES = (
-    "specversion",
-    "id",
-    "type",
-    "source",
-    "time",
-    "subject",
-    "dataschema",
-    "tenant",
-    "schemaversion",
-)
 _TRACE_ATTRIBUTES = ("traceparent", "tracestate")
 # Attributes we decode. Others (extensions some tool added, e.g. partitionkey) are
 # not part of this contract and are ignored, as CloudEvents lets receivers do.
@@ -502,18 +495,7 @@ def _accepted(key: tuple[Any, ...], attributes: dict[str, Any], data: Event) -> 
 
 def _remember(key: tuple[Any, ...], text: Any, envelope: Envelope) -> None:
     """Remember what the validators accepted in ``envelope``."""
-    _keep(
-        _ACCEPTED,
-        key,
-        (
-            envelope.specversion,
-            envelope.type,
-            envelope.source,
-            envelope.dataschema,
-            envelope.tenant,
-            envelope.schemaversion,
-        ),
-    )
+    _keep(_ACCEPTED, key, accepted_constants(envelope))
     if type(text) is str:
         _keep(_TIMES, text, envelope.time)
 

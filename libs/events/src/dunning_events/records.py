@@ -24,19 +24,22 @@ from pydantic import ValidationError
 from dunning_events.envelope import Envelope, Event, assemble, trace_context_accepted
 from dunning_events.mirror import validate_payload
 
-__all__ = ["decode_known", "remember_record"]
+__all__ = ["REQUIRED_ATTRIBUTES", "accepted_constants", "decode_known", "remember_record"]
 
-_REQUIRED_NAMES = (
-    "ce_specversion",
-    "ce_id",
-    "ce_type",
-    "ce_source",
-    "ce_time",
-    "ce_subject",
-    "ce_dataschema",
-    "ce_tenant",
-    "ce_schemaversion",
+#: Attributes every event has; a record without one of them is malformed. In the
+#: envelope's field order, which is the order of to_kafka's headers.
+REQUIRED_ATTRIBUTES = (
+    "specversion",
+    "id",
+    "type",
+    "source",
+    "time",
+    "subject",
+    "dataschema",
+    "tenant",
+    "schemaversion",
 )
+_REQUIRED_NAMES = tuple(f"ce_{name}" for name in REQUIRED_ATTRIBUTES)
 #: Header names by number of headers: untraced, with traceparent, with tracestate too.
 _LAYOUTS = {
     10: (*_REQUIRED_NAMES, "content-type"),
@@ -181,18 +184,23 @@ def remember_record(value: object, headers: object, envelope: Envelope) -> None:
     _keep(
         _KNOWN,
         constant,
-        (
-            type(envelope.data),
-            envelope.specversion,
-            envelope.type,
-            envelope.source,
-            envelope.dataschema,
-            envelope.tenant,
-            envelope.schemaversion,
-            f"{envelope.tenant}:".encode(),
-        ),
+        (type(envelope.data), *accepted_constants(envelope), f"{envelope.tenant}:".encode()),
     )
     _keep(_INSTANTS, headers[4], envelope.time)
+
+
+def accepted_constants(envelope: Envelope) -> tuple[Any, ...]:
+    """The attributes an envelope's producer keeps for every event of a class (what the
+    decoders remember once the validators accepted them): specversion, type, source,
+    dataschema, tenant, schemaversion."""
+    return (
+        envelope.specversion,
+        envelope.type,
+        envelope.source,
+        envelope.dataschema,
+        envelope.tenant,
+        envelope.schemaversion,
+    )
 
 
 def _keep(cache: dict[Any, Any], key: Any, value: Any) -> None:
