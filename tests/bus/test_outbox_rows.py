@@ -15,7 +15,14 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from sqlalchemy import select
 
-from dunning_events import EVENT_CLASSES, Envelope, Event, codec, make_envelope
+from dunning_events import (
+    EVENT_CLASSES,
+    Envelope,
+    Event,
+    PaymentReceived,
+    codec,
+    make_envelope,
+)
 from dunning_events.codec import KafkaMessage, to_kafka
 from dunning_events.samples import TRACEPARENT, sample_envelope, sample_event
 from dunning_runtime import staging
@@ -177,3 +184,16 @@ def test_rows_from_templates_are_the_plain_rows(
                 expected.key,
                 expected.value,
             )
+
+
+def test_constructed_envelopes_with_equal_values_of_other_types_are_the_plain_rows() -> None:
+    """``True == 1`` and ``hash(True) == hash(1)``: an envelope built without validation
+    with ``schemaversion=True`` must not take the template of one with ``1``."""
+    staging.forget()
+    plain = sample_envelope(PaymentReceived)
+    odd = Envelope.model_construct(**{**plain.__dict__, "schemaversion": True})
+    for envelope in (plain, plain, odd, odd):
+        rows, messages = outbox_rows([envelope], TRACE, NOW)
+        expected = reference_message(envelope, TRACE)
+        assert messages == [expected]
+        assert rows[0]["headers"] == reference_header_json(expected.headers)

@@ -51,6 +51,12 @@ def staged_row(
         and type(subject) is str
         and type(time) is datetime
         and type(values["schemaversion"]) is int
+        # Exact types only: values of other types may be equal and still print otherwise
+        # (1 and True), which only model_construct lets in.
+        and type(values["specversion"]) is str
+        and type(values["type"]) is str
+        and type(values["source"]) is str
+        and type(values["dataschema"]) is str
         and type(values["tenant"]) is str
     ):
         key = (
