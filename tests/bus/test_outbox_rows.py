@@ -4,7 +4,7 @@ the same key, value and headers (and header JSON) for every event, traced or not
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -15,9 +15,17 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from sqlalchemy import select
 
-from dunning_events import EVENT_CLASSES, Envelope, Event, codec
+from dunning_events import (
+    EVENT_CLASSES,
+    Envelope,
+    Event,
+    PaymentReceived,
+    codec,
+    make_envelope,
+)
 from dunning_events.codec import KafkaMessage, to_kafka
-from dunning_events.samples import TRACEPARENT, sample_envelope
+from dunning_events.samples import TRACEPARENT, sample_envelope, sample_event
+from dunning_runtime import staging
 from dunning_runtime.messaging_tables import outbox as outbox_table
 from dunning_runtime.outbox import Outbox, decode_headers, encode_headers, outbox_rows
 from tests.bus.test_outbox import open_ledger
@@ -128,3 +136,64 @@ async def test_staged_rows_in_the_database_are_the_old_bytes(settings_factory) -
         assert (bytes(row.key), bytes(row.value)) == (expected.key, expected.value)
         assert row.headers == reference_header_json(expected.headers)
         assert to_kafka(envelope).value == expected.value
+
+
+@given(
+    cls=st.sampled_from(EVENT_CLASSES),
+    ids=st.lists(st.text(min_size=1, max_size=64), min_size=1, max_size=3),
+    accounts=st.lists(
+        st.text(min_size=1, max_size=20) | st.sampled_from(['"q"', "Ä\\", "a" * 200]),
+        min_size=1,
+        max_size=3,
+    ),
+    trace_headers=st.sampled_from([{}, TRACE, {**TRACE, "tracestate": "v=1"}]),
+    own_trace=st.booleans(),
+    offset=st.sampled_from([0, 120, -210]),
+)
+def test_rows_from_templates_are_the_plain_rows(
+    cls: type[Event],
+    ids: list[str],
+    accounts: list[str],
+    trace_headers: dict[str, str],
+    own_trace: bool,
+    offset: int,
+) -> None:
+    """Events of one kind with other ids and subjects (any text), traced or not, at an
+    instant written with one offset or another: every row and message is the plain way's."""
+    staging.forget()
+    when = NOW.astimezone(timezone(timedelta(minutes=offset)))
+    envelopes = [
+        make_envelope(
+            sample_event(cls).model_copy(update={"account_id": account}),
+            tenant="acme",
+            source="/s",
+            time=when if index % 2 else NOW,
+            id=ident,
+            traceparent=TRACEPARENT if own_trace else None,
+        )
+        for index, (ident, account) in enumerate(zip(ids * 2, accounts * 2, strict=False))
+    ]
+    for _ in range(2):  # the second pass fills the templates the first one kept
+        rows, messages = outbox_rows(envelopes, trace_headers, NOW)
+        for envelope, row, message in zip(envelopes, rows, messages, strict=True):
+            expected = reference_message(envelope, trace_headers)
+            assert message == expected
+            assert row["headers"] == reference_header_json(expected.headers)
+            assert (row["event_id"], row["key"], row["value"]) == (
+                envelope.id,
+                expected.key,
+                expected.value,
+            )
+
+
+def test_constructed_envelopes_with_equal_values_of_other_types_are_the_plain_rows() -> None:
+    """``True == 1`` and ``hash(True) == hash(1)``: an envelope built without validation
+    with ``schemaversion=True`` must not take the template of one with ``1``."""
+    staging.forget()
+    plain = sample_envelope(PaymentReceived)
+    odd = Envelope.model_construct(**{**plain.__dict__, "schemaversion": True})
+    for envelope in (plain, plain, odd, odd):
+        rows, messages = outbox_rows([envelope], TRACE, NOW)
+        expected = reference_message(envelope, TRACE)
+        assert messages == [expected]
+        assert rows[0]["headers"] == reference_header_json(expected.headers)

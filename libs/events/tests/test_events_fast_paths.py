@@ -24,7 +24,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from dunning_events import EVENT_CLASSES, Envelope, Event, Money, PaymentReceived, make_envelope
+from dunning_events import (
+    EVENT_CLASSES,
+    Envelope,
+    Event,
+    Money,
+    PaymentReceived,
+    make_envelope,
+    records,
+)
 from dunning_events import codec as codec_module
 from dunning_events import envelope as envelope_module
 from dunning_events.codec import DecodeError, KafkaMessage, from_json, from_kafka, to_json, to_kafka
@@ -49,6 +57,7 @@ def forget() -> None:
     codec_module._TIMES.clear()
     codec_module._CONSTANT_HEADERS.clear()
     envelope_module._STAMPS.clear()
+    records.forget()
 
 
 def anatomy(envelope: Envelope) -> tuple[Any, ...]:
@@ -361,3 +370,83 @@ def test_amount_text_is_read_as_the_decimal_it_spells(amount: str, currency: str
     if result[0] == "money":
         exact = quantize(check_places(Decimal(amount), currency), currency)
         assert result[1] == (exact.copy_abs() if exact.is_zero() else exact).as_tuple()
+
+
+# -- records in to_kafka's layout (records.py) ---------------------------------------
+
+
+@ALL_EVENTS
+@TRACES
+def test_known_layouts_decode_from_remembered_verdicts_as_validation_does(
+    cls: type[Event], trace: dict[str, str]
+) -> None:
+    envelope = sample_envelope(cls, **trace)
+    key, value, headers = record(envelope)
+    forget()
+    assert records.decode_known(key, value, headers) is None  # nothing remembered yet
+    validated = from_kafka(key, value, headers)
+    codec_module._ACCEPTED.clear()  # so only records.py can skip the validation
+    known = records.decode_known(key, value, headers)
+    assert known is not None
+    assert anatomy(known) == anatomy(validated)
+    # Other ids, subjects and keys of the same kind: what the validating path gives.
+    other = make_envelope(
+        envelope.data.model_copy(update={"account_id": "ÄCME-1"}),
+        tenant=envelope.tenant,
+        source=envelope.source,
+        time=envelope.time,
+        **trace,
+    )
+    key, value, headers = record(other)
+    for record_key in (key, None, b"acme:other", bytearray(key)):
+        warm = outcome(lambda record_key=record_key: from_kafka(record_key, value, headers))
+        forget()
+        cold = outcome(lambda record_key=record_key: from_kafka(record_key, value, headers))
+        assert cold == warm
+
+
+@given(st.data())
+def test_mutated_payloads_keys_and_pairs_get_the_same_verdict_cold_and_warm(
+    data: st.DataObject,
+) -> None:
+    cls = data.draw(st.sampled_from(EVENT_CLASSES))
+    trace = data.draw(st.sampled_from([{}, {"traceparent": TRACEPARENT}]))
+    key, value, headers = record(sample_envelope(cls, **trace))
+    mutated: list[Any] = list(headers)
+    index = data.draw(st.integers(0, len(mutated) - 1))
+    name, raw = mutated[index]
+    mutated[index] = data.draw(
+        st.sampled_from(
+            [
+                [name, raw],
+                (name, bytearray(raw)),
+                (name.upper(), raw),
+                (name, raw, b""),
+                (name, None),
+            ]
+        )
+    )
+    other_value = data.draw(
+        st.sampled_from([value, value[:-1], value.replace(b'"', b"'", 1), b"{}", b"null"])
+    )
+    other_key = data.draw(st.sampled_from([key, None, key + b"x", key.upper()]))
+    for checked in (headers, mutated):
+        cold_and_warm(
+            lambda checked=checked: from_kafka(other_key, other_value, checked),
+            lambda: from_kafka(key, value, headers),
+        )
+
+
+@TRACES
+@pytest.mark.parametrize("wrong", [b"\x80", b"", b"x" * 65, None])
+def test_each_header_of_a_known_layout_made_wrong_gets_the_same_verdict(
+    trace: dict[str, str], wrong: bytes | None
+) -> None:
+    key, value, headers = record(sample_envelope(PaymentReceived, **trace))
+    for index, (name, _raw) in enumerate(headers):
+        mutated = list(headers)
+        mutated[index] = (name, wrong)
+        cold_and_warm(
+            lambda mutated=mutated: from_kafka(key, value, mutated),
+            lambda: from_kafka(key, value, headers),
+        )

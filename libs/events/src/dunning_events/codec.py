@@ -33,6 +33,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from dunning_events.common import Instant
 from dunning_events.envelope import Envelope, Event, assemble, trace_context_accepted
+from dunning_events.mirror import validate_payload
+from dunning_events.records import (
+    REQUIRED_ATTRIBUTES,
+    accepted_constants,
+    decode_known,
+    remember_record,
+)
 from dunning_events.registry import EVENT_TYPES
 
 __all__ = [
@@ -51,18 +58,6 @@ CONTENT_TYPE = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 CE_PREFIX = "ce_"
 
-#: Attributes every event has; a record without one of them is malformed.
-REQUIRED_ATTRIBUTES = (
-    "specversion",
-    "id",
-    "type",
-    "source",
-    "time",
-    "subject",
-    "dataschema",
-    "tenant",
-    "schemaversion",
-)
 _TRACE_ATTRIBUTES = ("traceparent", "tracestate")
 # Attributes we decode. Others (extensions some tool added, e.g. partitionkey) are
 # not part of this contract and are ignored, as CloudEvents lets receivers do.
@@ -92,6 +87,23 @@ class KafkaMessage:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
+_new_message = object.__new__
+# The slots of the frozen dataclass, set through their descriptors: what its __init__
+# does through object.__setattr__, for the encoders' hot loops.
+_set_key = KafkaMessage.__dict__["key"].__set__
+_set_value = KafkaMessage.__dict__["value"].__set__
+_set_headers = KafkaMessage.__dict__["headers"].__set__
+
+
+def kafka_message(key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> KafkaMessage:
+    """``KafkaMessage(key, value, headers)``, built faster."""
+    message: KafkaMessage = _new_message(KafkaMessage)
+    _set_key(message, key)
+    _set_value(message, value)
+    _set_headers(message, headers)
+    return message
+
+
 class DecodeError(ValueError):
     """A record or document that is not a valid event; ``reason`` says why, naming the
     field (e.g. "data.amount.amount: EUR allows at most 2 decimal places")."""
@@ -116,10 +128,10 @@ def to_kafka(envelope: Envelope) -> KafkaMessage:
     values = envelope.__dict__
     data = values["data"]
     # The payload's own serializer, as model_dump_json() calls it, without the str round trip.
-    return KafkaMessage(
-        key=f"{values['tenant']}:{values['subject']}".encode(),
-        value=data.__pydantic_serializer__.to_json(data),
-        headers=_cached_headers(values) or _headers(envelope),
+    return kafka_message(
+        f"{values['tenant']}:{values['subject']}".encode(),
+        data.__pydantic_serializer__.to_json(data),
+        _cached_headers(values) or _headers(envelope),
     )
 
 
@@ -232,8 +244,22 @@ def from_kafka(
     A record in structured mode (content-type ``application/cloudevents+json``) is
     read too, the way the binding says receivers should tell the two apart.
     """
-    # This runs once per consumed record: one pass over the headers, the payload
-    # validated once from its bytes, the envelope validated once.
+    # A record in to_kafka's layout whose constant headers were accepted before: only
+    # what varies is checked (records.py); anything else is decided below.
+    envelope = decode_known(key, value, headers)
+    if envelope is not None:
+        return envelope
+    envelope = _decoded(key, value, headers)
+    remember_record(value, headers, envelope)
+    return envelope
+
+
+def _decoded(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
+) -> Envelope:
+    """``from_kafka`` by validation, the authority on every verdict and reason."""
+    # One pass over the headers, the payload validated once from its bytes, the
+    # envelope validated once.
     attributes, content_type = _read_headers(headers)
     if value is not None and not isinstance(value, (bytes, bytearray, memoryview)):
         raise DecodeError("value: not bytes")
@@ -372,7 +398,7 @@ def _envelope(attributes: dict[str, Any], data: bytes) -> Envelope:
     # strict: the JSON must already have the types the schema gives, as a
     # subscriber validating against the JSON Schema would insist.
     try:
-        payload = cls.model_validate_json(data, strict=True)
+        payload = validate_payload(cls, data)
     except ValidationError as exc:
         raise DecodeError(_reason(exc, "data")) from None
     if "tracestate" in attributes and "traceparent" not in attributes:
@@ -469,18 +495,7 @@ def _accepted(key: tuple[Any, ...], attributes: dict[str, Any], data: Event) -> 
 
 def _remember(key: tuple[Any, ...], text: Any, envelope: Envelope) -> None:
     """Remember what the validators accepted in ``envelope``."""
-    _keep(
-        _ACCEPTED,
-        key,
-        (
-            envelope.specversion,
-            envelope.type,
-            envelope.source,
-            envelope.dataschema,
-            envelope.tenant,
-            envelope.schemaversion,
-        ),
-    )
+    _keep(_ACCEPTED, key, accepted_constants(envelope))
     if type(text) is str:
         _keep(_TIMES, text, envelope.time)
 

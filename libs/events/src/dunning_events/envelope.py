@@ -243,10 +243,10 @@ def make_envelope(
     # A command stamps many events with one tenant, source and instant (its scope):
     # once the envelope has accepted them for an event class, the next event of that
     # class only needs the checks of what varies (id, subject, trace context).
-    cls = builtins.type(data)
+    cls = _kind(data)
     stamp = (
         _STAMPS.get((cls, tenant, source))
-        if builtins.type(tenant) is str and builtins.type(source) is str
+        if _kind(tenant) is str and _kind(source) is str
         else None
     )
     if stamp is not None and stamp[0] is time:
@@ -254,11 +254,14 @@ def make_envelope(
             id = new_id()
         subject = data.account_id
         if (
-            builtins.type(id) is str
+            _kind(id) is str
             and 0 < len(id) <= 64
-            and builtins.type(subject) is str
+            and _kind(subject) is str
             and 0 < len(subject) <= 200
-            and trace_context_accepted(traceparent, tracestate)
+            and (
+                (traceparent is None and tracestate is None)
+                or trace_context_accepted(traceparent, tracestate)
+            )
         ):
             return assemble(
                 {
@@ -313,17 +316,24 @@ _STAMPS: dict[tuple[builtins.type[Event], str, str], tuple[datetime, str, str, i
 _STAMPS_KEPT = 1024
 
 _new_model = object.__new__
-_set = object.__setattr__
+_kind = builtins.type
+# BaseModel's slots, set through their descriptors: what object.__setattr__ ends in,
+# without its lookup (pydantic's own __setattr__ refuses, the models being frozen).
+_SLOTS = BaseModel.__dict__
+set_dict = _SLOTS["__dict__"].__set__
+set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+set_extra = _SLOTS["__pydantic_extra__"].__set__
+set_private = _SLOTS["__pydantic_private__"].__set__
 
 
 def assemble(values: dict[str, Any], fields_set: set[str]) -> Envelope:
     """The Envelope of ``values`` (every field, in declaration order), as validation
     would have built it, without validating: for callers that checked the values."""
     envelope: Envelope = _new_model(Envelope)
-    _set(envelope, "__dict__", values)
-    _set(envelope, "__pydantic_fields_set__", fields_set)
-    _set(envelope, "__pydantic_extra__", None)
-    _set(envelope, "__pydantic_private__", None)
+    set_dict(envelope, values)
+    set_fields_set(envelope, fields_set)
+    set_extra(envelope, None)
+    set_private(envelope, None)
     return envelope
 
 

@@ -40,6 +40,7 @@ from dunning_runtime.errors import Outage, raise_if_cancelled, transient_retries
 from dunning_runtime.liveness import Liveness
 from dunning_runtime.messaging_tables import outbox, relay_lease
 from dunning_runtime.metrics import EVENTS_PUBLISHED
+from dunning_runtime.staging import staged_row
 from dunning_runtime.telemetry import current_trace_headers, publish_spans
 
 log = logging.getLogger(__name__)
@@ -136,25 +137,25 @@ def outbox_rows(
     traceparent = trace_headers.get("traceparent")
     tracestate = trace_headers.get("tracestate")
     for envelope in envelopes:
-        if envelope.traceparent is None and traceparent is not None:
-            # model_copy(update=...) without its generic steps: the same envelope.
-            envelope = assemble(
-                {**envelope.__dict__, "traceparent": traceparent, "tracestate": tracestate},
-                envelope.__pydantic_fields_set__ | _TRACE_FIELDS,
-            )
-        message = to_kafka(envelope)
+        # Events of one kind share a template of their headers (staging.py).
+        row, message = staged_row(envelope, traceparent, tracestate, now, _plain_record)
+        rows.append(row)
         messages.append(message)
-        rows.append(
-            {
-                "event_id": envelope.id,
-                "topic": envelope.data.topic,
-                "key": message.key,
-                "value": message.value,
-                "headers": encode_headers(message.headers),
-                "created_at": now,
-            }
-        )
     return rows, messages
+
+
+def _plain_record(
+    envelope: Envelope, traceparent: str | None, tracestate: str | None
+) -> tuple[KafkaMessage, str]:
+    """The message of ``envelope`` with this trace context, and its header JSON."""
+    if envelope.traceparent is None and traceparent is not None:
+        # model_copy(update=...) without its generic steps: the same envelope.
+        envelope = assemble(
+            {**envelope.__dict__, "traceparent": traceparent, "tracestate": tracestate},
+            envelope.__pydantic_fields_set__ | _TRACE_FIELDS,
+        )
+    message = to_kafka(envelope)
+    return message, encode_headers(message.headers)
 
 
 async def _insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
