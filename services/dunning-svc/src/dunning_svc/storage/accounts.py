@@ -31,7 +31,6 @@ from dunning_svc.storage.tables import (
     accounts,
 )
 
-
 #: An account row as PostgreSQL's bulk load hands it to ``to_account`` (attribute access,
 #: like SQLAlchemy's rows), the columns in table order.
 _Row = namedtuple("_Row", [c.name for c in accounts.c])  # type: ignore[misc]
