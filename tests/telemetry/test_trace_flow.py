@@ -123,10 +123,20 @@ def _overdue_decisions(nodes: list[Node]) -> list[Node]:
 
 def _complete(stores: Stores) -> list[Node] | None:
     """Zipkin's spans once the flow's landmarks are all there (each service exports in
-    its own batches, so they arrive in any order)."""
+    its own batches, so they arrive in any order). The landmarks include every kind of
+    span the checks pick out by name, the publishes too: a check must never read a list
+    that a later batch would still have filled."""
     nodes = stores.zipkin_nodes(SERVICES)
     landmarks = {
         "post": named(nodes, "POST /v1/invoices"),
+        "issued": named(
+            nodes, "invoices publish", **{"cloudevents.event_type": "dunning.InvoiceIssued.v1"}
+        ),
+        "requested": named(
+            nodes,
+            "dunning.commands publish",
+            **{"cloudevents.event_type": "dunning.NotificationRequested.v1"},
+        ),
         "overdue": named(nodes, "invoice overdue"),
         "decision": _overdue_decisions(nodes),
         "send": sent(stores),
